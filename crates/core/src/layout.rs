@@ -1,0 +1,115 @@
+//! The on-target layout of a store root, shared by every target.
+//!
+//! ```text
+//! ROOT/current -> releases/NAME   replaced only by rename(2)
+//! ROOT/releases/NAME/…            assembled trees, regular files hardlinked from objects/
+//! ROOT/objects/ab/cdef…+0444      blobs named by content hash and stored mode
+//! ROOT/manifests/NAME.manifest    one per release that ever became current
+//! ROOT/tmp/                       uploads, partial releases, staged manifests
+//! ROOT/lock                       held by mutating commands
+//! ROOT/relstore.toml              format version of this root
+//! ```
+//!
+//! A release exists once its manifest is in `manifests/`. A push stages the manifest in
+//! `tmp/` and moves it into `manifests/` right after the swap made the release current,
+//! so a push that died before its swap never counts as a release (it leaves at most
+//! debris that the next mutating command removes).
+
+use crate::release::ReleaseName;
+
+/// The symlink a web server serves.
+pub const CURRENT: &str = "current";
+/// Directory of assembled releases.
+pub const RELEASES: &str = "releases";
+/// Directory of content-addressed blobs.
+pub const OBJECTS: &str = "objects";
+/// Directory of release manifests.
+pub const MANIFESTS: &str = "manifests";
+/// Work area: never served, emptied by every mutating command once it holds the lock.
+pub const TMP: &str = "tmp";
+/// The lock file.
+pub const LOCK: &str = "lock";
+/// The store's format marker.
+pub const CONFIG: &str = "relstore.toml";
+/// Version of this layout; a root with another version is refused.
+pub const STORE_FORMAT: u32 = 1;
+/// File name suffix of manifests.
+pub const MANIFEST_SUFFIX: &str = ".manifest";
+
+/// Content of a fresh `relstore.toml`.
+pub fn config_contents() -> String {
+    format!(
+        "# relstore store root: see https://example.invalid/relstore\nformat = {STORE_FORMAT}\n"
+    )
+}
+
+/// Reads the `format = N` line of `relstore.toml`; `None` when absent or malformed.
+pub fn parse_config_format(text: &str) -> Option<u32> {
+    text.lines().find_map(|line| {
+        let (k, v) = line.split_once('=')?;
+        if k.trim() == "format" {
+            v.trim().parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+/// `releases/NAME`
+pub fn release_dir(name: &ReleaseName) -> String {
+    format!("{RELEASES}/{name}")
+}
+
+/// `manifests/NAME.manifest`
+pub fn manifest_file(name: &ReleaseName) -> String {
+    format!("{MANIFESTS}/{name}{MANIFEST_SUFFIX}")
+}
+
+/// `tmp/NAME.manifest`: a manifest written before the swap, moved into `manifests/`
+/// right after it.
+pub fn staged_manifest_file(name: &ReleaseName) -> String {
+    format!("{TMP}/{name}{MANIFEST_SUFFIX}")
+}
+
+/// `tmp/NAME.partial`: where a release is assembled before it is renamed into place.
+pub fn partial_dir(name: &ReleaseName) -> String {
+    format!("{TMP}/{name}.partial")
+}
+
+/// What `current` points at for a release: relative, so the root can be moved.
+pub fn current_link_target(name: &ReleaseName) -> String {
+    release_dir(name)
+}
+
+/// Extracts the release name from the target of `current`; `None` when the link
+/// points anywhere else.
+pub fn release_from_link_target(target: &[u8]) -> Option<ReleaseName> {
+    let s = std::str::from_utf8(target).ok()?;
+    let s = s.strip_prefix("./").unwrap_or(s);
+    let name = s.strip_prefix(RELEASES)?.strip_prefix('/')?;
+    let name = name.strip_suffix('/').unwrap_or(name);
+    ReleaseName::parse(name).ok()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn current_target_round_trips() {
+        let n = ReleaseName::parse("v1").unwrap();
+        assert_eq!(
+            release_from_link_target(current_link_target(&n).as_bytes()),
+            Some(n)
+        );
+        assert_eq!(release_from_link_target(b"/etc"), None);
+        assert_eq!(release_from_link_target(b"releases/../x"), None);
+    }
+
+    #[test]
+    fn config_format_parses() {
+        assert_eq!(parse_config_format(&config_contents()), Some(STORE_FORMAT));
+        assert_eq!(parse_config_format("nothing"), None);
+    }
+}

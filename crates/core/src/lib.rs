@@ -1,0 +1,28 @@
+//! relstore's shared vocabulary.
+//!
+//! relstore deploys file trees as releases assembled from content-addressed objects.
+//! This crate holds what every other crate agrees on and nothing that does I/O beyond
+//! small helpers: object ids ([`hash`]), relative byte paths ([`path`]), release names
+//! ([`release`]), the manifest format and its validation ([`manifest`]), manifest
+//! comparison ([`diff`]), the on-target layout ([`layout`]), the [`target::Target`]
+//! trait that the local and SSH targets implement, lock records ([`lock`]), progress
+//! reporting ([`progress`]) and crash-test kill points ([`failpoint`]).
+//!
+//! It has no async runtime and no knowledge of any particular target.
+
+pub mod diff;
+pub mod failpoint;
+pub mod hash;
+pub mod layout;
+pub mod lock;
+pub mod manifest;
+pub mod path;
+pub mod progress;
+pub mod release;
+pub mod target;
+pub mod verify_read;
+
+pub use hash::{ContentHash, ObjectId};
+pub use manifest::{Entry, EntryKind, Manifest};
+pub use release::ReleaseName;
+pub use target::{Target, TargetError, TargetResult};

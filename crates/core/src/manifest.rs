@@ -1,0 +1,564 @@
+//! The manifest: a sorted list of every entry of a release, with a small header.
+//!
+//! On disk (`manifests/NAME.manifest`) a manifest is
+//! `MAGIC | u32 format | u32 header_len | header | u64 body_len | u64 zbody_len |
+//! zstd(body) | blake3(all preceding bytes)`, where header and body are bincode (serde).
+//! The header comes first and uncompressed so `releases` can list a store by reading a
+//! few hundred bytes per release; the trailing checksum turns any corruption into a
+//! clear error instead of a wrong tree.
+//!
+//! A manifest read from a target is input: decoding never panics, allocates within
+//! declared bounds, and [`Manifest::validate`] rejects absolute paths, `..`, `.`, empty
+//! components, NUL, unsorted or duplicate entries, and entries whose parent is not a
+//! directory of the same manifest (so assembly can never write through a symlink).
+
+use std::collections::HashSet;
+use std::io::Read;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hash::{ContentHash, ObjectId};
+use crate::path::{self, cmp_paths, Escaped, PathProblem};
+use crate::release::{self, ReleaseName};
+
+/// Version of the on-disk manifest encoding; bumped on any incompatible change.
+pub const MANIFEST_FORMAT: u32 = 1;
+const MAGIC: &[u8; 8] = b"RELSTMF\n";
+/// Upper bound on the encoded header, so a listing never reads more than this.
+pub const MAX_HEADER_LEN: usize = 16 * 1024;
+/// Upper bound on the decoded body (about 10 million entries); guards against a
+/// hostile length or a decompression bomb.
+pub const MAX_BODY_LEN: u64 = 2 << 30;
+const PREFIX_LEN: usize = 8 + 4 + 4;
+
+/// What kind of file system object an entry is, with what it needs to be recreated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    /// A directory (empty ones included); `mode` is its permission bits.
+    Dir { mode: u32 },
+    /// A regular file; its content lives in the object `ObjectId::for_file(hash, mode)`.
+    File {
+        size: u64,
+        hash: ContentHash,
+        mode: u32,
+    },
+    /// A symbolic link, stored verbatim and never followed.
+    Symlink {
+        #[serde(with = "serde_bytes")]
+        target: Vec<u8>,
+    },
+}
+
+impl EntryKind {
+    /// Short lower-case name for output.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EntryKind::Dir { .. } => "dir",
+            EntryKind::File { .. } => "file",
+            EntryKind::Symlink { .. } => "symlink",
+        }
+    }
+}
+
+/// One path of a release.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Relative path, raw bytes, `/`-separated.
+    #[serde(with = "serde_bytes")]
+    pub path: Vec<u8>,
+    /// What is at that path.
+    pub kind: EntryKind,
+}
+
+impl Entry {
+    /// The object this entry is linked from: `None` for directories, symlinks and
+    /// zero-length files (those are created fresh in every release).
+    pub fn object(&self) -> Option<ObjectId> {
+        match self.kind {
+            EntryKind::File {
+                size, hash, mode, ..
+            } if size > 0 => Some(ObjectId::for_file(hash, mode)),
+            _ => None,
+        }
+    }
+}
+
+/// Counts that describe a release without decoding its body.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub entries: u64,
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    /// Sum of regular file sizes.
+    pub bytes: u64,
+}
+
+impl Totals {
+    /// Counts `entries`.
+    pub fn of(entries: &[Entry]) -> Totals {
+        let mut t = Totals {
+            entries: entries.len() as u64,
+            ..Totals::default()
+        };
+        for e in entries {
+            match &e.kind {
+                EntryKind::Dir { .. } => t.dirs += 1,
+                EntryKind::File { size, .. } => {
+                    t.files += 1;
+                    t.bytes = t.bytes.saturating_add(*size);
+                }
+                EntryKind::Symlink { .. } => t.symlinks += 1,
+            }
+        }
+        t
+    }
+}
+
+/// Metadata of a release, readable on its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// Release name; must equal the manifest's file name.
+    pub release: String,
+    /// Creation time, nanoseconds since the Unix epoch (UTC).
+    pub created_unix_ns: i64,
+    /// Version of relstore that wrote it.
+    pub tool_version: String,
+    /// Counts, checked against the body on load.
+    pub totals: Totals,
+}
+
+/// A complete manifest: header plus entries in [`cmp_paths`] order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    pub header: Header,
+    pub entries: Vec<Entry>,
+}
+
+/// Why a manifest could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("not a relstore manifest (bad magic bytes)")]
+    BadMagic,
+    #[error("manifest format {0} is not supported by this relstore (supports {MANIFEST_FORMAT})")]
+    UnsupportedFormat(u32),
+    #[error("truncated")]
+    Truncated,
+    #[error("checksum mismatch (the file is corrupt)")]
+    Checksum,
+    #[error("declared size {0} exceeds the limit")]
+    TooLarge(u64),
+    #[error("undecodable: {0}")]
+    Decode(String),
+    #[error("invalid path {path:?}: {problem}")]
+    InvalidPath { path: String, problem: PathProblem },
+    #[error("entries out of order or duplicated at {0:?}")]
+    NotSorted(String),
+    #[error("{0:?} has no parent directory entry")]
+    MissingParent(String),
+    #[error("invalid symlink target at {0:?}")]
+    BadSymlink(String),
+    #[error("invalid mode {mode:o} at {path:?}")]
+    BadMode { path: String, mode: u32 },
+    #[error("header totals do not match the entries")]
+    BadTotals,
+    #[error("invalid release name in header: {0}")]
+    BadName(String),
+    #[error("header names release {found:?}, expected {expected:?}")]
+    NameMismatch { expected: String, found: String },
+}
+
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<{ MAX_BODY_LEN as usize }>()
+}
+
+impl Manifest {
+    /// Builds a manifest from entries in any order; sorts them and computes totals.
+    pub fn new(release: &ReleaseName, created_unix_ns: i64, mut entries: Vec<Entry>) -> Manifest {
+        entries.sort_unstable_by(|a, b| cmp_paths(&a.path, &b.path));
+        let totals = Totals::of(&entries);
+        Manifest {
+            header: Header {
+                release: release.as_str().to_owned(),
+                created_unix_ns,
+                tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+                totals,
+            },
+            entries,
+        }
+    }
+
+    /// True when both describe the same tree (headers aside): the test for "nothing
+    /// changed since the current release".
+    pub fn same_tree(&self, other: &Manifest) -> bool {
+        self.entries == other.entries
+    }
+
+    /// Distinct objects this release links, in first-use order.
+    pub fn objects(&self) -> Vec<ObjectId> {
+        let mut seen = HashSet::with_capacity(self.entries.len());
+        self.entries
+            .iter()
+            .filter_map(Entry::object)
+            .filter(|id| seen.insert(*id))
+            .collect()
+    }
+
+    /// Encodes to the on-disk form.
+    pub fn encode(&self) -> Vec<u8> {
+        // Encoding plain data into a Vec cannot fail; fall back to empty on the
+        // impossible path rather than panic.
+        let header =
+            bincode::serde::encode_to_vec(&self.header, bincode_config()).unwrap_or_default();
+        let body =
+            bincode::serde::encode_to_vec(&self.entries, bincode_config()).unwrap_or_default();
+        let zbody = zstd::bulk::compress(&body, 3).unwrap_or_default();
+        let mut out = Vec::with_capacity(PREFIX_LEN + header.len() + 16 + zbody.len() + 32);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&MANIFEST_FORMAT.to_le_bytes());
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(zbody.len() as u64).to_le_bytes());
+        out.extend_from_slice(&zbody);
+        let sum = blake3::hash(&out);
+        out.extend_from_slice(sum.as_bytes());
+        out
+    }
+
+    /// Decodes and fully validates a manifest. `expected_name`, when given, must match
+    /// the header (a manifest renamed on the target is refused).
+    pub fn decode(bytes: &[u8], expected_name: Option<&str>) -> Result<Manifest, ManifestError> {
+        let (header, header_end) = decode_header_at(bytes)?;
+        if bytes.len() < header_end + 16 + 32 {
+            return Err(ManifestError::Truncated);
+        }
+        let (payload, sum) = bytes.split_at(bytes.len() - 32);
+        if blake3::hash(payload).as_bytes() != sum {
+            return Err(ManifestError::Checksum);
+        }
+        let body_len = read_u64(payload, header_end)?;
+        let zbody_len = read_u64(payload, header_end + 8)?;
+        if body_len > MAX_BODY_LEN {
+            return Err(ManifestError::TooLarge(body_len));
+        }
+        let zstart = header_end + 16;
+        if (payload.len() - zstart) as u64 != zbody_len {
+            return Err(ManifestError::Truncated);
+        }
+        let mut body = Vec::with_capacity(body_len.min(64 << 20) as usize);
+        let decoder = zstd::stream::read::Decoder::new(&payload[zstart..])
+            .map_err(|e| ManifestError::Decode(e.to_string()))?;
+        decoder
+            .take(body_len + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| ManifestError::Decode(e.to_string()))?;
+        if body.len() as u64 != body_len {
+            return Err(ManifestError::Decode(
+                "body length differs from header".into(),
+            ));
+        }
+        let (entries, used): (Vec<Entry>, usize) =
+            bincode::serde::decode_from_slice(&body, bincode_config())
+                .map_err(|e| ManifestError::Decode(e.to_string()))?;
+        if used != body.len() {
+            return Err(ManifestError::Decode("trailing bytes after entries".into()));
+        }
+        let manifest = Manifest { header, entries };
+        manifest.validate(expected_name)?;
+        Ok(manifest)
+    }
+
+    /// Checks every invariant a manifest from an untrusted source must hold.
+    pub fn validate(&self, expected_name: Option<&str>) -> Result<(), ManifestError> {
+        validate_header(&self.header, expected_name)?;
+        let mut dirs: HashSet<&[u8]> = HashSet::new();
+        let mut prev: Option<&[u8]> = None;
+        for entry in &self.entries {
+            let p = entry.path.as_slice();
+            path::validate_rel_path(p).map_err(|problem| ManifestError::InvalidPath {
+                path: path::escape(p),
+                problem,
+            })?;
+            if let Some(prev) = prev {
+                if cmp_paths(prev, p).is_ge() {
+                    return Err(ManifestError::NotSorted(path::escape(p)));
+                }
+            }
+            prev = Some(p);
+            if let Some(parent) = path::parent(p) {
+                if !dirs.contains(parent) {
+                    return Err(ManifestError::MissingParent(path::escape(p)));
+                }
+            }
+            match &entry.kind {
+                EntryKind::Dir { mode } => {
+                    check_mode(p, *mode)?;
+                    dirs.insert(p);
+                }
+                EntryKind::File { mode, .. } => check_mode(p, *mode)?,
+                EntryKind::Symlink { target } => {
+                    if target.is_empty() || target.len() > path::MAX_PATH_LEN || target.contains(&0)
+                    {
+                        return Err(ManifestError::BadSymlink(path::escape(p)));
+                    }
+                }
+            }
+        }
+        if Totals::of(&self.entries) != self.header.totals {
+            return Err(ManifestError::BadTotals);
+        }
+        Ok(())
+    }
+}
+
+fn check_mode(p: &[u8], mode: u32) -> Result<(), ManifestError> {
+    if mode & !0o7777 != 0 {
+        return Err(ManifestError::BadMode {
+            path: Escaped(p).to_string(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+fn validate_header(h: &Header, expected_name: Option<&str>) -> Result<(), ManifestError> {
+    release::validate_name(&h.release).map_err(|e| ManifestError::BadName(e.to_string()))?;
+    if let Some(expected) = expected_name {
+        if h.release != expected {
+            return Err(ManifestError::NameMismatch {
+                expected: expected.to_owned(),
+                found: h.release.clone(),
+            });
+        }
+    }
+    if h.tool_version.len() > 64 {
+        return Err(ManifestError::Decode("tool version too long".into()));
+    }
+    Ok(())
+}
+
+fn read_u32(b: &[u8], at: usize) -> Result<u32, ManifestError> {
+    let s = b.get(at..at + 4).ok_or(ManifestError::Truncated)?;
+    Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn read_u64(b: &[u8], at: usize) -> Result<u64, ManifestError> {
+    let s = b.get(at..at + 8).ok_or(ManifestError::Truncated)?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(s);
+    Ok(u64::from_le_bytes(a))
+}
+
+fn decode_header_at(bytes: &[u8]) -> Result<(Header, usize), ManifestError> {
+    if bytes.len() < PREFIX_LEN {
+        return Err(if bytes.starts_with(&MAGIC[..bytes.len().min(8)]) {
+            ManifestError::Truncated
+        } else {
+            ManifestError::BadMagic
+        });
+    }
+    if &bytes[..8] != MAGIC {
+        return Err(ManifestError::BadMagic);
+    }
+    let format = read_u32(bytes, 8)?;
+    if format != MANIFEST_FORMAT {
+        return Err(ManifestError::UnsupportedFormat(format));
+    }
+    let header_len = read_u32(bytes, 12)? as usize;
+    if header_len > MAX_HEADER_LEN {
+        return Err(ManifestError::TooLarge(header_len as u64));
+    }
+    let raw = bytes
+        .get(PREFIX_LEN..PREFIX_LEN + header_len)
+        .ok_or(ManifestError::Truncated)?;
+    let (header, used): (Header, usize) = bincode::serde::decode_from_slice(
+        raw,
+        bincode::config::standard().with_limit::<MAX_HEADER_LEN>(),
+    )
+    .map_err(|e| ManifestError::Decode(e.to_string()))?;
+    if used != header_len {
+        return Err(ManifestError::Decode("header length mismatch".into()));
+    }
+    Ok((header, PREFIX_LEN + header_len))
+}
+
+/// Decodes only the header from the first bytes of a manifest file (at most
+/// [`MAX_HEADER_LEN`] + 16 are needed). The body and checksum are not checked here;
+/// anything that uses the entries goes through [`Manifest::decode`].
+pub fn decode_header(prefix: &[u8], expected_name: Option<&str>) -> Result<Header, ManifestError> {
+    let (header, _) = decode_header_at(prefix)?;
+    validate_header(&header, expected_name)?;
+    Ok(header)
+}
+
+/// How many leading bytes of a manifest file [`decode_header`] may need.
+pub const HEADER_PREFIX_LEN: usize = PREFIX_LEN + MAX_HEADER_LEN;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        let h = ContentHash::from(blake3::hash(b"content"));
+        let entries = vec![
+            Entry {
+                path: b"b.txt".to_vec(),
+                kind: EntryKind::File {
+                    size: 7,
+                    hash: h,
+                    mode: 0o644,
+                },
+            },
+            Entry {
+                path: b"a".to_vec(),
+                kind: EntryKind::Dir { mode: 0o755 },
+            },
+            Entry {
+                path: b"a/caf\xe9".to_vec(),
+                kind: EntryKind::File {
+                    size: 7,
+                    hash: h,
+                    mode: 0o755,
+                },
+            },
+            Entry {
+                path: b"a/link".to_vec(),
+                kind: EntryKind::Symlink {
+                    target: b"../b.txt".to_vec(),
+                },
+            },
+        ];
+        Manifest::new(
+            &ReleaseName::parse("r1").unwrap(),
+            1_700_000_000_000_000_000,
+            entries,
+        )
+    }
+
+    #[test]
+    fn encode_decode_round_trip() {
+        let m = sample();
+        let bytes = m.encode();
+        let back = Manifest::decode(&bytes, Some("r1")).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(
+            decode_header(&bytes[..100.min(bytes.len())], Some("r1")).unwrap(),
+            m.header
+        );
+        assert_eq!(
+            back.objects().len(),
+            2,
+            "same content, two modes: two objects"
+        );
+    }
+
+    #[test]
+    fn rejects_wrong_name_and_every_single_bit_flip() {
+        let bytes = sample().encode();
+        assert!(matches!(
+            Manifest::decode(&bytes, Some("r2")),
+            Err(ManifestError::NameMismatch { .. })
+        ));
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x10;
+            assert!(
+                Manifest::decode(&b, Some("r1")).is_err(),
+                "flip at {i} accepted"
+            );
+        }
+        for len in 0..bytes.len() {
+            assert!(Manifest::decode(&bytes[..len], None).is_err());
+        }
+    }
+
+    #[test]
+    fn random_garbage_never_panics() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let valid = sample().encode();
+        for round in 0..3000 {
+            let mut b: Vec<u8> = if round % 3 == 0 {
+                (0..rng.usize(0..400)).map(|_| rng.u8(..)).collect()
+            } else {
+                valid.clone()
+            };
+            if round % 3 != 0 {
+                // Keep the magic/version so the decoder goes deep, then corrupt.
+                for _ in 0..rng.usize(1..8) {
+                    let i = rng.usize(8..b.len());
+                    b[i] = rng.u8(..);
+                }
+            }
+            let _ = Manifest::decode(&b, None);
+            let _ = decode_header(&b, None);
+        }
+    }
+
+    fn with_entries(entries: Vec<Entry>) -> Manifest {
+        let mut m = sample();
+        m.header.totals = Totals::of(&entries);
+        m.entries = entries;
+        m
+    }
+
+    fn file(path: &[u8]) -> Entry {
+        Entry {
+            path: path.to_vec(),
+            kind: EntryKind::File {
+                size: 1,
+                hash: ContentHash::empty(),
+                mode: 0o644,
+            },
+        }
+    }
+
+    /// Hostile manifests are re-encoded with a valid checksum so that validation, not
+    /// the checksum, must catch them.
+    #[test]
+    fn hostile_entries_are_rejected_after_a_valid_checksum() {
+        let link = Entry {
+            path: b"l".to_vec(),
+            kind: EntryKind::Symlink {
+                target: b"/etc".to_vec(),
+            },
+        };
+        let cases: Vec<Vec<Entry>> = vec![
+            vec![file(b"/etc/passwd")],
+            vec![file(b"../x")],
+            vec![file(b"a/./b")],
+            vec![file(b"a\0b")],
+            vec![file(b"")],
+            vec![file(b"b"), file(b"a")],
+            vec![file(b"a"), file(b"a")],
+            vec![file(b"nodir/x")],
+            vec![link.clone(), file(b"l/passwd")],
+            vec![Entry {
+                path: b"m".to_vec(),
+                kind: EntryKind::Dir { mode: 0o40755 },
+            }],
+            vec![Entry {
+                path: b"s".to_vec(),
+                kind: EntryKind::Symlink { target: vec![] },
+            }],
+        ];
+        for entries in cases {
+            let m = with_entries(entries.clone());
+            let bytes = m.encode();
+            assert!(
+                Manifest::decode(&bytes, None).is_err(),
+                "accepted {entries:?}"
+            );
+        }
+        let mut m = sample();
+        m.header.totals.files += 1;
+        assert!(matches!(
+            Manifest::decode(&m.encode(), None),
+            Err(ManifestError::BadTotals)
+        ));
+        let mut m = sample();
+        m.header.release = "../x".into();
+        assert!(Manifest::decode(&m.encode(), None).is_err());
+    }
+}

@@ -1,0 +1,48 @@
+//! Progress reporting, owned by the library so the engine and targets can report
+//! without knowing about terminals; the CLI implements it with progress bars and tests
+//! use [`NoProgress`].
+
+/// A step of a push (or another command) that can take long enough to watch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Scan,
+    Hash,
+    Compare,
+    Upload,
+    Assemble,
+    Swap,
+}
+
+impl Phase {
+    /// Lower-case name, as used in `--json` timings.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Scan => "scan",
+            Phase::Hash => "hash",
+            Phase::Compare => "compare",
+            Phase::Upload => "upload",
+            Phase::Assemble => "assemble",
+            Phase::Swap => "swap",
+        }
+    }
+}
+
+/// Receives progress; must be cheap, it is called from worker threads.
+pub trait Progress: Sync {
+    /// A phase starts; `total` is in items, or bytes for [`Phase::Upload`] and
+    /// [`Phase::Hash`]; 0 when unknown.
+    fn start(&self, phase: Phase, total: u64);
+    /// `n` more items (or bytes) of the current phase are done.
+    fn advance(&self, n: u64);
+    /// The current phase is over.
+    fn finish(&self);
+}
+
+/// Progress that goes nowhere.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&self, _: Phase, _: u64) {}
+    fn advance(&self, _: u64) {}
+    fn finish(&self) {}
+}

@@ -1,0 +1,166 @@
+//! The one trait every kind of target implements.
+//!
+//! Operations are coarse and batched — "which of these objects are missing", "put these
+//! objects", "assemble this release" — so each target can use its best tool: parallel
+//! `link(2)` and `rename(2)` locally, hundreds of pipelined `hardlink@openssh.com` and
+//! `posix-rename@openssh.com` requests over SFTP. The push, rollback, prune and verify
+//! algorithms are written once, in the engine, against this trait. The trait is
+//! synchronous and object-safe (`Arc<dyn Target>`); an async target keeps its runtime
+//! inside.
+
+use std::io::{self, Read};
+
+use crate::hash::ObjectId;
+use crate::manifest::{Entry, ManifestError};
+use crate::progress::Progress;
+use crate::release::ReleaseName;
+
+/// What went wrong on a target, always naming the place.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// A file-system (or remote file-system) operation failed.
+    #[error("cannot {op} {path}")]
+    Io {
+        op: &'static str,
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The location exists but is not something relstore may use as a store root.
+    #[error("{location}: {reason}")]
+    NotAStore { location: String, reason: String },
+    /// A manifest on the target could not be decoded or failed validation.
+    #[error("corrupt manifest {path}")]
+    Manifest {
+        path: String,
+        #[source]
+        source: ManifestError,
+    },
+    /// Reading the content of an object to upload failed (source changed, unreadable).
+    #[error("cannot read content for object {object}")]
+    Blob {
+        object: String,
+        #[source]
+        source: io::Error,
+    },
+    /// A release to create already exists.
+    #[error("release {name} already exists on {location}")]
+    ReleaseExists { name: String, location: String },
+    /// Anything else, with its context already in the message.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Result type of target operations.
+pub type TargetResult<T> = Result<T, TargetError>;
+
+/// State of the root after [`Target::open`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opened {
+    /// A store was already there.
+    Existing,
+    /// The layout was just created.
+    Created,
+}
+
+/// One object to upload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Upload {
+    pub id: ObjectId,
+    pub size: u64,
+}
+
+/// Where the bytes of objects to upload come from: the source tree during a push, a
+/// local release store or `--source` directory when an evicted release comes back.
+/// Readers must verify content against the id (see
+/// [`crate::verify_read::HashCheckingReader`]).
+pub trait BlobSource: Sync {
+    /// Opens the content of `upload`.
+    fn open(&self, upload: &Upload) -> io::Result<Box<dyn Read + Send>>;
+    /// Names the source of `upload` for messages (a path, usually).
+    fn describe(&self, upload: &Upload) -> String;
+}
+
+/// Totals of one assembly.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AssembleStats {
+    pub dirs: u64,
+    pub links: u64,
+    pub empty_files: u64,
+    pub symlinks: u64,
+    /// Extra object copies made because a file system capped links per inode.
+    pub object_copies: u64,
+}
+
+/// What removing a release left behind.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Removal {
+    /// Paths (under the target) that could not be deleted, with the reason.
+    pub left_behind: Vec<String>,
+}
+
+/// A store root: the embedded local directory, or a directory on an SSH server.
+pub trait Target: Send + Sync {
+    /// Where this target is, for messages: a path or `user@host:path`.
+    fn location(&self) -> &str;
+
+    /// Checks that the root is a store of a supported format. With `create`, a missing
+    /// or empty root gets the layout; a non-empty directory that is not a store, or a
+    /// path that is a file, is refused either way.
+    fn open(&self, create: bool) -> TargetResult<Opened>;
+
+    /// Creates the lock file with `contents` exclusively; `false` when one exists.
+    fn create_lock(&self, contents: &[u8]) -> TargetResult<bool>;
+    /// Contents of the lock file, `None` when there is none.
+    fn read_lock(&self) -> TargetResult<Option<Vec<u8>>>;
+    /// Removes the lock file if its contents are still `expected` (so breaking a stale
+    /// lock never removes a lock another process just took). Returns whether it did.
+    fn remove_lock(&self, expected: &[u8]) -> TargetResult<bool>;
+
+    /// The release `current` points at, `None` before the first push. A `current`
+    /// that points anywhere else is an error.
+    fn current(&self) -> TargetResult<Option<ReleaseName>>;
+    /// Names of the directories under `releases/` (unvalidated).
+    fn list_release_dirs(&self) -> TargetResult<Vec<String>>;
+    /// Names of the releases with a manifest in `manifests/` (unvalidated).
+    fn list_manifests(&self) -> TargetResult<Vec<String>>;
+    /// The whole manifest file of `name`.
+    fn read_manifest(&self, name: &ReleaseName) -> TargetResult<Vec<u8>>;
+    /// The first [`crate::manifest::HEADER_PREFIX_LEN`] bytes (or fewer) of several
+    /// manifests, fetched together: listing a store needs only headers.
+    fn read_manifest_prefixes(&self, names: &[ReleaseName]) -> Vec<TargetResult<Vec<u8>>>;
+    /// A manifest staged by an interrupted push, if any.
+    fn read_staged_manifest(&self, name: &ReleaseName) -> TargetResult<Option<Vec<u8>>>;
+    /// Writes `tmp/NAME.manifest` durably.
+    fn stage_manifest(&self, name: &ReleaseName, bytes: &[u8]) -> TargetResult<()>;
+    /// Moves the staged manifest into `manifests/`: from here on the release exists.
+    fn commit_manifest(&self, name: &ReleaseName) -> TargetResult<()>;
+
+    /// Which of `ids` are not stored. Checks run concurrently.
+    fn missing_objects(&self, ids: &[ObjectId]) -> TargetResult<Vec<ObjectId>>;
+    /// Uploads objects, each into `tmp/` first and renamed into `objects/` only once
+    /// complete and durable. Progress advances in bytes.
+    fn put_objects(
+        &self,
+        uploads: &[Upload],
+        source: &dyn BlobSource,
+        progress: &dyn Progress,
+    ) -> TargetResult<()>;
+
+    /// Builds `releases/NAME` from `entries` (validated, in manifest order): assembled
+    /// in `tmp/NAME.partial`, directories first, then hardlinks from objects, fresh
+    /// zero-length files and symlinks, then renamed into place. Every object the entries
+    /// use must be stored. Progress advances in entries.
+    fn assemble(
+        &self,
+        name: &ReleaseName,
+        entries: &[Entry],
+        progress: &dyn Progress,
+    ) -> TargetResult<AssembleStats>;
+    /// Points `current` at `releases/NAME` with one atomic rename.
+    fn activate(&self, name: &ReleaseName) -> TargetResult<()>;
+    /// Removes `releases/NAME` (moved into `tmp/` first, so it vanishes at once).
+    fn remove_release_dir(&self, name: &str) -> TargetResult<Removal>;
+    /// Empties `tmp/`: only called under the lock, when nothing else can be in flight.
+    fn clear_tmp(&self) -> TargetResult<Removal>;
+}
