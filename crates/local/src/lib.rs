@@ -1,0 +1,509 @@
+//! The embedded target: a store root on a local (or locally mounted) file system.
+//!
+//! Every step uses the kernel directly: `link(2)` to assemble releases from objects,
+//! `rename(2)` to publish objects, releases and `current`, and one `syncfs(2)` per batch
+//! of uploads instead of an fsync per object. Work that is many independent system
+//! calls (existence checks, uploads, links, deletions) runs on rayon's pool.
+//!
+//! Layout and the meaning of each step are fixed in `relstore_core::layout`.
+
+mod assemble;
+mod fsutil;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+use relstore_core::failpoint::kill_point;
+use relstore_core::layout;
+use relstore_core::manifest::HEADER_PREFIX_LEN;
+use relstore_core::progress::Progress;
+use relstore_core::target::{
+    AssembleStats, BlobSource, Opened, Removal, TargetError, TargetResult, Upload,
+};
+use relstore_core::{Entry, ObjectId, ReleaseName, Target};
+
+use fsutil::{fsync_dir, io_err, remove_tree, show, sync_filesystem, write_atomic};
+
+/// Objects written between two file-system syncs: bounds what an interrupted push
+/// loses while keeping syncs rare.
+const UPLOAD_BATCH_OBJECTS: usize = 2048;
+const UPLOAD_BATCH_BYTES: u64 = 128 << 20;
+
+/// A store root on the local file system.
+pub struct LocalTarget {
+    root: PathBuf,
+    location: String,
+    counter: AtomicU64,
+}
+
+impl LocalTarget {
+    /// A target at `root` (nothing is touched until [`Target::open`]).
+    pub fn new(root: impl Into<PathBuf>) -> LocalTarget {
+        let root = root.into();
+        let location = show(&root);
+        LocalTarget {
+            root,
+            location,
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// The store root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// A fresh name under `tmp/` for something this process writes.
+    fn tmp_name(&self, what: &str) -> PathBuf {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        self.p(layout::TMP)
+            .join(format!("{what}-{}-{n}", std::process::id()))
+    }
+
+    fn not_a_store(&self, reason: impl Into<String>) -> TargetError {
+        TargetError::NotAStore {
+            location: self.location.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    fn create_layout_dirs(&self) -> TargetResult<()> {
+        for d in [
+            layout::RELEASES,
+            layout::OBJECTS,
+            layout::MANIFESTS,
+            layout::TMP,
+        ] {
+            let p = self.p(d);
+            match fs::create_dir(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err("create directory", &p, e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn check_layout_dirs(&self) -> TargetResult<()> {
+        for d in [
+            layout::RELEASES,
+            layout::OBJECTS,
+            layout::MANIFESTS,
+            layout::TMP,
+        ] {
+            if !self.p(d).is_dir() {
+                return Err(self.not_a_store(format!("store is missing its {d}/ directory")));
+            }
+        }
+        Ok(())
+    }
+
+    fn read_optional(&self, path: &Path) -> TargetResult<Option<Vec<u8>>> {
+        match fs::read(path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("read", path, e)),
+        }
+    }
+
+    /// Copies one object from `source` into `tmp/`, returning the temp path.
+    fn write_object_to_tmp(
+        &self,
+        upload: &Upload,
+        source: &dyn BlobSource,
+        progress: &dyn Progress,
+        buf: &mut [u8],
+    ) -> TargetResult<PathBuf> {
+        let blob_err = |e: io::Error| TargetError::Blob {
+            object: source.describe(upload),
+            source: e,
+        };
+        let mut reader = source.open(upload).map_err(blob_err)?;
+        let tmp = self.tmp_name("obj");
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| io_err("create", &tmp, e))?;
+        let result = (|| -> TargetResult<()> {
+            loop {
+                let n = match reader.read(buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(blob_err(e)),
+                };
+                out.write_all(&buf[..n])
+                    .map_err(|e| io_err("write", &tmp, e))?;
+                progress.advance(n as u64);
+            }
+            out.set_permissions(fs::Permissions::from_mode(upload.id.mode))
+                .map_err(|e| io_err("set mode of", &tmp, e))
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        Ok(tmp)
+    }
+
+    /// Renames a completed temp object into `objects/`, creating its prefix directory
+    /// on first use.
+    fn publish_object(&self, tmp: &Path, id: &ObjectId) -> TargetResult<()> {
+        let dest = self.p(&id.rel_path());
+        match fs::rename(tmp, &dest) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(parent) = dest.parent() {
+                    match fs::create_dir(parent) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                        Err(e) => return Err(io_err("create directory", parent, e)),
+                    }
+                }
+                fs::rename(tmp, &dest).map_err(|e| io_err("rename into place", &dest, e))
+            }
+            Err(e) => Err(io_err("rename into place", &dest, e)),
+        }
+    }
+}
+
+impl Target for LocalTarget {
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn open(&self, create: bool) -> TargetResult<Opened> {
+        let meta = match fs::metadata(&self.root) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err("access", &self.root, e)),
+        };
+        let fresh = match meta {
+            None if create => {
+                fs::create_dir_all(&self.root)
+                    .map_err(|e| io_err("create directory", &self.root, e))?;
+                true
+            }
+            None => return Err(self.not_a_store("no relstore store here (the path does not exist)")),
+            Some(m) if !m.is_dir() => {
+                return Err(self.not_a_store("is a file, not a directory"));
+            }
+            Some(_) => {
+                let config = self.p(layout::CONFIG);
+                match fs::read_to_string(&config) {
+                    Ok(text) => match layout::parse_config_format(&text) {
+                        Some(layout::STORE_FORMAT) => false,
+                        Some(other) => {
+                            return Err(self.not_a_store(format!(
+                                "store format {other} is not supported by this relstore (supports {})",
+                                layout::STORE_FORMAT
+                            )))
+                        }
+                        None => return Err(self.not_a_store(format!("{} is malformed", show(&config)))),
+                    },
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        let empty = fs::read_dir(&self.root)
+                            .map_err(|e| io_err("list", &self.root, e))?
+                            .next()
+                            .is_none();
+                        if !empty {
+                            return Err(self.not_a_store(
+                                "is not empty and not a relstore store (no relstore.toml); refusing to write into it",
+                            ));
+                        }
+                        if !create {
+                            return Err(self.not_a_store("no relstore store here (empty directory)"));
+                        }
+                        true
+                    }
+                    Err(e) => return Err(io_err("read", &config, e)),
+                }
+            }
+        };
+        if fresh {
+            // The marker first: a directory holding it is recognisably ours even if
+            // the layout below is interrupted, and `open(create)` completes it.
+            write_atomic(&self.p(layout::CONFIG), layout::config_contents().as_bytes())?;
+            self.create_layout_dirs()?;
+            fsync_dir(&self.root)?;
+            return Ok(Opened::Created);
+        }
+        if create {
+            self.create_layout_dirs()?;
+        } else {
+            self.check_layout_dirs()?;
+        }
+        Ok(Opened::Existing)
+    }
+
+    fn create_lock(&self, contents: &[u8]) -> TargetResult<bool> {
+        // Written under a private name, then hardlinked to `lock`: link(2) fails if the
+        // lock exists, so the lock appears atomically and always complete.
+        let lock = self.p(layout::LOCK);
+        let private = self.p(&format!("{}.{}.new", layout::LOCK, std::process::id()));
+        write_atomic(&private, contents)?;
+        let result = fs::hard_link(&private, &lock);
+        let _ = fs::remove_file(&private);
+        match result {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(io_err("create lock", &lock, e)),
+        }
+    }
+
+    fn read_lock(&self) -> TargetResult<Option<Vec<u8>>> {
+        self.read_optional(&self.p(layout::LOCK))
+    }
+
+    fn remove_lock(&self, expected: &[u8]) -> TargetResult<bool> {
+        let lock = self.p(layout::LOCK);
+        let aside = self.p(&format!("{}.{}.old", layout::LOCK, std::process::id()));
+        match fs::rename(&lock, &aside) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_err("remove lock", &lock, e)),
+        }
+        let found = fs::read(&aside).map_err(|e| io_err("read", &aside, e))?;
+        if found == expected {
+            fs::remove_file(&aside).map_err(|e| io_err("remove", &aside, e))?;
+            Ok(true)
+        } else {
+            // Someone else's lock: put it back (link fails only if yet another lock
+            // appeared meanwhile, in which case that one stands).
+            let _ = fs::hard_link(&aside, &lock);
+            let _ = fs::remove_file(&aside);
+            Ok(false)
+        }
+    }
+
+    fn current(&self) -> TargetResult<Option<ReleaseName>> {
+        let link = self.p(layout::CURRENT);
+        match fs::read_link(&link) {
+            Ok(target) => {
+                use std::os::unix::ffi::OsStrExt;
+                let bytes = target.as_os_str().as_bytes();
+                layout::release_from_link_target(bytes).map(Some).ok_or_else(|| {
+                    TargetError::Other(format!(
+                        "{} points at {}, which is not a release",
+                        show(&link),
+                        relstore_core::path::escape(bytes)
+                    ))
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("read symlink", &link, e)),
+        }
+    }
+
+    fn list_release_dirs(&self) -> TargetResult<Vec<String>> {
+        list_names(&self.p(layout::RELEASES), None)
+    }
+
+    fn list_manifests(&self) -> TargetResult<Vec<String>> {
+        list_names(&self.p(layout::MANIFESTS), Some(layout::MANIFEST_SUFFIX))
+    }
+
+    fn read_manifest(&self, name: &ReleaseName) -> TargetResult<Vec<u8>> {
+        let p = self.p(&layout::manifest_file(name));
+        fs::read(&p).map_err(|e| io_err("read", &p, e))
+    }
+
+    fn read_manifest_prefixes(&self, names: &[ReleaseName]) -> Vec<TargetResult<Vec<u8>>> {
+        names
+            .par_iter()
+            .map(|name| {
+                let p = self.p(&layout::manifest_file(name));
+                let mut buf = Vec::new();
+                File::open(&p)
+                    .and_then(|f| f.take(HEADER_PREFIX_LEN as u64).read_to_end(&mut buf))
+                    .map_err(|e| io_err("read", &p, e))?;
+                Ok(buf)
+            })
+            .collect()
+    }
+
+    fn read_staged_manifest(&self, name: &ReleaseName) -> TargetResult<Option<Vec<u8>>> {
+        self.read_optional(&self.p(&layout::staged_manifest_file(name)))
+    }
+
+    fn stage_manifest(&self, name: &ReleaseName, bytes: &[u8]) -> TargetResult<()> {
+        write_atomic(&self.p(&layout::staged_manifest_file(name)), bytes)
+    }
+
+    fn commit_manifest(&self, name: &ReleaseName) -> TargetResult<()> {
+        let from = self.p(&layout::staged_manifest_file(name));
+        let to = self.p(&layout::manifest_file(name));
+        fs::rename(&from, &to).map_err(|e| io_err("rename into place", &to, e))?;
+        fsync_dir(&self.p(layout::MANIFESTS))
+    }
+
+    fn missing_objects(&self, ids: &[ObjectId]) -> TargetResult<Vec<ObjectId>> {
+        let flags: Vec<TargetResult<bool>> = ids
+            .par_iter()
+            .with_min_len(256)
+            .map(|id| {
+                let p = self.p(&id.rel_path());
+                match fs::symlink_metadata(&p) {
+                    Ok(_) => Ok(false),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+                    Err(e) => Err(io_err("check", &p, e)),
+                }
+            })
+            .collect();
+        let mut missing = Vec::new();
+        for (id, flag) in ids.iter().zip(flags) {
+            if flag? {
+                missing.push(*id);
+            }
+        }
+        Ok(missing)
+    }
+
+    fn put_objects(
+        &self,
+        uploads: &[Upload],
+        source: &dyn BlobSource,
+        progress: &dyn Progress,
+    ) -> TargetResult<()> {
+        let mut start = 0;
+        while start < uploads.len() {
+            let mut end = start;
+            let mut bytes = 0u64;
+            while end < uploads.len()
+                && end - start < UPLOAD_BATCH_OBJECTS
+                && (bytes < UPLOAD_BATCH_BYTES || end == start)
+            {
+                bytes += uploads[end].size;
+                end += 1;
+            }
+            let batch = &uploads[start..end];
+            let written: Vec<TargetResult<PathBuf>> = batch
+                .par_iter()
+                .map_init(
+                    || vec![0u8; 256 * 1024],
+                    |buf, up| self.write_object_to_tmp(up, source, progress, buf),
+                )
+                .collect();
+            if let Some(pos) = written.iter().position(Result::is_err) {
+                for w in written.iter().flatten() {
+                    let _ = fs::remove_file(w);
+                }
+                return Err(written
+                    .into_iter()
+                    .nth(pos)
+                    .and_then(Result::err)
+                    .unwrap_or_else(|| TargetError::Other("upload failed".into())));
+            }
+            kill_point("upload.before_sync");
+            // One flush for the whole batch, then publish: an object is never visible
+            // in objects/ before its bytes are on disk.
+            sync_filesystem(&self.p(layout::TMP))?;
+            for (tmp, up) in written.into_iter().flatten().zip(batch) {
+                self.publish_object(&tmp, &up.id)?;
+                kill_point("upload.published");
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    fn assemble(
+        &self,
+        name: &ReleaseName,
+        entries: &[Entry],
+        progress: &dyn Progress,
+    ) -> TargetResult<AssembleStats> {
+        let dest = self.p(&layout::release_dir(name));
+        if fs::symlink_metadata(&dest).is_ok() {
+            return Err(TargetError::ReleaseExists {
+                name: name.to_string(),
+                location: self.location.clone(),
+            });
+        }
+        let partial = self.p(&layout::partial_dir(name));
+        let left = remove_tree(&partial);
+        if let Some(first) = left.first() {
+            return Err(TargetError::Other(format!(
+                "cannot clear an old partial release: {first}"
+            )));
+        }
+        let stats = assemble::build_tree(self, &partial, entries, progress)?;
+        kill_point("assemble.before_rename");
+        fs::rename(&partial, &dest).map_err(|e| io_err("rename into place", &dest, e))?;
+        fsync_dir(&self.p(layout::RELEASES))?;
+        Ok(stats)
+    }
+
+    fn activate(&self, name: &ReleaseName) -> TargetResult<()> {
+        let tmp = self.tmp_name("current");
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(layout::current_link_target(name), &tmp)
+            .map_err(|e| io_err("create symlink", &tmp, e))?;
+        kill_point("swap.before_rename");
+        let current = self.p(layout::CURRENT);
+        fs::rename(&tmp, &current).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            io_err("replace", &current, e)
+        })?;
+        fsync_dir(&self.root)
+    }
+
+    fn remove_release_dir(&self, name: &str) -> TargetResult<Removal> {
+        let dir = self.p(layout::RELEASES).join(name);
+        let aside = self.tmp_name("removing");
+        match fs::rename(&dir, &aside) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Removal::default()),
+            Err(e) => return Err(io_err("move aside", &dir, e)),
+        }
+        Ok(Removal {
+            left_behind: remove_tree(&aside),
+        })
+    }
+
+    fn clear_tmp(&self) -> TargetResult<Removal> {
+        let tmp = self.p(layout::TMP);
+        let children: Vec<PathBuf> = match fs::read_dir(&tmp) {
+            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Removal::default()),
+            Err(e) => return Err(io_err("list", &tmp, e)),
+        };
+        let left_behind = children
+            .par_iter()
+            .flat_map_iter(|c| remove_tree(c))
+            .collect();
+        Ok(Removal { left_behind })
+    }
+}
+
+/// File names in `dir` (UTF-8 only: every name relstore creates is), with `suffix`
+/// stripped and required when given.
+fn list_names(dir: &Path, suffix: Option<&str>) -> TargetResult<Vec<String>> {
+    let rd = fs::read_dir(dir).map_err(|e| io_err("list", dir, e))?;
+    let mut names = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| io_err("list", dir, e))?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        match suffix {
+            Some(s) => {
+                if let Some(stem) = name.strip_suffix(s) {
+                    names.push(stem.to_owned());
+                }
+            }
+            None => names.push(name),
+        }
+    }
+    names.sort();
+    Ok(names)
+}

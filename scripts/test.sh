@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs (if missing) and runs every test.
+# This is the README's test command and exactly what CI (.ci/run) runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v setpriv >/dev/null || need+=(util-linux)
+command -v cp >/dev/null || need+=(coreutils)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq "${need[@]}"
+fi
+
+cargo test --workspace "$@"
