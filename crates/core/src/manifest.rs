@@ -188,12 +188,6 @@ impl Manifest {
         }
     }
 
-    /// True when both describe the same tree (headers aside): the test for "nothing
-    /// changed since the current release".
-    pub fn same_tree(&self, other: &Manifest) -> bool {
-        self.entries == other.entries
-    }
-
     /// Distinct objects this release links, in first-use order.
     pub fn objects(&self) -> Vec<ObjectId> {
         let mut seen = HashSet::with_capacity(self.entries.len());

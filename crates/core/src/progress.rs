@@ -36,6 +36,9 @@ pub trait Progress: Sync {
     fn advance(&self, n: u64);
     /// The current phase is over.
     fn finish(&self);
+    /// Something the user should know that is not an error (a stale lock broken,
+    /// debris of an interrupted push removed, a stat cache that could not be used).
+    fn note(&self, _message: &str) {}
 }
 
 /// Progress that goes nowhere.

@@ -104,6 +104,12 @@ pub trait Target: Send + Sync {
     /// Where this target is, for messages: a path or `user@host:path`.
     fn location(&self) -> &str;
 
+    /// The store root on this machine's file system, for targets that have one (used to
+    /// refuse pushing a tree into a store inside itself).
+    fn local_root(&self) -> Option<&std::path::Path> {
+        None
+    }
+
     /// Checks that the root is a store of a supported format. With `create`, a missing
     /// or empty root gets the layout; a non-empty directory that is not a store, or a
     /// path that is a file, is refused either way.

@@ -66,9 +66,7 @@ pub(crate) fn build_tree(
         .map(|e| {
             let p = join(partial, &e.path);
             let r = match e.kind {
-                EntryKind::File { size: 0, mode, .. } => {
-                    create_empty(&p, mode).map(|()| (0, 1, 0))
-                }
+                EntryKind::File { size: 0, mode, .. } => create_empty(&p, mode).map(|()| (0, 1, 0)),
                 EntryKind::File { .. } => match e.object() {
                     Some(id) => link_object(target, &copies, &id, &p).map(|()| (1, 0, 0)),
                     None => Err(TargetError::Other("file entry without object".into())),
@@ -127,7 +125,9 @@ fn link_object(
             Err(e) if e.raw_os_error() == Some(libc::EMLINK) => {
                 copy = next_copy(target, copies, id, copy)?;
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound && fs::symlink_metadata(&src).is_err() => {
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound && fs::symlink_metadata(&src).is_err() =>
+            {
                 return Err(TargetError::Other(format!(
                     "object {} is missing from the store (needed for {})",
                     show(&src),
@@ -148,7 +148,12 @@ fn lock_map(copies: &CopyState) -> std::sync::MutexGuard<'_, HashMap<ObjectId, u
 
 /// Called when copy `full` of `id` has no link left: returns the copy to use next,
 /// making it if no thread (or earlier push) already did.
-fn next_copy(target: &LocalTarget, copies: &CopyState, id: &ObjectId, full: u32) -> TargetResult<u32> {
+fn next_copy(
+    target: &LocalTarget,
+    copies: &CopyState,
+    id: &ObjectId,
+    full: u32,
+) -> TargetResult<u32> {
     let mut map = lock_map(copies);
     let known = map.get(id).copied().unwrap_or(0);
     if known > full {

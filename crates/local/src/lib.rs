@@ -181,6 +181,10 @@ impl Target for LocalTarget {
         &self.location
     }
 
+    fn local_root(&self) -> Option<&Path> {
+        Some(&self.root)
+    }
+
     fn open(&self, create: bool) -> TargetResult<Opened> {
         let meta = match fs::metadata(&self.root) {
             Ok(m) => Some(m),
@@ -193,7 +197,9 @@ impl Target for LocalTarget {
                     .map_err(|e| io_err("create directory", &self.root, e))?;
                 true
             }
-            None => return Err(self.not_a_store("no relstore store here (the path does not exist)")),
+            None => {
+                return Err(self.not_a_store("no relstore store here (the path does not exist)"))
+            }
             Some(m) if !m.is_dir() => {
                 return Err(self.not_a_store("is a file, not a directory"));
             }
@@ -202,13 +208,13 @@ impl Target for LocalTarget {
                 match fs::read_to_string(&config) {
                     Ok(text) => match layout::parse_config_format(&text) {
                         Some(layout::STORE_FORMAT) => false,
-                        Some(other) => {
-                            return Err(self.not_a_store(format!(
-                                "store format {other} is not supported by this relstore (supports {})",
-                                layout::STORE_FORMAT
-                            )))
+                        Some(other) => return Err(self.not_a_store(format!(
+                            "store format {other} is not supported by this relstore (supports {})",
+                            layout::STORE_FORMAT
+                        ))),
+                        None => {
+                            return Err(self.not_a_store(format!("{} is malformed", show(&config))))
                         }
-                        None => return Err(self.not_a_store(format!("{} is malformed", show(&config)))),
                     },
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
                         let empty = fs::read_dir(&self.root)
@@ -221,7 +227,9 @@ impl Target for LocalTarget {
                             ));
                         }
                         if !create {
-                            return Err(self.not_a_store("no relstore store here (empty directory)"));
+                            return Err(
+                                self.not_a_store("no relstore store here (empty directory)")
+                            );
                         }
                         true
                     }
@@ -232,7 +240,10 @@ impl Target for LocalTarget {
         if fresh {
             // The marker first: a directory holding it is recognisably ours even if
             // the layout below is interrupted, and `open(create)` completes it.
-            write_atomic(&self.p(layout::CONFIG), layout::config_contents().as_bytes())?;
+            write_atomic(
+                &self.p(layout::CONFIG),
+                layout::config_contents().as_bytes(),
+            )?;
             self.create_layout_dirs()?;
             fsync_dir(&self.root)?;
             return Ok(Opened::Created);
@@ -291,13 +302,15 @@ impl Target for LocalTarget {
             Ok(target) => {
                 use std::os::unix::ffi::OsStrExt;
                 let bytes = target.as_os_str().as_bytes();
-                layout::release_from_link_target(bytes).map(Some).ok_or_else(|| {
-                    TargetError::Other(format!(
-                        "{} points at {}, which is not a release",
-                        show(&link),
-                        relstore_core::path::escape(bytes)
-                    ))
-                })
+                layout::release_from_link_target(bytes)
+                    .map(Some)
+                    .ok_or_else(|| {
+                        TargetError::Other(format!(
+                            "{} points at {}, which is not a release",
+                            show(&link),
+                            relstore_core::path::escape(bytes)
+                        ))
+                    })
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err("read symlink", &link, e)),

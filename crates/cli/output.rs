@@ -1,0 +1,272 @@
+//! Printing: human tables and summaries, or one JSON object, on stdout; notes on stderr.
+
+use std::io::{self, Write};
+
+use anyhow::Result;
+use relstore_core::diff::{Aspect, Diff};
+use relstore_core::path::escape;
+use relstore_core::progress::{Phase, Progress};
+use relstore_core::release::format_utc;
+use relstore_engine::catalog::Catalog;
+use relstore_engine::push::PushReport;
+use relstore_engine::rollback::RollbackReport;
+use serde_json::json;
+
+/// Progress sink of the CLI: for now it prints notes; progress bars come later.
+pub struct Notes {
+    pub quiet: bool,
+}
+
+impl Progress for Notes {
+    fn start(&self, _: Phase, _: u64) {}
+    fn advance(&self, _: u64) {}
+    fn finish(&self) {}
+    fn note(&self, message: &str) {
+        if !self.quiet {
+            let _ = writeln!(io::stderr(), "relstore: {message}");
+        }
+    }
+}
+
+/// Result printer.
+pub struct Out {
+    json: bool,
+    stdout: io::BufWriter<io::Stdout>,
+}
+
+/// `1234567` → `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Bytes in decimal units, as people read disk sizes.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+impl Out {
+    pub fn new(json: bool) -> Out {
+        Out {
+            json,
+            stdout: io::BufWriter::new(io::stdout()),
+        }
+    }
+
+    pub fn flush(&mut self) -> Result<()> {
+        self.stdout.flush()?;
+        Ok(())
+    }
+
+    fn json(&mut self, v: &serde_json::Value) -> Result<()> {
+        serde_json::to_writer(&mut self.stdout, v)?;
+        writeln!(self.stdout)?;
+        Ok(())
+    }
+
+    pub fn push(&mut self, r: &PushReport) -> Result<()> {
+        if self.json {
+            return self.json(&r.to_json());
+        }
+        for s in &r.skipped {
+            writeln!(io::stderr(), "relstore: skipped {s}")?;
+        }
+        if r.unchanged {
+            writeln!(
+                self.stdout,
+                "{}: unchanged ({} files, {}); the tree equals the current release, nothing pushed; {:.1} s",
+                r.release,
+                thousands(r.files_total),
+                human_bytes(r.bytes_total),
+                r.seconds
+            )?;
+            return Ok(());
+        }
+        let pct = if r.bytes_total > 0 {
+            100.0 * r.bytes_uploaded as f64 / r.bytes_total as f64
+        } else {
+            0.0
+        };
+        writeln!(
+            self.stdout,
+            "{}: {} files ({}); uploaded {} objects ({}, {pct:.1}%); linked {}; {:.1} s",
+            r.release,
+            thousands(r.files_total),
+            human_bytes(r.bytes_total),
+            thousands(r.objects_uploaded),
+            human_bytes(r.bytes_uploaded),
+            thousands(r.links),
+            r.seconds
+        )?;
+        Ok(())
+    }
+
+    pub fn releases(&mut self, c: &Catalog) -> Result<()> {
+        if self.json {
+            let list: Vec<_> = c
+                .releases
+                .iter()
+                .map(|r| {
+                    let h = r.header.as_ref();
+                    json!({
+                        "name": r.name.as_str(),
+                        "created": h.map(|h| format_utc(h.created_unix_ns)),
+                        "created_unix_ns": h.map(|h| h.created_unix_ns),
+                        "files": h.map(|h| h.totals.files),
+                        "bytes": h.map(|h| h.totals.bytes),
+                        "current": r.current,
+                        "state": if r.present { "present" } else { "evicted" },
+                        "problem": r.problem,
+                    })
+                })
+                .collect();
+            return self.json(&json!({
+                "current": c.current.as_ref().map(|n| n.as_str()),
+                "releases": list,
+                "incomplete": c.incomplete,
+            }));
+        }
+        if c.releases.is_empty() {
+            writeln!(self.stdout, "no releases")?;
+        } else {
+            writeln!(
+                self.stdout,
+                "  {:<24} {:<21} {:>11} {:>10}  STATE",
+                "NAME", "CREATED", "FILES", "BYTES"
+            )?;
+        }
+        for r in c.releases.iter().rev() {
+            let (created, files, bytes) = match &r.header {
+                Some(h) => (
+                    format_utc(h.created_unix_ns),
+                    thousands(h.totals.files),
+                    human_bytes(h.totals.bytes),
+                ),
+                None => ("?".into(), "?".into(), "?".into()),
+            };
+            let state = match (r.current, r.present) {
+                (true, _) => "current",
+                (false, true) => "present",
+                (false, false) => "evicted",
+            };
+            writeln!(
+                self.stdout,
+                "{} {:<24} {:<21} {:>11} {:>10}  {state}{}",
+                if r.current { '*' } else { ' ' },
+                r.name.as_str(),
+                created,
+                files,
+                bytes,
+                r.problem
+                    .as_ref()
+                    .map(|p| format!(" ({p})"))
+                    .unwrap_or_default()
+            )?;
+        }
+        for d in &c.incomplete {
+            writeln!(
+                self.stdout,
+                "  {d:<24} (incomplete: left by an interrupted push; removed by the next push)"
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn rollback(&mut self, r: &RollbackReport) -> Result<()> {
+        if self.json {
+            return self.json(&r.to_json());
+        }
+        if r.already_current {
+            writeln!(self.stdout, "{} is already current; nothing changed", r.to)?;
+        } else {
+            writeln!(
+                self.stdout,
+                "current: {} -> {}{}",
+                r.from.as_deref().unwrap_or("(none)"),
+                r.to,
+                if r.reassembled { " (re-assembled)" } else { "" }
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn diff(&mut self, d: &Diff) -> Result<()> {
+        if self.json {
+            return self.json(&d.to_json());
+        }
+        let w = &mut self.stdout;
+        for e in &d.added {
+            writeln!(w, "+ {} ({})", escape(&e.path), e.kind.name())?;
+        }
+        for e in &d.removed {
+            writeln!(w, "- {} ({})", escape(&e.path), e.kind.name())?;
+        }
+        for m in &d.modified {
+            let what: Vec<String> = m
+                .aspects
+                .iter()
+                .map(|a| match a {
+                    Aspect::Type => format!("type {} -> {}", m.old.kind.name(), m.new.kind.name()),
+                    Aspect::Content => "content".into(),
+                    Aspect::Mode => match (&m.old.kind, &m.new.kind) {
+                        (
+                            relstore_core::EntryKind::File { mode: a, .. }
+                            | relstore_core::EntryKind::Dir { mode: a },
+                            relstore_core::EntryKind::File { mode: b, .. }
+                            | relstore_core::EntryKind::Dir { mode: b },
+                        ) => format!("mode {a:04o} -> {b:04o}"),
+                        _ => "mode".into(),
+                    },
+                    Aspect::Target => match (&m.old.kind, &m.new.kind) {
+                        (
+                            relstore_core::EntryKind::Symlink { target: a },
+                            relstore_core::EntryKind::Symlink { target: b },
+                        ) => format!("target {} -> {}", escape(a), escape(b)),
+                        _ => "target".into(),
+                    },
+                })
+                .collect();
+            writeln!(w, "M {} ({})", escape(&m.new.path), what.join(", "))?;
+        }
+        for r in &d.renamed {
+            writeln!(
+                w,
+                "R {} -> {}{}",
+                escape(&r.old.path),
+                escape(&r.new.path),
+                if r.mode_changed {
+                    " (mode changed)"
+                } else {
+                    ""
+                }
+            )?;
+        }
+        writeln!(
+            w,
+            "{} added, {} removed, {} modified, {} renamed",
+            d.added.len(),
+            d.removed.len(),
+            d.modified.len(),
+            d.renamed.len()
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,181 @@
+//! What a store holds: its releases (present or evicted), which one is current, and the
+//! debris of interrupted commands; plus recovery, which every mutating command runs
+//! right after taking the lock.
+
+use std::collections::BTreeSet;
+
+use relstore_core::layout;
+use relstore_core::manifest::{decode_header, Header};
+use relstore_core::progress::Progress;
+use relstore_core::{Manifest, ReleaseName, Target, TargetError};
+
+use crate::error::{EngineError, EngineResult};
+
+/// One release of a store.
+#[derive(Clone, Debug)]
+pub struct ReleaseInfo {
+    pub name: ReleaseName,
+    /// Header of its manifest (`None` when the header could not be read; see `problem`).
+    pub header: Option<Header>,
+    /// Its directory is under `releases/` (otherwise it was evicted: manifest only).
+    pub present: bool,
+    /// `current` points at it.
+    pub current: bool,
+    /// Why the manifest header could not be read, if it could not.
+    pub problem: Option<String>,
+}
+
+impl ReleaseInfo {
+    /// Creation time used for ordering (unreadable headers sort first).
+    pub fn created(&self) -> i64 {
+        self.header.as_ref().map_or(i64::MIN, |h| h.created_unix_ns)
+    }
+}
+
+/// The releases of a store in creation order, oldest first.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    pub current: Option<ReleaseName>,
+    pub releases: Vec<ReleaseInfo>,
+    /// Directories under `releases/` with no manifest: left by a push that died before
+    /// its swap. Never releases; removed by the next mutating command.
+    pub incomplete: Vec<String>,
+}
+
+impl Catalog {
+    /// Reads the catalog of `target` (an opened store). Reads manifest headers only.
+    pub fn load(target: &dyn Target) -> EngineResult<Catalog> {
+        let current = target.current()?;
+        let dirs: BTreeSet<String> = target.list_release_dirs()?.into_iter().collect();
+        let mut names: Vec<ReleaseName> = target
+            .list_manifests()?
+            .iter()
+            .filter_map(|n| ReleaseName::parse(n).ok())
+            .collect();
+        let staged_current = match &current {
+            Some(c) if !names.contains(c) => Some(c.clone()),
+            _ => None,
+        };
+        let prefixes = target.read_manifest_prefixes(&names);
+        let mut releases: Vec<ReleaseInfo> = names
+            .iter()
+            .zip(prefixes)
+            .map(|(name, prefix)| {
+                let decoded = prefix.map_err(|e| e.to_string()).and_then(|b| {
+                    decode_header(&b, Some(name.as_str())).map_err(|e| {
+                        format!("corrupt manifest {}: {e}", layout::manifest_file(name))
+                    })
+                });
+                let (header, problem) = match decoded {
+                    Ok(h) => (Some(h), None),
+                    Err(p) => (None, Some(p)),
+                };
+                ReleaseInfo {
+                    present: dirs.contains(name.as_str()),
+                    current: current.as_ref() == Some(name),
+                    name: name.clone(),
+                    header,
+                    problem,
+                }
+            })
+            .collect();
+        if let Some(name) = staged_current {
+            // A push died between its swap and moving its manifest into place: the
+            // release is current, so it is one; its manifest is still staged.
+            let header = target
+                .read_staged_manifest(&name)?
+                .and_then(|b| decode_header(&b, Some(name.as_str())).ok());
+            releases.push(ReleaseInfo {
+                present: dirs.contains(name.as_str()),
+                current: true,
+                problem: header
+                    .is_none()
+                    .then(|| format!("manifest of current release {name} is missing")),
+                name: name.clone(),
+                header,
+            });
+            names.push(name);
+        }
+        releases.sort_by(|a, b| a.created().cmp(&b.created()).then(a.name.cmp(&b.name)));
+        let incomplete = dirs
+            .into_iter()
+            .filter(|d| !names.iter().any(|n| n.as_str() == d))
+            .collect();
+        Ok(Catalog {
+            current,
+            releases,
+            incomplete,
+        })
+    }
+
+    /// The entry for `name`, if it is a release.
+    pub fn get(&self, name: &str) -> Option<&ReleaseInfo> {
+        self.releases.iter().find(|r| r.name.as_str() == name)
+    }
+
+    /// True when `name` is taken, by a release or by anything under `releases/`.
+    pub fn name_taken(&self, name: &str) -> bool {
+        self.get(name).is_some() || self.incomplete.iter().any(|d| d == name)
+    }
+}
+
+/// Reads and validates the full manifest of `name`, falling back to the staged copy of
+/// a current release whose push died right after its swap.
+pub fn read_manifest(target: &dyn Target, name: &ReleaseName) -> EngineResult<Manifest> {
+    let bytes = match target.read_manifest(name) {
+        Ok(b) => b,
+        Err(e) => match target.read_staged_manifest(name)? {
+            Some(b) => b,
+            None => return Err(e.into()),
+        },
+    };
+    Manifest::decode(&bytes, Some(name.as_str())).map_err(|source| {
+        EngineError::Target(TargetError::Manifest {
+            path: format!("{}/{}", target.location(), layout::manifest_file(name)),
+            source,
+        })
+    })
+}
+
+/// Brings a store back to a clean state after an interrupted command; runs under the
+/// lock. Rolls forward a push that died between its swap and recording its manifest,
+/// empties `tmp/`, and removes release directories that never became releases.
+/// Returns the store's catalog as it is afterwards.
+pub fn recover(target: &dyn Target, progress: &dyn Progress) -> EngineResult<Catalog> {
+    if let Some(current) = target.current()? {
+        let recorded = target.list_manifests()?;
+        if !recorded.iter().any(|n| n == current.as_str()) {
+            if target.read_staged_manifest(&current)?.is_some() {
+                target.commit_manifest(&current)?;
+                progress.note(&format!(
+                    "completed the interrupted push of {current}: recorded its manifest"
+                ));
+            } else {
+                return Err(EngineError::Refused(format!(
+                    "{}: current release {current} has no manifest; the store needs repair",
+                    target.location()
+                )));
+            }
+        }
+    }
+    let cleared = target.clear_tmp()?;
+    for left in &cleared.left_behind {
+        progress.note(&format!("could not remove from tmp/: {left}"));
+    }
+    let mut catalog = Catalog::load(target)?;
+    let debris = std::mem::take(&mut catalog.incomplete);
+    for dir in &debris {
+        if catalog.current.as_ref().is_some_and(|c| c.as_str() == dir) {
+            catalog.incomplete.push(dir.clone());
+            continue;
+        }
+        let removal = target.remove_release_dir(dir)?;
+        progress.note(&format!(
+            "removed releases/{dir}, left by a push that was interrupted before its swap"
+        ));
+        for left in removal.left_behind {
+            progress.note(&format!("could not remove: {left}"));
+        }
+    }
+    Ok(catalog)
+}

@@ -1,0 +1,133 @@
+//! `relstore diff`: resolve each side (a release on a target, a directory, or a manifest
+//! file) to manifest entries, then compare them with [`relstore_core::diff::diff`].
+
+use std::path::{Path, PathBuf};
+
+use relstore_core::diff::{diff, Diff};
+use relstore_core::progress::Progress;
+use relstore_core::{Entry, Manifest, ReleaseName, TargetError};
+
+use crate::catalog::read_manifest;
+use crate::error::{EngineError, EngineResult};
+use crate::push::scan_source;
+use crate::target_spec::open_target;
+
+/// One side of a diff, as the user wrote it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Operand {
+    /// `TARGET@RELEASE` (`RELEASE` may be `current`).
+    Release { target: String, release: String },
+    /// A directory, scanned like a push source.
+    Dir(PathBuf),
+    /// A manifest file on the local disk.
+    ManifestFile(PathBuf),
+}
+
+impl Operand {
+    /// Reads `spec`: an existing directory or file wins; otherwise the text after the
+    /// last `@` names a release.
+    pub fn parse(spec: &str) -> EngineResult<Operand> {
+        let p = Path::new(spec);
+        if let Ok(meta) = std::fs::metadata(p) {
+            return Ok(if meta.is_dir() {
+                Operand::Dir(p.to_path_buf())
+            } else {
+                Operand::ManifestFile(p.to_path_buf())
+            });
+        }
+        match spec.rsplit_once('@') {
+            Some((target, release)) if !target.is_empty() && !release.is_empty() => {
+                Ok(Operand::Release {
+                    target: target.to_owned(),
+                    release: release.to_owned(),
+                })
+            }
+            _ => Err(EngineError::BadTarget(format!(
+                "{spec}: no such directory or manifest file, and not TARGET@RELEASE"
+            ))),
+        }
+    }
+}
+
+/// Loads the entries an operand describes.
+pub fn load_operand(
+    op: &Operand,
+    cache_dir: Option<&Path>,
+    progress: &dyn Progress,
+) -> EngineResult<Vec<Entry>> {
+    match op {
+        Operand::Dir(dir) => Ok(scan_source(dir, false, cache_dir, progress)?.entries),
+        Operand::ManifestFile(path) => {
+            let bytes = std::fs::read(path).map_err(|e| TargetError::Io {
+                op: "read",
+                path: path.display().to_string(),
+                source: e,
+            })?;
+            Manifest::decode(&bytes, None)
+                .map(|m| m.entries)
+                .map_err(|source| {
+                    TargetError::Manifest {
+                        path: path.display().to_string(),
+                        source,
+                    }
+                    .into()
+                })
+        }
+        Operand::Release { target, release } => {
+            let t = open_target(target)?;
+            t.open(false)?;
+            let name = if release == "current" {
+                t.current()?.ok_or_else(|| {
+                    EngineError::Refused(format!("{target}: no release is current"))
+                })?
+            } else {
+                ReleaseName::parse(release)?
+            };
+            let names = t.list_manifests()?;
+            if !names.iter().any(|n| n == name.as_str()) && t.current()?.as_ref() != Some(&name) {
+                return Err(EngineError::NoSuchRelease {
+                    name: name.to_string(),
+                    location: t.location().to_owned(),
+                });
+            }
+            Ok(read_manifest(t.as_ref(), &name)?.entries)
+        }
+    }
+}
+
+/// Compares two operands.
+pub fn diff_operands(
+    a: &Operand,
+    b: &Operand,
+    cache_dir: Option<&Path>,
+    progress: &dyn Progress,
+) -> EngineResult<Diff> {
+    let old = load_operand(a, cache_dir, progress)?;
+    let new = load_operand(b, cache_dir, progress)?;
+    Ok(diff(&old, &new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_operands_split_at_the_last_at() {
+        assert_eq!(
+            Operand::parse("/no/such/site@r1").ok(),
+            Some(Operand::Release {
+                target: "/no/such/site".into(),
+                release: "r1".into()
+            })
+        );
+        assert_eq!(
+            Operand::parse("deploy@web1:/srv@current").ok(),
+            Some(Operand::Release {
+                target: "deploy@web1:/srv".into(),
+                release: "current".into()
+            })
+        );
+        assert!(Operand::parse("/no/such/dir").is_err());
+        assert!(matches!(Operand::parse("."), Ok(Operand::Dir(_))));
+    }
+}

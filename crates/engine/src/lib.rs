@@ -1,0 +1,21 @@
+//! relstore's commands, written once against the [`relstore_core::Target`] trait.
+//!
+//! - [`push`]: scan a source, upload what the target lacks, assemble, swap `current`;
+//! - [`catalog`]: what releases a store holds, and recovery after interrupted commands;
+//! - [`rollback`]: point `current` at another release;
+//! - [`compare`]: diff releases, directories and manifest files;
+//! - [`lock`]: the store lock every mutating command holds;
+//! - [`target_spec`]: which target a TARGET argument names.
+//!
+//! The CLI parses arguments and prints reports; everything else happens here.
+
+pub mod catalog;
+pub mod compare;
+pub mod error;
+pub mod lock;
+pub mod push;
+pub mod rollback;
+mod source;
+pub mod target_spec;
+
+pub use error::{EngineError, EngineResult};

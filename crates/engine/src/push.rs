@@ -1,0 +1,334 @@
+//! `relstore push`: scan, compare, upload what is missing, assemble, swap.
+//!
+//! The order of steps is what keeps `current` whole through any crash:
+//! 1. scan and hash the source (nothing on the target is touched yet);
+//! 2. lock the target and recover from any interrupted command;
+//! 3. compare: objects of the current release are known to be stored, the others are
+//!    checked in one batched call;
+//! 4. upload the missing objects (into `tmp/`, renamed into `objects/` when durable);
+//! 5. assemble `tmp/NAME.partial`, rename it to `releases/NAME`;
+//! 6. stage the manifest in `tmp/`, swap `current` with one rename, then move the
+//!    manifest into `manifests/` — from that moment the release exists.
+//!
+//! A crash before 6's rename leaves `current` on the old release and only debris that
+//! the next command removes; a crash after it is rolled forward by recovery.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use relstore_core::failpoint::kill_point;
+use relstore_core::progress::{Phase, Progress};
+use relstore_core::release::now_unix_ns;
+use relstore_core::target::Upload;
+use relstore_core::{Manifest, ReleaseName, Target, TargetError};
+use serde_json::{json, Value};
+
+use crate::catalog::{read_manifest, recover, Catalog};
+use crate::error::{EngineError, EngineResult};
+use crate::lock::{acquire, LockPolicy};
+use crate::source::SourceTree;
+
+/// How to push.
+#[derive(Clone, Debug, Default)]
+pub struct PushOptions {
+    /// Release name; default: a UTC timestamp.
+    pub release: Option<String>,
+    /// Make a new release even when the tree equals the current one.
+    pub force: bool,
+    /// Skip fifos, sockets and devices in the source instead of failing.
+    pub skip_special: bool,
+    /// Directory of the client's caches (the stat cache lives under it); `None`
+    /// disables the stat cache.
+    pub cache_dir: Option<PathBuf>,
+    /// What to do when the target is locked.
+    pub lock: LockPolicy,
+}
+
+/// Seconds spent in each step.
+#[derive(Clone, Debug, Default)]
+pub struct PhaseTimes {
+    pub scan: f64,
+    pub hash: f64,
+    pub compare: f64,
+    pub upload: f64,
+    pub assemble: f64,
+    pub swap: f64,
+}
+
+/// What a push did, for people and for `--json`.
+#[derive(Clone, Debug, Default)]
+pub struct PushReport {
+    pub release: String,
+    /// The tree equalled the current release; nothing was created.
+    pub unchanged: bool,
+    pub previous: Option<String>,
+    pub files_total: u64,
+    pub dirs_total: u64,
+    pub symlinks_total: u64,
+    pub bytes_total: u64,
+    pub files_hashed: u64,
+    pub bytes_hashed: u64,
+    pub objects_total: u64,
+    pub objects_uploaded: u64,
+    pub bytes_uploaded: u64,
+    pub objects_reused: u64,
+    pub links: u64,
+    pub object_copies: u64,
+    pub skipped: Vec<String>,
+    pub seconds: f64,
+    pub phases: PhaseTimes,
+}
+
+impl PushReport {
+    /// The `--json` object.
+    pub fn to_json(&self) -> Value {
+        let p = &self.phases;
+        json!({
+            "release": self.release,
+            "unchanged": self.unchanged,
+            "previous": self.previous,
+            "files_total": self.files_total,
+            "dirs_total": self.dirs_total,
+            "symlinks_total": self.symlinks_total,
+            "bytes_total": self.bytes_total,
+            "files_hashed": self.files_hashed,
+            "bytes_hashed": self.bytes_hashed,
+            "objects_total": self.objects_total,
+            "objects_uploaded": self.objects_uploaded,
+            "bytes_uploaded": self.bytes_uploaded,
+            "objects_reused": self.objects_reused,
+            "links": self.links,
+            "object_copies": self.object_copies,
+            "skipped": self.skipped,
+            "seconds": self.seconds,
+            "phases": {
+                "scan": p.scan, "hash": p.hash, "compare": p.compare,
+                "upload": p.upload, "assemble": p.assemble, "swap": p.swap,
+            },
+        })
+    }
+}
+
+/// Scans `source` into manifest entries (shared by push and diff).
+pub fn scan_source(
+    source: &Path,
+    skip_special: bool,
+    cache_dir: Option<&Path>,
+    progress: &dyn Progress,
+) -> EngineResult<relstore_scan::ScanOutput> {
+    let stat_cache = match cache_dir {
+        Some(dir) => match relstore_scan::cache_file_for(dir, source) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                progress.note(&format!("stat cache disabled: {e}"));
+                None
+            }
+        },
+        None => None,
+    };
+    let opts = relstore_scan::ScanOptions {
+        skip_special,
+        stat_cache,
+    };
+    let out = relstore_scan::scan(source, &opts, progress)?;
+    if let Some(w) = &out.cache_warning {
+        progress.note(w);
+    }
+    Ok(out)
+}
+
+/// Pushes `source` to `target`.
+pub fn push(
+    source: &Path,
+    target: &Arc<dyn Target>,
+    opts: &PushOptions,
+    progress: &dyn Progress,
+) -> EngineResult<PushReport> {
+    let started = Instant::now();
+    let created = now_unix_ns();
+    let requested = opts
+        .release
+        .as_deref()
+        .map(ReleaseName::parse)
+        .transpose()?;
+
+    refuse_store_inside_source(source, target.as_ref())?;
+    let scanned = scan_source(
+        source,
+        opts.skip_special,
+        opts.cache_dir.as_deref(),
+        progress,
+    )?;
+    let mut report = PushReport {
+        files_hashed: scanned.files_hashed,
+        bytes_hashed: scanned.bytes_hashed,
+        skipped: scanned
+            .skipped
+            .iter()
+            .map(|(p, kind)| format!("{} ({kind})", relstore_core::path::escape(p)))
+            .collect(),
+        ..PushReport::default()
+    };
+    report.phases.scan = scanned.walk_seconds;
+    report.phases.hash = scanned.hash_seconds;
+
+    let t = Instant::now();
+    target.open(true)?;
+    let lock = acquire(target, "push", &opts.lock, progress)?;
+    let catalog = recover(target.as_ref(), progress)?;
+    let current = match &catalog.current {
+        Some(c) => Some(read_manifest(target.as_ref(), c)?),
+        None => None,
+    };
+    report.previous = catalog.current.as_ref().map(ToString::to_string);
+    if let Some(cur) = &current {
+        // Checked before the name: re-running a push that died after its swap finds
+        // its work done, whatever name it asks for.
+        if !opts.force && cur.entries == scanned.entries {
+            let totals = &cur.header.totals;
+            report.unchanged = true;
+            report.release = cur.header.release.clone();
+            report.files_total = totals.files;
+            report.dirs_total = totals.dirs;
+            report.symlinks_total = totals.symlinks;
+            report.bytes_total = totals.bytes;
+            report.objects_total = cur.objects().len() as u64;
+            report.objects_reused = report.objects_total;
+            report.phases.compare = t.elapsed().as_secs_f64();
+            lock.release()?;
+            report.seconds = started.elapsed().as_secs_f64();
+            return Ok(report);
+        }
+    }
+    let name = match requested {
+        Some(n) if catalog.name_taken(n.as_str()) => {
+            return Err(TargetError::ReleaseExists {
+                name: n.to_string(),
+                location: target.location().to_owned(),
+            }
+            .into())
+        }
+        Some(n) => n,
+        None => unused_timestamp_name(&catalog, created),
+    };
+    let manifest = Manifest::new(&name, created, scanned.entries);
+    let totals = &manifest.header.totals;
+    report.release = name.to_string();
+    report.files_total = totals.files;
+    report.dirs_total = totals.dirs;
+    report.symlinks_total = totals.symlinks;
+    report.bytes_total = totals.bytes;
+    let objects = manifest.objects();
+    report.objects_total = objects.len() as u64;
+    progress.start(Phase::Compare, objects.len() as u64);
+    let known: HashSet<_> = current.iter().flat_map(|m| m.objects()).collect();
+    let unknown: Vec<_> = objects
+        .iter()
+        .filter(|id| !known.contains(id))
+        .copied()
+        .collect();
+    let missing = target.missing_objects(&unknown)?;
+    progress.advance(objects.len() as u64);
+    progress.finish();
+    report.phases.compare = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let sizes = object_sizes(&manifest);
+    let uploads: Vec<Upload> = missing
+        .iter()
+        .map(|id| Upload {
+            id: *id,
+            size: sizes.get(id).copied().unwrap_or(0),
+        })
+        .collect();
+    report.objects_uploaded = uploads.len() as u64;
+    report.bytes_uploaded = uploads.iter().map(|u| u.size).sum();
+    report.objects_reused = report.objects_total - report.objects_uploaded;
+    progress.start(Phase::Upload, report.bytes_uploaded);
+    let blobs = SourceTree::new(source.to_path_buf(), &manifest.entries);
+    target.put_objects(&uploads, &blobs, progress)?;
+    progress.finish();
+    report.phases.upload = t.elapsed().as_secs_f64();
+    kill_point("push.uploaded");
+
+    let t = Instant::now();
+    let stats = target.assemble(&name, &manifest.entries, progress)?;
+    report.links = stats.links;
+    report.object_copies = stats.object_copies;
+    report.phases.assemble = t.elapsed().as_secs_f64();
+    kill_point("push.assembled");
+
+    let t = Instant::now();
+    progress.start(Phase::Swap, 1);
+    target.stage_manifest(&name, &manifest.encode())?;
+    kill_point("push.staged");
+    target.activate(&name)?;
+    kill_point("push.swapped");
+    target.commit_manifest(&name)?;
+    progress.finish();
+    report.phases.swap = t.elapsed().as_secs_f64();
+    lock.release()?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn object_sizes(m: &Manifest) -> std::collections::HashMap<relstore_core::ObjectId, u64> {
+    m.entries
+        .iter()
+        .filter_map(|e| match (e.object(), &e.kind) {
+            (Some(id), relstore_core::EntryKind::File { size, .. }) => Some((id, *size)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Pushing a tree into a store inside that tree would scan the store into the release
+/// (and grow it on every push): refuse it before anything is touched.
+fn refuse_store_inside_source(source: &Path, target: &dyn Target) -> EngineResult<()> {
+    let Some(root) = target.local_root() else {
+        return Ok(());
+    };
+    let Ok(source) = source.canonicalize() else {
+        return Ok(()); // the scan reports a missing source with its own message
+    };
+    // The store may not exist yet: resolve its nearest existing ancestor.
+    let mut probe = root.to_path_buf();
+    let mut rest = Vec::new();
+    let resolved = loop {
+        if let Ok(p) = probe.canonicalize() {
+            break rest
+                .iter()
+                .rev()
+                .fold(p, |acc: PathBuf, c: &std::ffi::OsString| acc.join(c));
+        }
+        match (probe.file_name(), probe.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_owned());
+                probe = parent.to_path_buf();
+            }
+            _ => return Ok(()),
+        }
+    };
+    if resolved.starts_with(&source) || source.starts_with(&resolved) {
+        return Err(EngineError::Refused(format!(
+            "{}: the target and the source {} contain one another; push to a store outside the source tree",
+            target.location(),
+            source.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A timestamp name, with `-2`, `-3`… when pushes share a second.
+fn unused_timestamp_name(catalog: &Catalog, created: i64) -> ReleaseName {
+    let base = ReleaseName::timestamp(created);
+    if !catalog.name_taken(base.as_str()) {
+        return base;
+    }
+    (2u32..)
+        .filter_map(|n| ReleaseName::parse(&format!("{base}-{n}")).ok())
+        .find(|n| !catalog.name_taken(n.as_str()))
+        .unwrap_or(base)
+}

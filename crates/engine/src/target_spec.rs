@@ -1,0 +1,52 @@
+//! Turning the TARGET argument into a [`Target`].
+//!
+//! rsync's rule: a colon before the first slash makes a remote target
+//! (`[user@]host:path`); `ssh://` URLs are remote too; anything else is a local path.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use relstore_core::Target;
+use relstore_local::LocalTarget;
+
+use crate::error::{EngineError, EngineResult};
+
+/// Whether `spec` names a remote (SSH) target.
+pub fn is_remote(spec: &str) -> bool {
+    if spec.starts_with("ssh://") {
+        return true;
+    }
+    match (spec.find(':'), spec.find('/')) {
+        (Some(colon), Some(slash)) => colon < slash,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+/// Builds the target named by `spec`.
+pub fn open_target(spec: &str) -> EngineResult<Arc<dyn Target>> {
+    if spec.is_empty() {
+        return Err(EngineError::BadTarget("empty target".into()));
+    }
+    if is_remote(spec) {
+        return Err(EngineError::BadTarget(format!(
+            "{spec}: SSH targets are not supported by this build yet (a colon before the first slash means host:path; write ./{spec} for a local path)"
+        )));
+    }
+    Ok(Arc::new(LocalTarget::new(PathBuf::from(spec))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rsync_rule_decides_remote() {
+        assert!(is_remote("web1:/srv/www"));
+        assert!(is_remote("deploy@web1:site"));
+        assert!(is_remote("ssh://deploy@web1:2222/srv"));
+        assert!(!is_remote("/srv/www/site"));
+        assert!(!is_remote("./a:b"));
+        assert!(!is_remote("out"));
+    }
+}

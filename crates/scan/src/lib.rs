@@ -1,0 +1,207 @@
+//! relstore's source side: turn a directory into sorted manifest entries, fast.
+//!
+//! [`scan`] is steps 1 and 2 of a push (see DESIGN.md): it walks the source tree in
+//! parallel, classifies every entry (directory, regular file, symlink; fifos, sockets
+//! and devices are refused or, with [`ScanOptions::skip_special`], skipped and
+//! reported), and blake3-hashes every regular file the stat cache cannot vouch for.
+//! The result is a list of [`relstore_core::Entry`] in
+//! [`cmp_paths`](relstore_core::path::cmp_paths) order, ready for
+//! [`relstore_core::Manifest::new`].
+//!
+//! Modules, one job each:
+//! - `walk`: the parallel directory walk (phase Scan), fd-relative and
+//!   symlink-safe, producing already-sorted nodes;
+//! - `stat_cache`: git-index-like `path → (dev, ino, size, mtime, ctime, hash)` with
+//!   the racy-entry rule, so an unchanged deploy costs one stat walk;
+//! - `hash`: parallel blake3 (phase Hash), mmap + multi-threaded for big files;
+//! - `sys`: the few raw Linux calls, the crate's only `unsafe`;
+//! - `error`: [`ScanError`], which always names the path involved.
+//!
+//! Paths are raw bytes relative to the root, `/`-separated: non-UTF-8 names are legal
+//! on Unix and round-trip exactly. The root may be a symlink to a directory (it is
+//! followed); nothing inside the root is ever followed.
+
+mod error;
+mod hash;
+mod stat_cache;
+mod sys;
+mod walk;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use relstore_core::progress::{Phase, Progress};
+use relstore_core::{Entry, EntryKind};
+
+pub use error::ScanError;
+pub use hash::hash_file;
+pub use stat_cache::cache_file_for;
+
+use stat_cache::Loaded;
+use walk::{Node, NodeKind};
+
+/// How to scan.
+#[derive(Clone, Debug, Default)]
+pub struct ScanOptions {
+    /// Skip fifos/sockets/devices (reported in [`ScanOutput::skipped`]) instead of
+    /// failing: they cannot be deployed, but a build directory may contain one
+    /// (a dev server's socket, say) that the user knows is irrelevant.
+    pub skip_special: bool,
+    /// File holding the stat cache for this source (see [`cache_file_for`]); `None` =
+    /// no cache, hash everything (what `verify`-like callers want).
+    pub stat_cache: Option<PathBuf>,
+}
+
+/// What a scan found, plus the numbers `push --json` and `bench` report.
+#[derive(Debug)]
+pub struct ScanOutput {
+    /// Every entry under the root (not the root itself), sorted by
+    /// [`cmp_paths`](relstore_core::path::cmp_paths): ready for `Manifest::new`.
+    pub entries: Vec<Entry>,
+    /// Special files skipped because of [`ScanOptions::skip_special`]: relative path and
+    /// kind (`"fifo"`, `"socket"`, `"char device"`, `"block device"`), in path order.
+    pub skipped: Vec<(Vec<u8>, &'static str)>,
+    /// Files whose content was read this run (those the stat cache vouched for are not
+    /// counted): the measure of how much the cache saved.
+    pub files_hashed: u64,
+    /// Bytes read by those files.
+    pub bytes_hashed: u64,
+    /// Wall time of the walk.
+    pub walk_seconds: f64,
+    /// Wall time of everything after the walk: cache lookup, hashing, cache save.
+    pub hash_seconds: f64,
+    /// Set when the stat cache was unreadable, corrupt, of another format, or could not
+    /// be written: the scan still succeeded (hashing what it had to), but the user
+    /// should know why the next scan may be slow.
+    pub cache_warning: Option<String>,
+}
+
+/// Scans `root` into sorted manifest entries.
+///
+/// Reports [`Phase::Scan`] (entries found) and then [`Phase::Hash`] (bytes to hash)
+/// to `progress`. Fails with a [`ScanError`] naming the path on a missing or
+/// non-directory root, an unreadable directory or file, a special file (unless
+/// skipped), or an entry that changed while it was being scanned. Problems with the
+/// stat cache never fail the scan; they end up in [`ScanOutput::cache_warning`].
+pub fn scan(
+    root: &Path,
+    opts: &ScanOptions,
+    progress: &dyn Progress,
+) -> Result<ScanOutput, ScanError> {
+    check_root(root)?;
+    // Taken before any lstat: see the racy-entry rule in `stat_cache`.
+    let scan_started_ns = sys::coarse_realtime_ns();
+
+    progress.start(Phase::Scan, 0);
+    let walk_start = Instant::now();
+    // Reading and decompressing the cache overlaps the (syscall-bound) walk.
+    let ((walked, walk_seconds), loaded) = rayon::join(
+        || {
+            let w = walk::walk(root, opts.skip_special, progress);
+            (w, walk_start.elapsed().as_secs_f64())
+        },
+        || opts.stat_cache.as_deref().map(stat_cache::read),
+    );
+    progress.finish();
+    let walked = walked?;
+    let mut nodes = walked.nodes;
+
+    let hash_start = Instant::now();
+    let mut cache_warning = None;
+    let mut old_records = 0;
+    let mut cache_unusable = false;
+    match &loaded {
+        Some(Loaded::Body(body)) => {
+            let path = opts.stat_cache.as_deref().unwrap_or(Path::new(""));
+            match stat_cache::apply(body, path, &mut nodes) {
+                Ok(n) => old_records = n,
+                Err(w) => {
+                    cache_warning = Some(w);
+                    cache_unusable = true;
+                }
+            }
+        }
+        Some(Loaded::Unusable(w)) => {
+            cache_warning = Some(w.clone());
+            cache_unusable = true;
+        }
+        Some(Loaded::Missing) | None => {}
+    }
+    drop(loaded);
+
+    let (files_hashed, bytes_hashed) = hash::hash_missing(root, &mut nodes, progress)?;
+
+    if let Some(cache_path) = &opts.stat_cache {
+        let files = nodes
+            .iter()
+            .filter(|n| matches!(n.kind, NodeKind::File { .. }))
+            .count();
+        // Nothing hashed means every file matched a record; equal counts then mean
+        // no record is stale either, so the file on disk is already right.
+        if files_hashed > 0 || files != old_records || cache_unusable {
+            let bytes = stat_cache::encode(scan_started_ns, &nodes);
+            if let Err(e) = stat_cache::write_atomic(cache_path, &bytes) {
+                let w = format!(
+                    "cannot write stat cache {} ({e}); the next scan will hash every file again",
+                    stat_cache::shown(cache_path)
+                );
+                cache_warning = Some(match cache_warning {
+                    Some(prev) => format!("{prev}; {w}"),
+                    None => w,
+                });
+            }
+        }
+    }
+
+    let entries = nodes.into_iter().filter_map(into_entry).collect();
+    Ok(ScanOutput {
+        entries,
+        skipped: walked.skipped,
+        files_hashed,
+        bytes_hashed,
+        walk_seconds,
+        hash_seconds: hash_start.elapsed().as_secs_f64(),
+        cache_warning,
+    })
+}
+
+/// The root must be a directory or a symlink to one; anything else gets a message
+/// saying which of the two it is not.
+fn check_root(root: &Path) -> Result<(), ScanError> {
+    match std::fs::metadata(root) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(ScanError::SourceNotDir {
+            path: root.to_path_buf(),
+        }),
+        Err(source) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(ScanError::SourceMissing {
+                path: root.to_path_buf(),
+                source,
+            })
+        }
+        Err(source) => Err(ScanError::SourceUnreadable {
+            path: root.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn into_entry(node: Node) -> Option<Entry> {
+    let kind = match node.kind {
+        NodeKind::Dir { mode } => EntryKind::Dir { mode },
+        NodeKind::File { mode, stat, hash } => EntryKind::File {
+            size: stat.size,
+            // Every file is hashed by now; a node without a hash cannot occur.
+            hash: hash?,
+            mode,
+        },
+        NodeKind::Symlink { target } => EntryKind::Symlink { target },
+    };
+    Some(Entry {
+        path: node.path,
+        kind,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,153 @@
+//! Crash safety: real SIGKILLs of the real process at named steps and at random
+//! moments. After each, `current` is the old or the new complete release, and a re-run
+//! finishes the push uploading only what is still missing.
+
+use std::collections::BTreeSet;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::util::{assert_linked_from_objects, assert_same_tree, blobs, Env};
+
+/// Checks `current` is exactly `old` (release `old_name`) or `new` (`new_name`).
+fn current_is_whole(env: &Env, old: &Path, old_name: &str, new: &Path, new_name: &str) {
+    let cur = env.current().expect("current vanished");
+    let expected = if cur == old_name {
+        old
+    } else {
+        assert_eq!(cur, new_name, "current points at an unexpected release");
+        new
+    };
+    assert_same_tree(expected, &env.root.join("current"));
+}
+
+/// Re-runs the push and checks it uploads exactly the blobs still missing.
+fn rerun_completes(env: &Env, new: &Path, new_name: &str) {
+    let present: BTreeSet<String> = env.object_files();
+    let missing: Vec<(String, u64)> = blobs(new)
+        .into_iter()
+        .filter(|(k, _)| !present.contains(k))
+        .collect();
+    let r = env.push(new, &["--release", new_name]);
+    assert_eq!(r["objects_uploaded"], missing.len() as u64, "{r}");
+    assert_eq!(
+        r["bytes_uploaded"],
+        missing.iter().map(|(_, s)| s).sum::<u64>()
+    );
+    assert_eq!(env.current().as_deref(), Some(new_name));
+    assert_same_tree(new, &env.root.join("current"));
+    assert_linked_from_objects(&env.root, &env.root.join("current"));
+    let tmp_left = std::fs::read_dir(env.root.join("tmp")).unwrap().count();
+    assert_eq!(tmp_left, 0, "tmp/ not cleaned");
+    assert!(!env.root.join("lock").exists());
+}
+
+const KILL_POINTS: &[&str] = &[
+    "upload.before_sync:1",
+    "upload.published:1",
+    "upload.published:9",
+    "push.uploaded",
+    "assemble.entry:1",
+    "assemble.entry:40",
+    "assemble.entry:250",
+    "assemble.before_rename",
+    "push.assembled",
+    "push.staged",
+    "swap.before_rename",
+    "push.swapped",
+];
+
+#[test]
+fn sigkill_at_every_named_step_keeps_current_whole_and_a_rerun_finishes() {
+    let env = Env::local();
+    let v1 = env.site("v1", 400, 50);
+    env.push(&v1, &["--release", "r0"]);
+    let mut old = v1.clone();
+    let mut old_name = "r0".to_owned();
+    for (i, point) in KILL_POINTS.iter().enumerate() {
+        let new = env.next_release(&old, &format!("v{}", i + 2), 0.05, 500 + i as u64);
+        let new_name = format!("r{}", i + 1);
+        let out = env
+            .cmd()
+            .args([
+                "push",
+                new.to_str().unwrap(),
+                &env.target,
+                "--release",
+                &new_name,
+            ])
+            .env("RELSTORE_KILL_AT", point)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "{point}: not killed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        current_is_whole(&env, &old, &old_name, &new, &new_name);
+        if *point == "push.swapped" {
+            assert_eq!(env.current().as_deref(), Some(new_name.as_str()));
+        } else {
+            assert_eq!(env.current().as_deref(), Some(old_name.as_str()), "{point}");
+        }
+        rerun_completes(&env, &new, &new_name);
+        let listed = env.json(&["releases", &env.target]);
+        let names: Vec<&str> = listed["releases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names.last(), Some(&new_name.as_str()), "{point}");
+        assert_eq!(
+            names.len(),
+            i + 2,
+            "{point}: a killed push left an extra release"
+        );
+        old = new;
+        old_name = new_name;
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_keeps_current_whole_and_a_rerun_finishes() {
+    let env = Env::local();
+    let v1 = env.site("v1", 3000, 60);
+    env.push(&v1, &["--release", "r0"]);
+    let mut rng = fastrand::Rng::with_seed(61);
+    let mut old = v1.clone();
+    let mut old_name = "r0".to_owned();
+    let mut killed = 0;
+    for i in 0..10 {
+        let new = env.next_release(&old, &format!("v{}", i + 2), 0.1, 600 + i);
+        let new_name = format!("r{}", i + 1);
+        let mut child = env
+            .cmd()
+            .args([
+                "push",
+                new.to_str().unwrap(),
+                &env.target,
+                "--release",
+                &new_name,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.u64(5..400)));
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        if status.signal() == Some(9) {
+            killed += 1;
+        }
+        current_is_whole(&env, &old, &old_name, &new, &new_name);
+        rerun_completes(&env, &new, &new_name);
+        old = new;
+        old_name = new_name;
+    }
+    assert!(
+        killed >= 5,
+        "only {killed} of 10 pushes were still running when killed"
+    );
+}

@@ -1,0 +1,189 @@
+//! The store lock: held locks stop a second command at once (or make it wait), stale
+//! locks of dead processes are broken with a note, foreign ones only on request.
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use crate::util::{one_line_error, Env};
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Writes a lock held by `pid` on `host`.
+fn hold(env: &Env, host: &str, pid: u32) {
+    let lock = serde_json::json!({
+        "host": host, "pid": pid, "pid_start": null,
+        "started_unix_ns": 1_795_325_412_000_000_000i64,
+        "command": "push", "tool_version": "test",
+    });
+    std::fs::write(env.root.join("lock"), lock.to_string()).unwrap();
+}
+
+fn sleeper() -> Child {
+    Command::new("sleep").arg("60").spawn().unwrap()
+}
+
+#[test]
+fn a_held_lock_stops_a_second_push_at_once_naming_the_holder() {
+    let env = Env::local();
+    let src = env.site("src", 30, 40);
+    env.push(&src, &["--release", "r1"]);
+    let mut holder = sleeper();
+    hold(&env, &hostname(), holder.id());
+    std::fs::write(src.join("new.html"), "x").unwrap();
+    let t = Instant::now();
+    let out = env.run(&["push", src.to_str().unwrap(), &env.target]);
+    assert!(t.elapsed() < Duration::from_secs(5), "did not fail at once");
+    assert_eq!(out.status.code(), Some(1));
+    let line = one_line_error(&out);
+    assert!(line.contains(&format!("pid {}", holder.id())), "{line}");
+    assert!(line.contains(&hostname()), "{line}");
+    assert_eq!(env.current().as_deref(), Some("r1"));
+
+    // --wait: succeeds once the holder lets go.
+    let mut waiting = env
+        .cmd()
+        .args([
+            "push",
+            src.to_str().unwrap(),
+            &env.target,
+            "--wait",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(waiting.try_wait().unwrap().is_none(), "did not wait");
+    assert_eq!(env.current().as_deref(), Some("r1"));
+    std::fs::remove_file(env.root.join("lock")).unwrap();
+    let out = waiting.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(env.current().as_deref(), Some("r1"));
+
+    // --wait-timeout gives up with the holder's details.
+    hold(&env, &hostname(), holder.id());
+    std::fs::write(src.join("newer.html"), "y").unwrap();
+    let out = env.run(&[
+        "push",
+        src.to_str().unwrap(),
+        &env.target,
+        "--wait-timeout",
+        "0.3",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(one_line_error(&out).contains(&format!("pid {}", holder.id())));
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
+#[test]
+fn a_lock_of_a_dead_process_on_this_host_is_broken_with_a_message() {
+    let env = Env::local();
+    let src = env.site("src", 30, 41);
+    env.push(&src, &["--release", "r1"]);
+    let mut gone = Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    hold(&env, &hostname(), pid);
+    std::fs::write(src.join("new.html"), "x").unwrap();
+    let out = env.run(&[
+        "push",
+        src.to_str().unwrap(),
+        &env.target,
+        "--release",
+        "r2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("stale lock") && stderr.contains(&format!("pid {pid}")),
+        "{stderr}"
+    );
+    assert_eq!(env.current().as_deref(), Some("r2"));
+    assert!(!env.root.join("lock").exists(), "lock not released");
+}
+
+#[test]
+fn a_lock_from_another_host_needs_break_lock() {
+    let env = Env::local();
+    let src = env.site("src", 30, 42);
+    env.push(&src, &["--release", "r1"]);
+    hold(&env, "build-server-7", 4242);
+    std::fs::write(src.join("new.html"), "x").unwrap();
+    let out = env.run(&["push", src.to_str().unwrap(), &env.target]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(one_line_error(&out).contains("build-server-7"));
+    let out = env.run(&["rollback", &env.target]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "rollback must respect the lock too"
+    );
+    let out = env.run(&[
+        "push",
+        src.to_str().unwrap(),
+        &env.target,
+        "--break-lock",
+        "--release",
+        "r2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--break-lock"));
+    assert_eq!(env.current().as_deref(), Some("r2"));
+}
+
+#[test]
+fn two_real_pushes_at_once_never_interleave() {
+    // Race two real pushes: whichever takes the lock second fails naming the holder
+    // (or finds the work done), and `current` is always one complete tree.
+    let env = Env::local();
+    let a = env.site("a", 1500, 43);
+    let b = env.site("b", 1500, 44);
+    env.push(&a, &["--release", "r0"]);
+    let spawn = |src: &std::path::Path, name: &str| {
+        env.cmd()
+            .args([
+                "push",
+                src.to_str().unwrap(),
+                &env.target,
+                "--release",
+                name,
+            ])
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let pa = spawn(&b, "ra");
+    let pb = spawn(&a, "rb");
+    let oa = pa.wait_with_output().unwrap();
+    let ob = pb.wait_with_output().unwrap();
+    for o in [&oa, &ob] {
+        if !o.status.success() {
+            let e = String::from_utf8_lossy(&o.stderr);
+            assert!(e.contains("locked by"), "unexpected failure: {e}");
+        }
+    }
+    assert!(oa.status.success() || ob.status.success());
+    let cur = env.current().unwrap();
+    let expected = if cur == "ra" { &b } else { &a };
+    crate::util::assert_same_tree(expected, &env.root.join("current"));
+}

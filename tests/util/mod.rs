@@ -1,0 +1,346 @@
+//! Test harness: temp trees, running the binary, independent tree snapshots.
+//!
+//! Everything that checks relstore's results here is computed independently of
+//! relstore's own crates (walkdir + blake3), so a bug in the scanner cannot hide itself.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use relstore_fixtures::{generate, mutate, MutationSpec, SiteSpec};
+use serde_json::Value;
+
+/// A scratch area for one test: sources, a target, a client cache.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    /// Store root on this machine's disk (what a web server would serve from).
+    pub root: PathBuf,
+    /// The TARGET argument naming that root.
+    pub target: String,
+    pub cache: PathBuf,
+}
+
+impl Env {
+    /// A local-target environment.
+    pub fn local() -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("relstore-it-")
+            .tempdir()
+            .unwrap();
+        let root = dir.path().join("site");
+        let cache = dir.path().join("cache");
+        Env {
+            target: root.to_str().unwrap().to_owned(),
+            root,
+            cache,
+            dir,
+        }
+    }
+
+    /// A path inside the scratch area.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Generates a site of `files` files at `rel`; returns its path.
+    pub fn site(&self, rel: &str, files: usize, seed: u64) -> PathBuf {
+        let p = self.path(rel);
+        generate(&p, &SiteSpec::new(files, seed)).unwrap();
+        p
+    }
+
+    /// Copies the tree at `from` to `to` (cp -a) and mutates the copy.
+    pub fn next_release(&self, from: &Path, to: &str, fraction: f64, seed: u64) -> PathBuf {
+        let dest = self.path(to);
+        copy_tree(from, &dest);
+        mutate(
+            &dest,
+            &MutationSpec {
+                fraction,
+                seed,
+                rename_dir: true,
+            },
+        )
+        .unwrap();
+        dest
+    }
+
+    /// A `relstore` command with this environment's cache.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_relstore"));
+        c.env("RELSTORE_CACHE_DIR", &self.cache)
+            .env_remove("RELSTORE_KILL_AT");
+        c
+    }
+
+    /// Runs relstore with `args`, returning the raw output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Runs relstore with `args` plus `--json`, asserts success, parses stdout.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a: Vec<&str> = args.to_vec();
+        a.push("--json");
+        let out = self.run(&a);
+        assert!(
+            out.status.success(),
+            "relstore {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout of {args:?} is not one JSON object ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// Pushes `source` with extra args; returns the JSON report.
+    pub fn push(&self, source: &Path, extra: &[&str]) -> Value {
+        let mut a = vec!["push", source.to_str().unwrap(), &self.target];
+        a.extend_from_slice(extra);
+        self.json(&a)
+    }
+
+    /// The release `current` points at.
+    pub fn current(&self) -> Option<String> {
+        let t = fs::read_link(self.root.join("current")).ok()?;
+        Some(
+            t.to_str()
+                .unwrap()
+                .strip_prefix("releases/")
+                .unwrap()
+                .to_owned(),
+        )
+    }
+
+    /// Object ids ("hex+mode" names, copies included) stored under objects/.
+    pub fn object_files(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let objects = self.root.join("objects");
+        let Ok(rd) = fs::read_dir(&objects) else {
+            return out;
+        };
+        for prefix in rd {
+            let prefix = prefix.unwrap();
+            for f in fs::read_dir(prefix.path()).unwrap() {
+                let f = f.unwrap();
+                out.insert(format!(
+                    "{}{}",
+                    prefix.file_name().to_str().unwrap(),
+                    f.file_name().to_str().unwrap()
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// `cp -a from to`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// An entry of a tree as seen by an independent walk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Node {
+    Dir {
+        mode: u32,
+    },
+    File {
+        mode: u32,
+        size: u64,
+        hash: [u8; 32],
+    },
+    Symlink {
+        target: Vec<u8>,
+    },
+}
+
+/// Every entry under `root` (relative path bytes → node), root excluded.
+pub fn snapshot(root: &Path) -> BTreeMap<Vec<u8>, Node> {
+    let mut out = BTreeMap::new();
+    for e in walkdir::WalkDir::new(root).min_depth(1) {
+        let e = e.unwrap();
+        let rel = e
+            .path()
+            .strip_prefix(root)
+            .unwrap()
+            .as_os_str()
+            .as_bytes()
+            .to_vec();
+        let meta = e.path().symlink_metadata().unwrap();
+        let mode = meta.mode() & 0o7777;
+        let node = if meta.file_type().is_symlink() {
+            Node::Symlink {
+                target: fs::read_link(e.path())
+                    .unwrap()
+                    .as_os_str()
+                    .as_bytes()
+                    .to_vec(),
+            }
+        } else if meta.is_dir() {
+            Node::Dir { mode }
+        } else {
+            let content = fs::read(e.path()).unwrap();
+            Node::File {
+                mode,
+                size: content.len() as u64,
+                hash: *blake3::hash(&content).as_bytes(),
+            }
+        };
+        out.insert(rel, node);
+    }
+    out
+}
+
+/// Asserts that the release at `release` is `source` exactly: paths, kinds, content,
+/// permission bits (write bits of regular files aside: objects are stored read-only),
+/// symlink targets, empty directories, non-UTF-8 names.
+pub fn assert_same_tree(source: &Path, release: &Path) {
+    let a = snapshot(source);
+    let b = snapshot(release);
+    let only_a: Vec<_> = a.keys().filter(|k| !b.contains_key(*k)).collect();
+    let only_b: Vec<_> = b.keys().filter(|k| !a.contains_key(*k)).collect();
+    assert!(
+        only_a.is_empty() && only_b.is_empty(),
+        "paths differ: only in source {:?}, only in release {:?}",
+        only_a
+            .iter()
+            .map(|p| String::from_utf8_lossy(p))
+            .collect::<Vec<_>>(),
+        only_b
+            .iter()
+            .map(|p| String::from_utf8_lossy(p))
+            .collect::<Vec<_>>()
+    );
+    for (path, na) in &a {
+        let nb = &b[path];
+        let same = match (na, nb) {
+            (
+                Node::File {
+                    mode: m1,
+                    size: s1,
+                    hash: h1,
+                },
+                Node::File {
+                    mode: m2,
+                    size: s2,
+                    hash: h2,
+                },
+            ) => m1 & 0o7555 == m2 & 0o7555 && s1 == s2 && h1 == h2,
+            _ => na == nb,
+        };
+        assert!(
+            same,
+            "{} differs: source {na:?}, release {nb:?}",
+            String::from_utf8_lossy(path)
+        );
+    }
+}
+
+/// The object path (relative to the store root) for content `hash` with `mode`.
+pub fn object_rel(hash: &[u8; 32], mode: u32) -> String {
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("objects/{}/{}+{:04o}", &hex[..2], &hex[2..], mode & 0o7555)
+}
+
+/// Asserts every regular non-empty file of the release is a hardlink to its object
+/// (or to a numbered copy of it) and that objects are stored without write bits.
+pub fn assert_linked_from_objects(store: &Path, release: &Path) {
+    for (path, node) in snapshot(release) {
+        let Node::File { mode, size, hash } = node else {
+            continue;
+        };
+        let file = release.join(OsStr::from_bytes(&path));
+        let fm = file.symlink_metadata().unwrap();
+        if size == 0 {
+            assert_eq!(fm.nlink(), 1, "empty file {} is linked", file.display());
+            continue;
+        }
+        let obj = store.join(object_rel(&hash, mode));
+        let linked = (0..100).any(|copy| {
+            let p = if copy == 0 {
+                obj.clone()
+            } else {
+                PathBuf::from(format!("{}.{copy}", obj.display()))
+            };
+            p.symlink_metadata()
+                .map(|om| om.ino() == fm.ino() && om.dev() == fm.dev())
+                .unwrap_or(false)
+        });
+        assert!(
+            linked,
+            "{} is not a hardlink to {}",
+            file.display(),
+            obj.display()
+        );
+        assert_eq!(fm.mode() & 0o222, 0, "{} is writable", file.display());
+    }
+}
+
+/// Distinct (content, stored mode) objects of a tree, non-empty files only, with sizes:
+/// the blobs a push must store for it.
+pub fn blobs(root: &Path) -> BTreeMap<String, u64> {
+    snapshot(root)
+        .into_values()
+        .filter_map(|n| match n {
+            Node::File { mode, size, hash } if size > 0 => {
+                let rel = object_rel(&hash, mode);
+                Some((rel["objects/".len()..].replace('/', ""), size))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A fingerprint of everything under a store root (paths, kinds, sizes, content,
+/// modes, link targets, inode numbers), to prove a failed command changed nothing.
+pub fn store_fingerprint(root: &Path) -> Vec<(Vec<u8>, String)> {
+    if !root.exists() {
+        return Vec::new();
+    }
+    let mut v = Vec::new();
+    for e in walkdir::WalkDir::new(root).sort_by_file_name() {
+        let e = e.unwrap();
+        let m = e.path().symlink_metadata().unwrap();
+        let extra = if m.is_file() {
+            blake3::hash(&fs::read(e.path()).unwrap())
+                .to_hex()
+                .to_string()
+        } else if m.file_type().is_symlink() {
+            fs::read_link(e.path()).unwrap().display().to_string()
+        } else {
+            String::new()
+        };
+        v.push((
+            e.path().as_os_str().as_bytes().to_vec(),
+            format!("{:o} {} {} {extra}", m.mode(), m.len(), m.ino()),
+        ));
+    }
+    v
+}
+
+/// The single line relstore printed on stderr for a failure (asserting it is one line).
+pub fn one_line_error(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("relstore: error"))
+        .collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got: {stderr}");
+    lines[0].to_owned()
+}
