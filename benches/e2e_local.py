@@ -8,7 +8,7 @@ Regenerates the local table of BENCHMARKS.md (printed as markdown on stdout).
 Each row alternates the two commands (A, B, A, B, ...) in the same run, reads the
 source tree right before each timed run (the page cache drops data unused for ~30 s
 here), and reports medians with min-max and the ratio A/B. Needs: rsync, b3sum
-(installed with `cargo install b3sum` if missing), GNU time (/usr/bin/time).
+(Debian package, installed if missing), GNU time (/usr/bin/time).
 """
 import argparse
 import json
@@ -62,7 +62,7 @@ def main():
     rel = os.path.join(ROOT, "target/release/relstore")
     fix = os.path.join(ROOT, "target/release/relstore-fixtures")
     if not shutil.which("b3sum"):
-        sh("cargo install -q b3sum --locked")
+        sh("apt-get install -y -qq b3sum || cargo install -q b3sum --locked")
     for tool in ("rsync", "/usr/bin/time"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is required (apt-get install rsync time)")

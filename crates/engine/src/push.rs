@@ -119,6 +119,8 @@ pub fn scan_source(
     progress: &dyn Progress,
 ) -> EngineResult<relstore_scan::ScanOutput> {
     let stat_cache = match cache_dir {
+        // A missing source is reported by the scan itself, with its own message.
+        Some(_) if !source.exists() => None,
         Some(dir) => match relstore_scan::cache_file_for(dir, source) {
             Ok(p) => Some(p),
             Err(e) => {

@@ -208,10 +208,12 @@ impl Target for LocalTarget {
                 match fs::read_to_string(&config) {
                     Ok(text) => match layout::parse_config_format(&text) {
                         Some(layout::STORE_FORMAT) => false,
-                        Some(other) => return Err(self.not_a_store(format!(
+                        Some(other) => {
+                            return Err(self.not_a_store(format!(
                             "store format {other} is not supported by this relstore (supports {})",
                             layout::STORE_FORMAT
-                        ))),
+                        )))
+                        }
                         None => {
                             return Err(self.not_a_store(format!("{} is malformed", show(&config))))
                         }

@@ -70,6 +70,12 @@ fn hash_open(file: &File, size: u64, buf: &mut Vec<u8>) -> io::Result<(ContentHa
             Ok(n) => {
                 hasher.update(&buf[..n]);
                 total += n as u64;
+                // A short read of a regular file ends exactly at its end of file: when
+                // that is the expected size, the usual extra read that returns 0 would
+                // only cost a syscall per file (a fifth of all of them for small files).
+                if n < buf.len() && total == size {
+                    break;
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -181,6 +187,9 @@ mod tests {
         // Read path with several buffers, and the mmap path (3 MiB).
         let medium: Vec<u8> = (0..READ_BUF * 3 + 17).map(|_| rng.u8(..)).collect();
         check(&medium);
+        // Exact multiples of the buffer: the end is only seen by a read returning 0.
+        check(&medium[..READ_BUF]);
+        check(&medium[..READ_BUF * 2]);
         let big: Vec<u8> = (0..3 * 1024 * 1024 + 5).map(|_| rng.u8(..)).collect();
         check(&big);
     }

@@ -142,7 +142,7 @@ pub fn scan(
             let bytes = stat_cache::encode(scan_started_ns, &nodes);
             if let Err(e) = stat_cache::write_atomic(cache_path, &bytes) {
                 let w = format!(
-                    "cannot write stat cache {} ({e}); the next scan will hash every file again",
+                    "cannot write stat cache {} ({e}); files may be hashed again next time",
                     stat_cache::shown(cache_path)
                 );
                 cache_warning = Some(match cache_warning {

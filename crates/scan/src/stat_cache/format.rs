@@ -132,12 +132,7 @@ where
     let mut written = 0usize;
     for (path, stat, hash) in records.take(count) {
         hashes.extend_from_slice(&hash.0);
-        let common = path
-            .iter()
-            .zip(prev_path)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(usize::from(u16::MAX));
+        let common = common_prefix(path, prev_path).min(usize::from(u16::MAX));
         varint::put_u64(&mut rows, common as u64);
         varint::put_bytes(&mut rows, &path[common..]);
         varint::put_i64(&mut rows, stat.dev.wrapping_sub(prev.dev) as i64);
@@ -181,6 +176,20 @@ where
     let sum = blake3::hash(&out);
     out.extend_from_slice(sum.as_bytes());
     out
+}
+
+/// Length of the common prefix of `a` and `b`, eight bytes at a time where possible
+/// (sibling paths share long prefixes, and this runs once per record).
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n && a[i..i + 8] == b[i..i + 8] {
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
 }
 
 /// Why a cache file cannot be used.
