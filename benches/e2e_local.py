@@ -26,10 +26,10 @@ def sh(cmd, **kw):
     return subprocess.run(cmd, shell=True, check=True, **kw)
 
 
-def timed(cmd):
-    """Wall seconds and peak RSS (KiB) of a shell command."""
+def timed(cmd, stdout="/dev/null"):
+    """Wall seconds and peak RSS (KiB) of a shell command, its stdout sent to `stdout`."""
     out = subprocess.run(
-        ["/usr/bin/time", "-f", "%e %M", "sh", "-c", cmd + " >/dev/null"],
+        ["/usr/bin/time", "-f", "%e %M", "sh", "-c", f"{cmd} > {stdout}"],
         stderr=subprocess.PIPE, text=True,
     )
     if out.returncode != 0:
@@ -71,7 +71,7 @@ def main():
     if os.path.exists(w):
         sh(f"chmod -R u+w {w}; rm -rf {w}")
         time.sleep(40)  # the disk is mounted with discard: let it settle
-    os.makedirs(w)
+    os.makedirs(f"{w}/rs")
     v1, src, cache = f"{w}/v1", f"{w}/src", f"{w}/cache"
     sh(f"{fix} generate {v1} --files {a.files} --seed 1")
     files = a.files
@@ -92,7 +92,7 @@ def main():
         warm(v1)
         B.append(timed(f"find {v1} -type f -print0 | xargs -0 -P2 b3sum")[0])
     rows.append(("cold hash, no stat cache (`relstore diff MANIFEST DIR --no-stat-cache`)",
-                 A, "`find -print0 | xargs -0 -P2 b3sum`", B))
+                 A, "`find -print0 \\| xargs -0 -P2 b3sum`", B))
 
     # 2. No-change push vs a bare stat walk.
     A, B, rss_nochange = [], [], []
@@ -107,20 +107,24 @@ def main():
 
     # 3. Push after a 1% change (source mutated in place, stat cache primed before the
     #    change, as in a real deploy) vs rsync -a --link-dest into a new release dir.
-    A, B, rss_change = [], [], []
+    A, B, rss_change, phases_change = [], [], [], []
     for i in range(a.runs):
         for p in (src, f"{w}/store-run", f"{w}/rs/r2"):
             if os.path.exists(p):
                 sh(f"chmod -R u+w {p}; rm -rf {p}")
         sh(f"cp -a {v1} {src}")
         sh(f"cp -al {w}/store {w}/store-run")
-        sh(f"{rel} diff {w}/store/manifests/r1.manifest {src} --cache-dir {cache}-src --json")
+        sh(f"{rel} diff {w}/store/manifests/r1.manifest {src} --cache-dir {cache}-src --json",
+           stdout=subprocess.DEVNULL)
         time.sleep(1)
         sh(f"{fix} mutate {src} --fraction 0.01 --seed {100 + i}")
         warm(src)
-        s, r = timed(f"{rel} push {src} {w}/store-run --release r2 --cache-dir {cache}-src --json")
+        s, r = timed(f"{rel} push {src} {w}/store-run --release r2 --cache-dir {cache}-src --json",
+                     stdout=f"{w}/r2.json")
         A.append(s)
         rss_change.append(r)
+        with open(f"{w}/r2.json") as f:
+            phases_change.append(json.load(f)["phases"])
         warm(src)
         B.append(timed(f"rsync -a --link-dest={w}/rs/r1 {src}/ {w}/rs/r2/")[0])
     rows.append(("push after 1% change (complete hardlinked release)", A,
@@ -134,6 +138,12 @@ def main():
         ratio = statistics.median(A) / statistics.median(B)
         print(f"| {name} | {fmt(A)} | {bname} | {fmt(B)} | **{ratio:.2f}×** |")
     print(f"| first push (all objects) | {first_s:.2f} s | `rsync -a SRC/ NEW/` | {rsync_first_s:.2f} s | {first_s / rsync_first_s:.2f}× |")
+    print()
+    print("Phases of the 1% change push (seconds, median per phase):\n")
+    names = ["scan", "hash", "compare", "upload", "assemble", "swap"]
+    print("| " + " | ".join(names) + " |")
+    print("|" + "---|" * len(names))
+    print("| " + " | ".join(f"{statistics.median(p[n] for p in phases_change):.3f}" for n in names) + " |")
     print()
     per_file = lambda kib: kib * 1024 / files
     print("Peak memory (max RSS, /usr/bin/time):\n")

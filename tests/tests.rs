@@ -14,4 +14,5 @@ mod diff;
 mod emlink;
 mod lock;
 mod push;
+mod retention;
 mod rollback;

@@ -29,6 +29,37 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// Compare two trees: TARGET@RELEASE (or @current), a directory, or a manifest file.
     Diff(DiffArgs),
+    /// Evict old release directories and delete objects no remaining release uses.
+    Prune(PruneArgs),
+    /// Pin a release: prune never evicts it.
+    Pin(PinArgs),
+    /// Unpin a release.
+    Unpin(PinArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Store root.
+    pub target: String,
+    /// How many release directories to keep (the current, pinned and newest ones are
+    /// always kept).
+    #[arg(long, value_name = "N")]
+    pub keep: usize,
+    /// Print the plan (releases evicted, objects and bytes freed) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PinArgs {
+    /// Store root.
+    pub target: String,
+    /// Release name.
+    pub release: String,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Args, Debug)]
@@ -46,6 +77,9 @@ pub struct PushArgs {
     /// Skip fifos, sockets and device files in SOURCE instead of failing.
     #[arg(long)]
     pub skip_special: bool,
+    /// After the push, keep only N release directories (like `prune --keep N`).
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
     #[command(flatten)]
     pub cache: CacheArgs,
     #[command(flatten)]

@@ -16,6 +16,7 @@ use clap::Parser;
 use relstore_engine::compare::{diff_operands, Operand};
 use relstore_engine::lock::LockPolicy;
 use relstore_engine::push::{push, PushOptions};
+use relstore_engine::retention::{prune, set_pin};
 use relstore_engine::rollback::rollback;
 use relstore_engine::target_spec::open_target;
 
@@ -71,6 +72,7 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
                 skip_special: a.skip_special,
                 cache_dir: cache_dir(a.cache.cache_dir, a.cache.no_stat_cache),
                 lock: lock_policy(&a.lock),
+                keep: a.keep,
             };
             let report = push(&a.source, &target, &opts, notes)?;
             out.push(&report)?;
@@ -93,6 +95,32 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
             let d = diff_operands(&old, &new, cache.as_deref(), notes)?;
             out.diff(&d)?;
         }
+        Command::Prune(a) => {
+            let target = open_target(&a.target)?;
+            let report = prune(&target, a.keep, a.dry_run, &lock_policy(&a.lock), notes)?;
+            out.prune(&report)?;
+            out.flush()?;
+            if !report.left_behind.is_empty() {
+                anyhow::bail!(
+                    "{}: {} path(s) could not be deleted (listed above); everything else was pruned",
+                    a.target,
+                    report.left_behind.len()
+                );
+            }
+        }
+        Command::Pin(a) => pin(&mut out, &a, true, notes)?,
+        Command::Unpin(a) => pin(&mut out, &a, false, notes)?,
     }
     out.flush()
+}
+
+fn pin(out: &mut Out, a: &args::PinArgs, pinned: bool, notes: &Notes) -> Result<()> {
+    {
+        {
+            let target = open_target(&a.target)?;
+            set_pin(&target, &a.release, pinned, &lock_policy(&a.lock), notes)?;
+            out.pin(&a.release, pinned)?;
+        }
+    }
+    Ok(())
 }

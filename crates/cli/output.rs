@@ -9,6 +9,7 @@ use relstore_core::progress::{Phase, Progress};
 use relstore_core::release::format_utc;
 use relstore_engine::catalog::Catalog;
 use relstore_engine::push::PushReport;
+use relstore_engine::retention::PruneReport;
 use relstore_engine::rollback::RollbackReport;
 use serde_json::json;
 
@@ -116,6 +117,24 @@ impl Out {
             thousands(r.links),
             r.seconds
         )?;
+        if let Some(p) = &r.pruned {
+            if !p.plan.evict.is_empty() || !p.plan.objects.is_empty() {
+                writeln!(
+                    self.stdout,
+                    "pruned: evicted {}; removed {} objects ({})",
+                    if p.plan.evict.is_empty() {
+                        "no release".to_owned()
+                    } else {
+                        p.plan.evict.join(", ")
+                    },
+                    thousands(p.plan.objects.len() as u64),
+                    human_bytes(p.plan.bytes_freed)
+                )?;
+            }
+            for left in &p.left_behind {
+                writeln!(io::stderr(), "relstore: could not delete {left}")?;
+            }
+        }
         Ok(())
     }
 
@@ -133,6 +152,7 @@ impl Out {
                         "files": h.map(|h| h.totals.files),
                         "bytes": h.map(|h| h.totals.bytes),
                         "current": r.current,
+                        "pinned": r.pinned,
                         "state": if r.present { "present" } else { "evicted" },
                         "problem": r.problem,
                     })
@@ -162,11 +182,15 @@ impl Out {
                 ),
                 None => ("?".into(), "?".into(), "?".into()),
             };
-            let state = match (r.current, r.present) {
+            let mut state = match (r.current, r.present) {
                 (true, _) => "current",
                 (false, true) => "present",
                 (false, false) => "evicted",
-            };
+            }
+            .to_owned();
+            if r.pinned {
+                state.push_str(", pinned");
+            }
             writeln!(
                 self.stdout,
                 "{} {:<24} {:<21} {:>11} {:>10}  {state}{}",
@@ -187,6 +211,46 @@ impl Out {
                 "  {d:<24} (incomplete: left by an interrupted push; removed by the next push)"
             )?;
         }
+        Ok(())
+    }
+
+    pub fn prune(&mut self, r: &PruneReport) -> Result<()> {
+        if self.json {
+            return self.json(&r.to_json());
+        }
+        for left in &r.left_behind {
+            writeln!(io::stderr(), "relstore: could not delete {left}")?;
+        }
+        let verb = if r.applied { "evicted" } else { "would evict" };
+        let evicted = if r.plan.evict.is_empty() {
+            "no release".to_owned()
+        } else {
+            r.plan.evict.join(", ")
+        };
+        writeln!(
+            self.stdout,
+            "{verb} {evicted}; {} {} objects ({}); kept {}",
+            if r.applied { "removed" } else { "would remove" },
+            thousands(r.plan.objects.len() as u64),
+            human_bytes(r.plan.bytes_freed),
+            if r.plan.keep.is_empty() {
+                "nothing".to_owned()
+            } else {
+                r.plan.keep.join(", ")
+            }
+        )?;
+        Ok(())
+    }
+
+    pub fn pin(&mut self, release: &str, pinned: bool) -> Result<()> {
+        if self.json {
+            return self.json(&json!({ "release": release, "pinned": pinned }));
+        }
+        writeln!(
+            self.stdout,
+            "{release} {}",
+            if pinned { "pinned" } else { "unpinned" }
+        )?;
         Ok(())
     }
 

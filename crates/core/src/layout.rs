@@ -7,6 +7,7 @@
 //! ROOT/manifests/NAME.manifest    one per release that ever became current
 //! ROOT/tmp/                       uploads, partial releases, staged manifests
 //! ROOT/lock                       held by mutating commands
+//! ROOT/pins/NAME                  pinned releases (never evicted)
 //! ROOT/relstore.toml              format version of this root
 //! ```
 //!
@@ -27,6 +28,8 @@ pub const OBJECTS: &str = "objects";
 pub const MANIFESTS: &str = "manifests";
 /// Work area: never served, emptied by every mutating command once it holds the lock.
 pub const TMP: &str = "tmp";
+/// Directory of pin markers: `pins/NAME` (empty file) keeps release NAME from eviction.
+pub const PINS: &str = "pins";
 /// The lock file.
 pub const LOCK: &str = "lock";
 /// The store's format marker.

@@ -11,6 +11,10 @@ pub enum Phase {
     Upload,
     Assemble,
     Swap,
+    /// Deleting evicted releases and unreferenced objects.
+    Prune,
+    /// Re-hashing objects and checking release trees.
+    Verify,
 }
 
 impl Phase {
@@ -23,6 +27,8 @@ impl Phase {
             Phase::Upload => "upload",
             Phase::Assemble => "assemble",
             Phase::Swap => "swap",
+            Phase::Prune => "prune",
+            Phase::Verify => "verify",
         }
     }
 }

@@ -10,7 +10,7 @@
 
 use std::io::{self, Read};
 
-use crate::hash::ObjectId;
+use crate::hash::{ContentHash, ObjectId};
 use crate::manifest::{Entry, ManifestError};
 use crate::progress::Progress;
 use crate::release::ReleaseName;
@@ -92,6 +92,48 @@ pub struct AssembleStats {
     pub object_copies: u64,
 }
 
+/// One object file under `objects/` (a numbered copy made after `EMLINK` is listed
+/// separately, with its `copy` number).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StoredObject {
+    pub id: ObjectId,
+    pub copy: u32,
+    pub size: u64,
+}
+
+impl StoredObject {
+    /// Path relative to the store root.
+    pub fn rel_path(&self) -> String {
+        self.id.copy_rel_path(self.copy)
+    }
+}
+
+/// Kind of a path found in a release directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TreeKind {
+    Dir,
+    File,
+    Symlink,
+    /// Anything else (a fifo or device someone put there).
+    Other,
+}
+
+/// One path of a release directory as the target sees it: what `verify` compares with
+/// the manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeEntry {
+    /// Relative path, raw bytes.
+    pub path: Vec<u8>,
+    pub kind: TreeKind,
+    /// Permission bits.
+    pub mode: u32,
+    pub size: u64,
+    /// Inode number, where the target can tell (tells a hardlink from a copy).
+    pub ino: Option<u64>,
+    /// Symlink target, for symlinks.
+    pub link_target: Option<Vec<u8>>,
+}
+
 /// What removing a release left behind.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Removal {
@@ -169,4 +211,36 @@ pub trait Target: Send + Sync {
     fn remove_release_dir(&self, name: &str) -> TargetResult<Removal>;
     /// Empties `tmp/`: only called under the lock, when nothing else can be in flight.
     fn clear_tmp(&self) -> TargetResult<Removal>;
+
+    /// Every object file stored, copies included; files under `objects/` that are not
+    /// object names are ignored.
+    fn list_objects(&self) -> TargetResult<Vec<StoredObject>>;
+    /// Deletes object files (concurrently); what could not be deleted is reported.
+    fn remove_objects(
+        &self,
+        objects: &[StoredObject],
+        progress: &dyn Progress,
+    ) -> TargetResult<Removal>;
+    /// Re-reads and hashes stored objects (concurrently), one result per object, in
+    /// order. Progress advances in bytes.
+    fn hash_objects(
+        &self,
+        objects: &[StoredObject],
+        progress: &dyn Progress,
+    ) -> Vec<TargetResult<ContentHash>>;
+    /// Inode numbers of stored objects, in order; `None` where the target cannot tell.
+    fn object_inodes(&self, objects: &[StoredObject]) -> Vec<TargetResult<Option<u64>>>;
+    /// Every path under `releases/NAME` (the root excluded), in any order.
+    fn list_release_tree(&self, name: &ReleaseName) -> TargetResult<Vec<TreeEntry>>;
+    /// Re-creates the given paths of an existing release directory from their entries
+    /// (validated, parents present in the release): each new link, empty file or
+    /// symlink is made under a temporary name and renamed over the path, so a reader
+    /// never sees the path missing. Directory entries get their mode set (created if
+    /// missing). Used by `verify --repair`.
+    fn relink(&self, name: &ReleaseName, entries: &[Entry]) -> TargetResult<()>;
+
+    /// Names of pinned releases (never evicted by prune).
+    fn list_pins(&self) -> TargetResult<Vec<String>>;
+    /// Pins or unpins a release (`pins/NAME`).
+    fn set_pin(&self, name: &ReleaseName, pinned: bool) -> TargetResult<()>;
 }

@@ -21,6 +21,8 @@ pub struct ReleaseInfo {
     pub present: bool,
     /// `current` points at it.
     pub current: bool,
+    /// Pinned: never evicted by prune.
+    pub pinned: bool,
     /// Why the manifest header could not be read, if it could not.
     pub problem: Option<String>,
 }
@@ -46,6 +48,7 @@ impl Catalog {
     /// Reads the catalog of `target` (an opened store). Reads manifest headers only.
     pub fn load(target: &dyn Target) -> EngineResult<Catalog> {
         let current = target.current()?;
+        let pins: BTreeSet<String> = target.list_pins()?.into_iter().collect();
         let dirs: BTreeSet<String> = target.list_release_dirs()?.into_iter().collect();
         let mut names: Vec<ReleaseName> = target
             .list_manifests()?
@@ -73,6 +76,7 @@ impl Catalog {
                 ReleaseInfo {
                     present: dirs.contains(name.as_str()),
                     current: current.as_ref() == Some(name),
+                    pinned: pins.contains(name.as_str()),
                     name: name.clone(),
                     header,
                     problem,
@@ -88,6 +92,7 @@ impl Catalog {
             releases.push(ReleaseInfo {
                 present: dirs.contains(name.as_str()),
                 current: true,
+                pinned: pins.contains(name.as_str()),
                 problem: header
                     .is_none()
                     .then(|| format!("manifest of current release {name} is missing")),

@@ -3,6 +3,7 @@
 //! - [`push`]: scan a source, upload what the target lacks, assemble, swap `current`;
 //! - [`catalog`]: what releases a store holds, and recovery after interrupted commands;
 //! - [`rollback`]: point `current` at another release;
+//! - [`retention`]: prune old release directories and unreferenced objects, pins;
 //! - [`compare`]: diff releases, directories and manifest files;
 //! - [`lock`]: the store lock every mutating command holds;
 //! - [`target_spec`]: which target a TARGET argument names.
@@ -14,6 +15,7 @@ pub mod compare;
 pub mod error;
 pub mod lock;
 pub mod push;
+pub mod retention;
 pub mod rollback;
 mod source;
 pub mod target_spec;

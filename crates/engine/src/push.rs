@@ -44,6 +44,9 @@ pub struct PushOptions {
     pub cache_dir: Option<PathBuf>,
     /// What to do when the target is locked.
     pub lock: LockPolicy,
+    /// After the swap, keep only this many release directories (see
+    /// [`crate::retention`]).
+    pub keep: Option<usize>,
 }
 
 /// Seconds spent in each step.
@@ -77,6 +80,8 @@ pub struct PushReport {
     pub links: u64,
     pub object_copies: u64,
     pub skipped: Vec<String>,
+    /// What `--keep` pruned, if it was given.
+    pub pruned: Option<crate::retention::PruneReport>,
     pub seconds: f64,
     pub phases: PhaseTimes,
 }
@@ -102,6 +107,7 @@ impl PushReport {
             "links": self.links,
             "object_copies": self.object_copies,
             "skipped": self.skipped,
+            "pruned": self.pruned.as_ref().map(crate::retention::PruneReport::to_json),
             "seconds": self.seconds,
             "phases": {
                 "scan": p.scan, "hash": p.hash, "compare": p.compare,
@@ -271,6 +277,18 @@ pub fn push(
     target.commit_manifest(&name)?;
     progress.finish();
     report.phases.swap = t.elapsed().as_secs_f64();
+    if let Some(keep) = opts.keep {
+        let t = Instant::now();
+        let catalog = Catalog::load(target.as_ref())?;
+        let plan = crate::retention::plan_prune(target.as_ref(), &catalog, keep)?;
+        let left_behind = crate::retention::apply_prune(target.as_ref(), &plan, progress)?;
+        report.pruned = Some(crate::retention::PruneReport {
+            plan,
+            applied: true,
+            left_behind,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+    }
     lock.release()?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)

@@ -176,3 +176,74 @@ fn next_copy(
     map.insert(*id, next);
     Ok(next)
 }
+
+/// Re-creates `entries` inside the existing release directory `release` (see
+/// [`relstore_core::Target::relink`]): each replacement is made in `tmp/` and renamed
+/// over its path, so the path is never missing for a reader.
+pub(crate) fn relink(target: &LocalTarget, release: &Path, entries: &[Entry]) -> TargetResult<()> {
+    let copies = CopyState::default();
+    for e in entries {
+        let dest = join(release, &e.path);
+        if let EntryKind::Dir { mode } = e.kind {
+            match fs::symlink_metadata(&dest) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    crate::fsutil::remove_tree(&dest);
+                    with_writable_parent(&dest, || fs::create_dir(&dest))
+                        .map_err(|err| io_err("create directory", &dest, err))?;
+                }
+                Err(_) => with_writable_parent(&dest, || fs::create_dir(&dest))
+                    .map_err(|err| io_err("create directory", &dest, err))?,
+            }
+            fs::set_permissions(&dest, fs::Permissions::from_mode(mode))
+                .map_err(|err| io_err("set mode of", &dest, err))?;
+            continue;
+        }
+        let tmp = target.tmp_name("relink");
+        match e.kind {
+            EntryKind::File { size: 0, mode, .. } => create_empty(&tmp, mode)?,
+            EntryKind::File { .. } => match e.object() {
+                Some(id) => link_object(target, &copies, &id, &tmp)?,
+                None => return Err(TargetError::Other("file entry without object".into())),
+            },
+            EntryKind::Symlink { ref target } => {
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &tmp)
+                    .map_err(|err| io_err("create symlink", &tmp, err))?
+            }
+            EntryKind::Dir { .. } => continue,
+        }
+        if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
+            let left = crate::fsutil::remove_tree(&dest);
+            if let Some(first) = left.first() {
+                let _ = fs::remove_file(&tmp);
+                return Err(TargetError::Other(format!(
+                    "cannot replace a directory: {first}"
+                )));
+            }
+        }
+        with_writable_parent(&dest, || fs::rename(&tmp, &dest)).map_err(|err| {
+            let _ = fs::remove_file(&tmp);
+            io_err("replace", &dest, err)
+        })?;
+    }
+    Ok(())
+}
+
+/// Runs `op` on a path whose parent may be read-only (release directories keep their
+/// source's modes): on EACCES the parent is made writable for the operation and its
+/// mode restored afterwards.
+fn with_writable_parent(path: &Path, mut op: impl FnMut() -> io::Result<()>) -> io::Result<()> {
+    match op() {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            let Some(parent) = path.parent() else {
+                return Err(e);
+            };
+            let mode = fs::metadata(parent)?.permissions().mode();
+            fs::set_permissions(parent, fs::Permissions::from_mode(mode | 0o700))?;
+            let r = op();
+            fs::set_permissions(parent, fs::Permissions::from_mode(mode))?;
+            r
+        }
+        other => other,
+    }
+}

@@ -9,6 +9,7 @@
 
 mod assemble;
 mod fsutil;
+mod inspect;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -22,9 +23,10 @@ use relstore_core::layout;
 use relstore_core::manifest::HEADER_PREFIX_LEN;
 use relstore_core::progress::Progress;
 use relstore_core::target::{
-    AssembleStats, BlobSource, Opened, Removal, TargetError, TargetResult, Upload,
+    AssembleStats, BlobSource, Opened, Removal, StoredObject, TargetError, TargetResult, TreeEntry,
+    Upload,
 };
-use relstore_core::{Entry, ObjectId, ReleaseName, Target};
+use relstore_core::{ContentHash, Entry, ObjectId, ReleaseName, Target};
 
 use fsutil::{fsync_dir, io_err, remove_tree, show, sync_filesystem, write_atomic};
 
@@ -81,6 +83,7 @@ impl LocalTarget {
             layout::OBJECTS,
             layout::MANIFESTS,
             layout::TMP,
+            layout::PINS,
         ] {
             let p = self.p(d);
             match fs::create_dir(&p) {
@@ -497,6 +500,80 @@ impl Target for LocalTarget {
             .flat_map_iter(|c| remove_tree(c))
             .collect();
         Ok(Removal { left_behind })
+    }
+
+    fn list_objects(&self) -> TargetResult<Vec<StoredObject>> {
+        inspect::list_objects(self)
+    }
+
+    fn remove_objects(
+        &self,
+        objects: &[StoredObject],
+        progress: &dyn Progress,
+    ) -> TargetResult<Removal> {
+        let left_behind = objects
+            .par_iter()
+            .with_min_len(64)
+            .filter_map(|o| {
+                let p = self.p(&o.rel_path());
+                let r = match fs::remove_file(&p) {
+                    Ok(()) => None,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                    Err(e) => Some(format!("{}: {e}", show(&p))),
+                };
+                progress.advance(1);
+                kill_point("gc.removed");
+                r
+            })
+            .collect();
+        Ok(Removal { left_behind })
+    }
+
+    fn hash_objects(
+        &self,
+        objects: &[StoredObject],
+        progress: &dyn Progress,
+    ) -> Vec<TargetResult<ContentHash>> {
+        inspect::hash_objects(self, objects, progress)
+    }
+
+    fn object_inodes(&self, objects: &[StoredObject]) -> Vec<TargetResult<Option<u64>>> {
+        inspect::object_inodes(self, objects)
+    }
+
+    fn list_release_tree(&self, name: &ReleaseName) -> TargetResult<Vec<TreeEntry>> {
+        inspect::list_release_tree(self, name)
+    }
+
+    fn relink(&self, name: &ReleaseName, entries: &[Entry]) -> TargetResult<()> {
+        assemble::relink(self, &self.p(&layout::release_dir(name)), entries)
+    }
+
+    fn list_pins(&self) -> TargetResult<Vec<String>> {
+        match fs::metadata(self.p(layout::PINS)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            _ => list_names(&self.p(layout::PINS), None),
+        }
+    }
+
+    fn set_pin(&self, name: &ReleaseName, pinned: bool) -> TargetResult<()> {
+        let dir = self.p(layout::PINS);
+        let marker = dir.join(name.as_str());
+        if pinned {
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err("create directory", &dir, e)),
+            }
+            write_atomic(&marker, b"")?;
+        } else {
+            match fs::remove_file(&marker) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("remove", &marker, e)),
+            }
+        }
+        fsync_dir(&dir)
     }
 }
 

@@ -1,0 +1,179 @@
+//! `relstore prune` and `push --keep`: evict old release directories, then delete the
+//! objects no remaining release directory references. Manifests always stay, so an
+//! evicted release can come back (`rollback` re-assembles it).
+//!
+//! Plan first, then apply: the plan is computed by the same code for `--dry-run` and for
+//! the real run. Crash safety comes from the order: every release directory to evict is
+//! removed (moved into `tmp/` at once, then deleted) before any object only it
+//! referenced, and the objects to keep are computed from the manifests of the releases
+//! that remain, so a killed prune leaves every remaining release intact and a re-run
+//! finishes the job.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use relstore_core::failpoint::kill_point;
+use relstore_core::progress::Progress;
+use relstore_core::target::StoredObject;
+use relstore_core::{ObjectId, ReleaseName, Target};
+use serde_json::{json, Value};
+
+use crate::catalog::{read_manifest, recover, Catalog};
+use crate::error::{EngineError, EngineResult};
+use crate::lock::{acquire, LockPolicy};
+
+/// What a prune will do (or did).
+#[derive(Clone, Debug, Default)]
+pub struct PrunePlan {
+    /// Release directories to evict, oldest first.
+    pub evict: Vec<String>,
+    /// Release directories that stay.
+    pub keep: Vec<String>,
+    /// Object files no remaining release references.
+    pub objects: Vec<StoredObject>,
+    /// Bytes those objects occupy.
+    pub bytes_freed: u64,
+}
+
+/// A prune's outcome.
+#[derive(Clone, Debug, Default)]
+pub struct PruneReport {
+    pub plan: PrunePlan,
+    /// False for `--dry-run`.
+    pub applied: bool,
+    /// Paths that could not be deleted (with reasons); the rest was pruned.
+    pub left_behind: Vec<String>,
+    pub seconds: f64,
+}
+
+impl PruneReport {
+    /// The `--json` object.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "applied": self.applied,
+            "evicted": self.plan.evict,
+            "kept": self.plan.keep,
+            "objects_removed": self.plan.objects.len(),
+            "bytes_freed": self.plan.bytes_freed,
+            "left_behind": self.left_behind,
+            "seconds": self.seconds,
+        })
+    }
+}
+
+/// Computes which release directories beyond the newest `keep` go (never the current,
+/// a pinned or the newest one) and which objects are then unreferenced.
+pub fn plan_prune(target: &dyn Target, catalog: &Catalog, keep: usize) -> EngineResult<PrunePlan> {
+    let pins: HashSet<String> = target.list_pins()?.into_iter().collect();
+    let present: Vec<&crate::catalog::ReleaseInfo> =
+        catalog.releases.iter().filter(|r| r.present).collect();
+    let newest = present.last().map(|r| r.name.clone());
+    let mut plan = PrunePlan::default();
+    for (age, r) in present.iter().rev().enumerate() {
+        let protected =
+            r.current || pins.contains(r.name.as_str()) || newest.as_ref() == Some(&r.name);
+        if age < keep || protected {
+            plan.keep.push(r.name.to_string());
+        } else {
+            plan.evict.push(r.name.to_string());
+        }
+    }
+    plan.keep.reverse();
+    plan.evict.reverse();
+
+    // Objects referenced by any release directory that stays. A manifest that cannot
+    // be read stops the prune: without it, its objects cannot be told apart.
+    let mut referenced: HashSet<ObjectId> = HashSet::new();
+    for name in &plan.keep {
+        let name = ReleaseName::parse(name)?;
+        referenced.extend(read_manifest(target, &name)?.objects());
+    }
+    plan.objects = target
+        .list_objects()?
+        .into_iter()
+        .filter(|o| !referenced.contains(&o.id))
+        .collect();
+    plan.bytes_freed = plan.objects.iter().map(|o| o.size).sum();
+    Ok(plan)
+}
+
+/// Carries out `plan` (under the lock the caller holds).
+pub fn apply_prune(
+    target: &dyn Target,
+    plan: &PrunePlan,
+    progress: &dyn Progress,
+) -> EngineResult<Vec<String>> {
+    let mut left_behind = Vec::new();
+    for name in &plan.evict {
+        let removal = target.remove_release_dir(name)?;
+        left_behind.extend(removal.left_behind);
+        kill_point("prune.evicted");
+    }
+    progress.start(
+        relstore_core::progress::Phase::Prune,
+        plan.objects.len() as u64,
+    );
+    let removal = target.remove_objects(&plan.objects, progress)?;
+    progress.finish();
+    left_behind.extend(removal.left_behind);
+    for left in &left_behind {
+        progress.note(&format!("could not delete {left}"));
+    }
+    Ok(left_behind)
+}
+
+/// `relstore prune TARGET --keep N [--dry-run]`.
+pub fn prune(
+    target: &Arc<dyn Target>,
+    keep: usize,
+    dry_run: bool,
+    lock_policy: &LockPolicy,
+    progress: &dyn Progress,
+) -> EngineResult<PruneReport> {
+    let started = Instant::now();
+    target.open(false)?;
+    let mut report = PruneReport::default();
+    if dry_run {
+        // A plan changes nothing, so it takes no lock and runs no recovery.
+        let catalog = Catalog::load(target.as_ref())?;
+        report.plan = plan_prune(target.as_ref(), &catalog, keep)?;
+    } else {
+        let lock = acquire(target, "prune", lock_policy, progress)?;
+        let catalog = recover(target.as_ref(), progress)?;
+        report.plan = plan_prune(target.as_ref(), &catalog, keep)?;
+        report.left_behind = apply_prune(target.as_ref(), &report.plan, progress)?;
+        report.applied = true;
+        lock.release()?;
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// `relstore pin` / `relstore unpin`: a pinned release is never evicted.
+pub fn set_pin(
+    target: &Arc<dyn Target>,
+    release: &str,
+    pinned: bool,
+    lock_policy: &LockPolicy,
+    progress: &dyn Progress,
+) -> EngineResult<()> {
+    let name = ReleaseName::parse(release)?;
+    target.open(false)?;
+    let lock = acquire(
+        target,
+        if pinned { "pin" } else { "unpin" },
+        lock_policy,
+        progress,
+    )?;
+    let catalog = Catalog::load(target.as_ref())?;
+    if catalog.get(name.as_str()).is_none() {
+        return Err(EngineError::NoSuchRelease {
+            name: name.to_string(),
+            location: target.location().to_owned(),
+        });
+    }
+    target.set_pin(&name, pinned)?;
+    lock.release()?;
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! Retention: prune evicts old release directories and exactly the objects only they
+//! used; manifests stay; pins, --keep, dry-run plans, kills and undeletable files.
+
+use std::collections::BTreeSet;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+
+use crate::util::{assert_same_tree, blobs, Env};
+
+/// Pushes `n` successive releases r1..rn of a mutating tree; returns their sources.
+fn releases(env: &Env, n: usize, files: usize, seed: u64) -> Vec<PathBuf> {
+    let mut srcs = vec![env.site("v1", files, seed)];
+    env.push(&srcs[0], &["--release", "r1"]);
+    for i in 2..=n {
+        let next = env.next_release(&srcs[i - 2], &format!("v{i}"), 0.1, seed * 100 + i as u64);
+        env.push(&next, &["--release", &format!("r{i}")]);
+        srcs.push(next);
+    }
+    srcs
+}
+
+fn union_blobs(srcs: &[&PathBuf]) -> BTreeSet<String> {
+    srcs.iter().flat_map(|s| blobs(s).into_keys()).collect()
+}
+
+fn present(env: &Env) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(env.root.join("releases"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn prune_keeps_newest_and_removes_exactly_the_objects_only_evicted_releases_used() {
+    let env = Env::local();
+    let srcs = releases(&env, 6, 300, 70);
+    let plan = env.json(&["prune", &env.target, "--keep", "2", "--dry-run"]);
+    assert_eq!(plan["applied"], false);
+    assert_eq!(present(&env).len(), 6, "dry-run changed something");
+    let r = env.json(&["prune", &env.target, "--keep", "2"]);
+    assert_eq!(r["evicted"], serde_json::json!(["r1", "r2", "r3", "r4"]));
+    assert_eq!(r["evicted"], plan["evicted"], "plan differs from the run");
+    assert_eq!(r["objects_removed"], plan["objects_removed"]);
+    assert_eq!(r["bytes_freed"], plan["bytes_freed"]);
+    assert_eq!(present(&env), ["r5", "r6"]);
+    let expected = union_blobs(&[&srcs[4], &srcs[5]]);
+    assert_eq!(env.object_files(), expected, "wrong objects left");
+    let gone = union_blobs(&srcs.iter().collect::<Vec<_>>()).len() - expected.len();
+    assert_eq!(r["objects_removed"], gone as u64);
+    for i in 1..=6 {
+        assert!(env.root.join(format!("manifests/r{i}.manifest")).exists());
+    }
+    assert_same_tree(&srcs[4], &env.root.join("releases/r5"));
+    assert_same_tree(&srcs[5], &env.root.join("current"));
+    let l = env.json(&["releases", &env.target]);
+    let states: Vec<&str> = l["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        ["evicted", "evicted", "evicted", "evicted", "present", "present"]
+    );
+}
+
+#[test]
+fn pinned_current_and_newest_releases_are_never_evicted() {
+    let env = Env::local();
+    let srcs = releases(&env, 5, 100, 71);
+    env.json(&["pin", &env.target, "r2"]);
+    env.json(&["rollback", &env.target, "r3"]);
+    env.json(&["prune", &env.target, "--keep", "0"]);
+    assert_eq!(present(&env), ["r2", "r3", "r5"]);
+    assert_same_tree(&srcs[1], &env.root.join("releases/r2"));
+    let l = env.json(&["releases", &env.target]);
+    assert_eq!(l["releases"][1]["pinned"], true);
+    env.json(&["unpin", &env.target, "r2"]);
+    env.json(&["prune", &env.target, "--keep", "0"]);
+    assert_eq!(present(&env), ["r3", "r5"]);
+    let out = env.run(&["pin", &env.target, "r9"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn push_keep_prunes_after_the_swap() {
+    let env = Env::local();
+    let v1 = env.site("v1", 100, 72);
+    env.push(&v1, &["--release", "r1", "--keep", "1"]);
+    let v2 = env.next_release(&v1, "v2", 0.2, 73);
+    let r = env.push(&v2, &["--release", "r2", "--keep", "1"]);
+    assert_eq!(r["pruned"]["evicted"], serde_json::json!(["r1"]));
+    assert_eq!(present(&env), ["r2"]);
+    assert_eq!(env.object_files(), union_blobs(&[&v2]));
+}
+
+#[test]
+fn a_failed_push_never_takes_a_keep_slot() {
+    let env = Env::local();
+    let srcs = releases(&env, 3, 100, 74);
+    let v4 = env.next_release(&srcs[2], "v4", 0.1, 75);
+    let out = env
+        .cmd()
+        .args(["push", v4.to_str().unwrap(), &env.target, "--release", "r4"])
+        .env("RELSTORE_KILL_AT", "push.assembled")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(9));
+    std::fs::write(v4.join("locked.html"), "x").unwrap();
+    env.json(&["prune", &env.target, "--keep", "2"]);
+    assert_eq!(
+        present(&env),
+        ["r2", "r3"],
+        "the killed push counted as a release"
+    );
+    assert_same_tree(&srcs[2], &env.root.join("current"));
+}
+
+#[test]
+fn sigkill_during_prune_keeps_every_remaining_release_whole() {
+    // Kill points are placed by how many objects the prune removes (from its plan).
+    let probe = Env::local();
+    releases(&probe, 5, 150, 76);
+    let n = probe.json(&["prune", &probe.target, "--keep", "1", "--dry-run"])["objects_removed"]
+        .as_u64()
+        .unwrap();
+    assert!(n >= 20, "too few objects to prune: {n}");
+    let mut points: Vec<String> = (1..=4).map(|i| format!("prune.evicted:{i}")).collect();
+    points.extend([1, n / 4, n / 2, 3 * n / 4, n - 1, n].map(|k| format!("gc.removed:{k}")));
+    for point in &points {
+        let env = Env::local();
+        let srcs = releases(&env, 5, 150, 76);
+        let out = env
+            .cmd()
+            .args(["prune", &env.target, "--keep", "1"])
+            .env("RELSTORE_KILL_AT", point)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.signal(), Some(9), "{point}: not killed");
+        for (i, src) in srcs.iter().enumerate() {
+            let dir = env.root.join(format!("releases/r{}", i + 1));
+            if dir.exists() {
+                assert_same_tree(src, &dir);
+            }
+        }
+        assert_same_tree(&srcs[4], &env.root.join("current"));
+        env.json(&["prune", &env.target, "--keep", "1"]);
+        assert_eq!(present(&env), ["r5"], "{point}");
+        assert_eq!(env.object_files(), union_blobs(&[&srcs[4]]), "{point}");
+    }
+}
+
+#[test]
+fn undeletable_files_are_reported_by_path_and_the_rest_is_pruned() {
+    if std::process::Command::new("chattr")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        panic!("chattr (e2fsprogs) is needed to make a file undeletable for this test");
+    }
+    let env = Env::local();
+    let srcs = releases(&env, 3, 60, 77);
+    let stuck = env.root.join("releases/r1/index.html");
+    let st = std::process::Command::new("chattr")
+        .arg("+i")
+        .arg(&stuck)
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "chattr +i failed (file system without immutable flag?)"
+    );
+    let out = env.run(&["prune", &env.target, "--keep", "1"]);
+    // The flag is on the inode: clearing it through the copy left in tmp/ also frees
+    // the object, so the temp dir can be removed.
+    let _ = std::process::Command::new("chattr")
+        .args(["-R", "-i"])
+        .arg(env.root.join("tmp"))
+        .status();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("index.html"), "{stderr}");
+    assert_eq!(present(&env), ["r3"]);
+    assert_same_tree(&srcs[2], &env.root.join("current"));
+}
