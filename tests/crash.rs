@@ -112,6 +112,15 @@ fn sigkill_at_every_named_step_keeps_current_whole_and_a_rerun_finishes() {
 
 #[test]
 fn sigkill_at_random_moments_keeps_current_whole_and_a_rerun_finishes() {
+    // Calibrate: how long does one such push take here (debug build, busy machine)?
+    let probe = Env::local();
+    let p1 = probe.site("v1", 3000, 60);
+    probe.push(&p1, &["--release", "r0"]);
+    let p2 = probe.next_release(&p1, "v2", 0.1, 600);
+    let t = std::time::Instant::now();
+    probe.push(&p2, &["--release", "r1"]);
+    let full_ms = (t.elapsed().as_millis() as u64).max(20);
+
     let env = Env::local();
     let v1 = env.site("v1", 3000, 60);
     env.push(&v1, &["--release", "r0"]);
@@ -135,7 +144,7 @@ fn sigkill_at_random_moments_keeps_current_whole_and_a_rerun_finishes() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.u64(5..400)));
+        std::thread::sleep(Duration::from_millis(rng.u64(1..full_ms)));
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap();
         if status.signal() == Some(9) {

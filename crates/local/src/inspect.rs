@@ -4,7 +4,7 @@
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -50,7 +50,7 @@ pub(crate) fn list_objects(t: &LocalTarget) -> TargetResult<Vec<StoredObject>> {
     for l in lists {
         all.extend(l?);
     }
-    all.sort_by(|a, b| (a.id, a.copy).cmp(&(b.id, b.copy)));
+    all.sort_by_key(|o| (o.id, o.copy));
     Ok(all)
 }
 
@@ -125,8 +125,6 @@ fn walk(dir: &Path, prefix: &[u8], out: &mut Vec<TreeEntry>) -> TargetResult<()>
             TreeKind::File
         } else if ft.is_symlink() {
             TreeKind::Symlink
-        } else if ft.is_fifo() || ft.is_socket() || ft.is_block_device() || ft.is_char_device() {
-            TreeKind::Other
         } else {
             TreeKind::Other
         };

@@ -28,7 +28,7 @@ use relstore_core::target::{
 };
 use relstore_core::{ContentHash, Entry, ObjectId, ReleaseName, Target};
 
-use fsutil::{fsync_dir, io_err, remove_tree, show, sync_filesystem, write_atomic};
+use fsutil::{fsync_dir, io_err, remove_tree, show, start_writeback, sync_batch, write_atomic};
 
 /// Objects written between two file-system syncs: bounds what an interrupted push
 /// loses while keeping syncs rare.
@@ -148,6 +148,7 @@ impl LocalTarget {
                     .map_err(|e| io_err("write", &tmp, e))?;
                 progress.advance(n as u64);
             }
+            start_writeback(&out);
             out.set_permissions(fs::Permissions::from_mode(upload.id.mode))
                 .map_err(|e| io_err("set mode of", &tmp, e))
         })();
@@ -422,10 +423,11 @@ impl Target for LocalTarget {
                     .unwrap_or_else(|| TargetError::Other("upload failed".into())));
             }
             kill_point("upload.before_sync");
-            // One flush for the whole batch, then publish: an object is never visible
-            // in objects/ before its bytes are on disk.
-            sync_filesystem(&self.p(layout::TMP))?;
-            for (tmp, up) in written.into_iter().flatten().zip(batch) {
+            // Flush the whole batch, then publish: an object is never visible in
+            // objects/ before its bytes are on disk.
+            let written: Vec<PathBuf> = written.into_iter().flatten().collect();
+            sync_batch(&written)?;
+            for (tmp, up) in written.into_iter().zip(batch) {
                 self.publish_object(&tmp, &up.id)?;
                 kill_point("upload.published");
             }
