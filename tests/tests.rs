@@ -16,3 +16,4 @@ mod lock;
 mod push;
 mod retention;
 mod rollback;
+mod verify;

@@ -35,6 +35,28 @@ pub enum Command {
     Pin(PinArgs),
     /// Unpin a release.
     Unpin(PinArgs),
+    /// Re-hash objects and check release trees against their manifests (--repair fixes).
+    Verify(VerifyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Store root.
+    pub target: String,
+    /// Check only this release (`current` for the current one); default: every release.
+    pub release: Option<String>,
+    /// Re-upload corrupt or missing objects and re-create broken paths (never deletes
+    /// extra paths, never moves `current`).
+    #[arg(long)]
+    pub repair: bool,
+    /// With --repair: a directory holding the original files (e.g. the source of a
+    /// release); files are used only if their content hash matches. Repeatable.
+    #[arg(long = "source", value_name = "DIR", requires = "repair")]
+    pub sources: Vec<PathBuf>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Args, Debug)]

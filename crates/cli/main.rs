@@ -108,6 +108,22 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
                 );
             }
         }
+        Command::Verify(a) => {
+            let target = open_target(&a.target)?;
+            let opts = relstore_engine::verify::VerifyOptions {
+                release: a.release,
+                repair: a.repair,
+                sources: a.sources,
+                cache_dir: cache_dir(a.cache.cache_dir, a.cache.no_stat_cache),
+                lock: lock_policy(&a.lock),
+            };
+            let report = relstore_engine::verify::verify(&target, &opts, notes)?;
+            out.verify(&report)?;
+            out.flush()?;
+            if !report.is_clean() {
+                anyhow::bail!("{}: {}", a.target, report.failure_summary());
+            }
+        }
         Command::Pin(a) => pin(&mut out, &a, true, notes)?,
         Command::Unpin(a) => pin(&mut out, &a, false, notes)?,
     }

@@ -242,6 +242,49 @@ impl Out {
         Ok(())
     }
 
+    pub fn verify(&mut self, r: &relstore_engine::verify::VerifyReport) -> Result<()> {
+        if self.json {
+            return self.json(&r.to_json());
+        }
+        for p in &r.repaired {
+            writeln!(self.stdout, "repaired: {}", p.line())?;
+        }
+        for p in &r.unrepairable {
+            writeln!(self.stdout, "not repaired: {}", p.line())?;
+        }
+        for p in &r.problems {
+            writeln!(self.stdout, "{}", p.line())?;
+        }
+        if !r.releases_evicted.is_empty() {
+            writeln!(
+                self.stdout,
+                "evicted, not checked: {}",
+                r.releases_evicted.join(", ")
+            )?;
+        }
+        let n = r.problems.len();
+        writeln!(
+            self.stdout,
+            "checked {} objects ({}) and {} release{}: {} problem{}{}",
+            thousands(r.objects_checked),
+            human_bytes(r.bytes_checked),
+            r.releases_checked.len(),
+            if r.releases_checked.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            n,
+            if n == 1 { "" } else { "s" },
+            if r.repair {
+                format!(" left, {} repaired", r.repaired.len())
+            } else {
+                String::new()
+            }
+        )?;
+        Ok(())
+    }
+
     pub fn pin(&mut self, release: &str, pinned: bool) -> Result<()> {
         if self.json {
             return self.json(&json!({ "release": release, "pinned": pinned }));

@@ -6,7 +6,8 @@
 //! - [`retention`]: prune old release directories and unreferenced objects, pins;
 //! - [`compare`]: diff releases, directories and manifest files;
 //! - [`lock`]: the store lock every mutating command holds;
-//! - [`target_spec`]: which target a TARGET argument names.
+//! - [`target_spec`]: which target a TARGET argument names;
+//! - [`verify`]: re-hash objects, check release trees against manifests, repair.
 //!
 //! The CLI parses arguments and prints reports; everything else happens here.
 
@@ -19,5 +20,6 @@ pub mod retention;
 pub mod rollback;
 mod source;
 pub mod target_spec;
+pub mod verify;
 
 pub use error::{EngineError, EngineResult};
