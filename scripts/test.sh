@@ -7,10 +7,13 @@ cd "$(dirname "$0")/.."
 need=()
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v cp >/dev/null || need+=(coreutils)
+# crates/ssh tests run a throwaway OpenSSH sshd on loopback (ssh-keygen, ssh-keyscan too).
+command -v /usr/sbin/sshd >/dev/null || need+=(openssh-server)
+command -v ssh-keyscan >/dev/null || need+=(openssh-client)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq "${need[@]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
 
 cargo test --workspace "$@"
