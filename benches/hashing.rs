@@ -28,10 +28,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("scan");
     g.sample_size(10);
     g.throughput(Throughput::Bytes(summary.bytes));
-    let opts = ScanOptions {
-        skip_special: false,
-        stat_cache: None,
-    };
+    let opts = ScanOptions::default();
     g.bench_function("cold-5000-files", |b| {
         b.iter(|| scan(&site, &opts, &NoProgress).expect("scan"))
     });

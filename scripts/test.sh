@@ -10,6 +10,8 @@ command -v cp >/dev/null || need+=(coreutils)
 # crates/ssh tests run a throwaway OpenSSH sshd on loopback (ssh-keygen, ssh-keyscan too).
 command -v /usr/sbin/sshd >/dev/null || need+=(openssh-server)
 command -v ssh-keyscan >/dev/null || need+=(openssh-client)
+# `relstore bench` compares with rsync --link-dest when rsync is installed; its test expects it.
+command -v rsync >/dev/null || need+=(rsync)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -qq

@@ -9,11 +9,17 @@
 mod util;
 
 mod bad_input;
+mod bench;
 mod crash;
 mod diff;
+mod dry_run;
 mod emlink;
+mod exclude;
+mod interrupt;
 mod lock;
+mod progress;
 mod push;
+mod restore;
 mod retention;
 mod rollback;
 mod verify;

@@ -291,6 +291,8 @@ fn corrupt_object_missing_path_and_replaced_link_are_reported_and_repaired() {
 fn repair_without_a_source_names_the_object_and_changes_nothing_else() {
     let env = Env::local();
     let srcs = releases(&env, 2, 80, 82);
+    // Without the local release store, only --source could supply the content.
+    fs::remove_dir_all(&env.store).unwrap();
     let rels: Vec<(&str, &Path)> = vec![("r1", srcs[0].as_path()), ("r2", srcs[1].as_path())];
     let (file, hash) = plain_files(&srcs[0]).into_iter().next().unwrap();
     let obj = object_rel(&hash, 0o644);

@@ -15,6 +15,20 @@ pub struct Cli {
     /// No notes on stderr (errors are still printed).
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// SSH private key for remote targets, tried before ~/.ssh/config's and the
+    /// default ~/.ssh/id_* keys (repeatable).
+    #[arg(short = 'i', long = "identity", value_name = "FILE", global = true)]
+    pub identity: Vec<PathBuf>,
+    /// known_hosts file for remote targets [default: ~/.ssh/known_hosts].
+    #[arg(long, value_name = "FILE", global = true)]
+    pub known_hosts: Option<PathBuf>,
+    /// Trust and record the key of a host not yet in known_hosts (a changed key is
+    /// always refused).
+    #[arg(long, global = true)]
+    pub accept_new_host_key: bool,
+    /// ssh config file instead of ~/.ssh/config.
+    #[arg(long, value_name = "FILE", global = true, hide = true)]
+    pub ssh_config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -37,6 +51,67 @@ pub enum Command {
     Unpin(PinArgs),
     /// Re-hash objects and check release trees against their manifests (--repair fixes).
     Verify(VerifyArgs),
+    /// Measure a series of pushes (first, no change, CI rebuild, changes, rollback) on
+    /// a scratch copy, side by side with rsync --link-dest.
+    Bench(BenchArgs),
+    /// Show or prune the local release store (the client-side copy of pushed releases).
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// The tree to measure (a scratch copy is used; SOURCE is never changed).
+    #[arg(required_unless_present = "generate", conflicts_with = "generate")]
+    pub source: Option<PathBuf>,
+    /// Measure a generated site of N files instead.
+    #[arg(long, value_name = "N")]
+    pub generate: Option<usize>,
+    /// Seed of the generated site and of the mutations.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Push here instead of a local scratch directory (a scratch sub-directory is
+    /// created under it and removed afterwards).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Percentages of files to change, one push each, cumulatively.
+    #[arg(long, value_delimiter = ',', default_value = "1,10")]
+    pub changes: Vec<f64>,
+    /// Run the series N times; timings are medians.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub runs: u64,
+    /// Do not compare with rsync --link-dest.
+    #[arg(long)]
+    pub no_rsync: bool,
+    /// Parent directory for the scratch data [default: the system temp directory].
+    #[arg(long, value_name = "DIR")]
+    pub scratch: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Where the local release store is and what it holds.
+    Info(StoreInfoArgs),
+    /// Keep the blobs of the newest N recorded releases of each target, delete the rest.
+    Prune(StorePruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StoreInfoArgs {
+    #[command(flatten)]
+    pub store: StoreDirArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct StorePruneArgs {
+    /// Releases to keep per target (their blobs stay).
+    #[arg(long, value_name = "N")]
+    pub keep: usize,
+    /// Count what would go and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub store: StoreDirArgs,
 }
 
 #[derive(Args, Debug)]
@@ -53,6 +128,8 @@ pub struct VerifyArgs {
     /// release); files are used only if their content hash matches. Repeatable.
     #[arg(long = "source", value_name = "DIR", requires = "repair")]
     pub sources: Vec<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreDirArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
     #[command(flatten)]
@@ -102,10 +179,31 @@ pub struct PushArgs {
     /// After the push, keep only N release directories (like `prune --keep N`).
     #[arg(long, value_name = "N")]
     pub keep: Option<usize>,
+    /// Leave out source paths matching this gitignore-style pattern (`*.map`,
+    /// `node_modules/`, `/build`, `!keep.map`); repeatable; applied after SOURCE/.relstoreignore.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Print the exact plan (objects and bytes to upload, files to link) and change
+    /// nothing on the target.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not copy this release's files into the local release store (an evicted
+    /// release can then only come back with `rollback --source DIR`).
+    #[arg(long)]
+    pub no_local_store: bool,
+    #[command(flatten)]
+    pub store: StoreDirArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
     #[command(flatten)]
     pub lock: LockArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct StoreDirArgs {
+    /// The local release store (blobs of every pushed release, zstd-compressed) [default: $RELSTORE_STORE_DIR, $XDG_DATA_HOME/relstore/blobs or ~/.local/share/relstore/blobs].
+    #[arg(long, value_name = "DIR")]
+    pub store_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -143,6 +241,19 @@ pub struct RollbackArgs {
     pub target: String,
     /// Release to make current; default: the release before current.
     pub release: Option<String>,
+    /// A directory whose files may supply objects of an evicted release that neither
+    /// the target nor the local release store holds (used only where the content hash
+    /// matches). Repeatable.
+    #[arg(long = "source", value_name = "DIR")]
+    pub sources: Vec<PathBuf>,
+    /// Print the plan (release, rebuild, objects and bytes to upload and from where)
+    /// and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub store: StoreDirArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
     #[command(flatten)]
     pub lock: LockArgs,
 }
@@ -153,6 +264,10 @@ pub struct DiffArgs {
     pub a: String,
     /// New side, same forms.
     pub b: String,
+    /// For a directory side: leave out paths matching this gitignore-style pattern, as
+    /// `push --exclude` does (its .relstoreignore always applies); repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
     #[command(flatten)]
     pub cache: CacheArgs,
 }

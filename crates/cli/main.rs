@@ -1,10 +1,13 @@
 //! The `relstore` command: parses arguments, calls the engine, prints results.
 //!
 //! Results go to stdout (one JSON object with `--json`), notes and errors to stderr.
-//! Exit status: 0 success, 1 failure (one line naming the path or host), 2 usage error.
+//! Exit status: 0 success, 1 failure (one line naming the path or host), 2 usage error,
+//! 130 (SIGINT) or 143 (SIGTERM) when interrupted (see `interrupt`).
 
 mod args;
+mod interrupt;
 mod output;
+mod progress_bars;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -14,21 +17,29 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Parser;
 use relstore_engine::compare::{diff_operands, Operand};
+use relstore_engine::local_store;
 use relstore_engine::lock::LockPolicy;
 use relstore_engine::push::{push, PushOptions};
 use relstore_engine::retention::{prune, set_pin};
-use relstore_engine::rollback::rollback;
-use relstore_engine::target_spec::open_target;
+use relstore_engine::rollback::{rollback, RollbackOptions};
+use relstore_engine::target_spec::{open_target, RemoteOptions};
 
-use args::{Cli, Command, LockArgs};
+use args::{Cli, Command, LockArgs, StoreCommand};
 use output::{Notes, Out};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let notes = Notes { quiet: cli.quiet };
-    match run(cli, &notes) {
+    interrupt::install();
+    let notes = Notes::new(cli.quiet, cli.json);
+    let result = run(cli, &notes);
+    notes.clear();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(status) = interrupt::exit_status(&e) {
+                let _ = writeln!(io::stderr(), "{}", interrupt::message());
+                return ExitCode::from(status);
+            }
             if e.downcast_ref::<io::Error>()
                 .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
             {
@@ -61,11 +72,39 @@ fn cache_dir(explicit: Option<PathBuf>, disabled: bool) -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/relstore")))
 }
 
+/// Where the local release store is: `--store-dir`, else the default location.
+fn store_dir(explicit: Option<PathBuf>) -> Option<PathBuf> {
+    explicit.or_else(local_store::default_location)
+}
+
+fn required_store_dir(explicit: Option<PathBuf>) -> Result<PathBuf> {
+    store_dir(explicit).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no local release store location: set --store-dir, RELSTORE_STORE_DIR or HOME"
+        )
+    })
+}
+
+/// How to reach SSH targets: the environment's defaults, then the global flags.
+fn remote_options(cli: &Cli) -> RemoteOptions {
+    let mut r = RemoteOptions::from_env();
+    r.identity_files.splice(0..0, cli.identity.iter().cloned());
+    if let Some(k) = &cli.known_hosts {
+        r.known_hosts = Some(k.clone());
+    }
+    r.accept_new_host_key |= cli.accept_new_host_key;
+    if let Some(c) = &cli.ssh_config {
+        r.ssh_config = Some(c.clone());
+    }
+    r
+}
+
 fn run(cli: Cli, notes: &Notes) -> Result<()> {
     let mut out = Out::new(cli.json);
+    let remote = remote_options(&cli);
     match cli.command {
         Command::Push(a) => {
-            let target = open_target(&a.target)?;
+            let target = open_target(&a.target, &remote)?;
             let opts = PushOptions {
                 release: a.release,
                 force: a.force,
@@ -73,30 +112,45 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
                 cache_dir: cache_dir(a.cache.cache_dir, a.cache.no_stat_cache),
                 lock: lock_policy(&a.lock),
                 keep: a.keep,
+                exclude: a.exclude,
+                dry_run: a.dry_run,
+                store: if a.no_local_store || a.dry_run {
+                    None
+                } else {
+                    store_dir(a.store.store_dir)
+                },
             };
             let report = push(&a.source, &target, &opts, notes)?;
             out.push(&report)?;
         }
         Command::Releases(a) => {
-            let target = open_target(&a.target)?;
+            let target = open_target(&a.target, &remote)?;
             target.open(false)?;
             let catalog = relstore_engine::catalog::Catalog::load(target.as_ref())?;
             out.releases(&catalog)?;
         }
         Command::Rollback(a) => {
-            let target = open_target(&a.target)?;
-            let report = rollback(&target, a.release.as_deref(), &lock_policy(&a.lock), notes)?;
+            let target = open_target(&a.target, &remote)?;
+            let opts = RollbackOptions {
+                release: a.release,
+                lock: lock_policy(&a.lock),
+                store: store_dir(a.store.store_dir),
+                sources: a.sources,
+                cache_dir: cache_dir(a.cache.cache_dir, a.cache.no_stat_cache),
+                dry_run: a.dry_run,
+            };
+            let report = rollback(&target, &opts, notes)?;
             out.rollback(&report)?;
         }
         Command::Diff(a) => {
             let old = Operand::parse(&a.a)?;
             let new = Operand::parse(&a.b)?;
             let cache = cache_dir(a.cache.cache_dir, a.cache.no_stat_cache);
-            let d = diff_operands(&old, &new, cache.as_deref(), notes)?;
+            let d = diff_operands(&old, &new, cache.as_deref(), &a.exclude, &remote, notes)?;
             out.diff(&d)?;
         }
         Command::Prune(a) => {
-            let target = open_target(&a.target)?;
+            let target = open_target(&a.target, &remote)?;
             let report = prune(&target, a.keep, a.dry_run, &lock_policy(&a.lock), notes)?;
             out.prune(&report)?;
             out.flush()?;
@@ -109,11 +163,12 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
             }
         }
         Command::Verify(a) => {
-            let target = open_target(&a.target)?;
+            let target = open_target(&a.target, &remote)?;
             let opts = relstore_engine::verify::VerifyOptions {
                 release: a.release,
                 repair: a.repair,
                 sources: a.sources,
+                store: store_dir(a.store.store_dir),
                 cache_dir: cache_dir(a.cache.cache_dir, a.cache.no_stat_cache),
                 lock: lock_policy(&a.lock),
             };
@@ -124,16 +179,46 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
                 anyhow::bail!("{}: {}", a.target, report.failure_summary());
             }
         }
-        Command::Pin(a) => pin(&mut out, &a, true, notes)?,
-        Command::Unpin(a) => pin(&mut out, &a, false, notes)?,
+        Command::Bench(a) => {
+            let opts = relstore_engine::bench::BenchOptions {
+                source: a.source,
+                generate: a.generate,
+                seed: a.seed,
+                target: a.target,
+                changes: a.changes,
+                runs: usize::try_from(a.runs).unwrap_or(usize::MAX),
+                rsync: !a.no_rsync,
+                scratch: a.scratch,
+                remote: remote.clone(),
+            };
+            let report = relstore_engine::bench::bench(&opts, notes)?;
+            out.bench(&report)?;
+        }
+        Command::Store(StoreCommand::Info(a)) => {
+            let dir = required_store_dir(a.store.store_dir)?;
+            out.store_usage(&local_store::usage(&dir)?)?;
+        }
+        Command::Store(StoreCommand::Prune(a)) => {
+            let dir = required_store_dir(a.store.store_dir)?;
+            let stats = local_store::prune(&dir, a.keep, a.dry_run)?;
+            out.store_prune(&dir, &stats, a.dry_run)?;
+        }
+        Command::Pin(a) => pin(&mut out, &a, true, &remote, notes)?,
+        Command::Unpin(a) => pin(&mut out, &a, false, &remote, notes)?,
     }
     out.flush()
 }
 
-fn pin(out: &mut Out, a: &args::PinArgs, pinned: bool, notes: &Notes) -> Result<()> {
+fn pin(
+    out: &mut Out,
+    a: &args::PinArgs,
+    pinned: bool,
+    remote: &RemoteOptions,
+    notes: &Notes,
+) -> Result<()> {
     {
         {
-            let target = open_target(&a.target)?;
+            let target = open_target(&a.target, remote)?;
             set_pin(&target, &a.release, pinned, &lock_policy(&a.lock), notes)?;
             out.pin(&a.release, pinned)?;
         }

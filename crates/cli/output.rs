@@ -1,6 +1,6 @@
 //! Printing: human tables and summaries, or one JSON object, on stdout; notes on stderr.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 
 use anyhow::Result;
 use relstore_core::diff::{Aspect, Diff};
@@ -13,18 +13,58 @@ use relstore_engine::retention::PruneReport;
 use relstore_engine::rollback::RollbackReport;
 use serde_json::json;
 
-/// Progress sink of the CLI: for now it prints notes; progress bars come later.
+use crate::progress_bars::Bars;
+
+/// Progress sink of the CLI: progress bars and notes on stderr when it is a terminal
+/// (see [`crate::progress_bars`]), notes only otherwise (logs and CI output stay free of
+/// control sequences), nothing but errors with `--quiet`. With `--json` there are no
+/// bars either: machine callers get one JSON object and plain notes.
 pub struct Notes {
-    pub quiet: bool,
+    quiet: bool,
+    bars: Option<Bars>,
+}
+
+impl Notes {
+    /// Picks the sink for these global flags and this process's stderr.
+    pub fn new(quiet: bool, json: bool) -> Notes {
+        let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
+        let bars = (!quiet && !json && !dumb && io::stderr().is_terminal()).then(Bars::new);
+        Notes { quiet, bars }
+    }
+
+    /// Removes a bar still drawn (an error is about to be printed).
+    pub fn clear(&self) {
+        if let Some(b) = &self.bars {
+            b.clear();
+        }
+    }
 }
 
 impl Progress for Notes {
-    fn start(&self, _: Phase, _: u64) {}
-    fn advance(&self, _: u64) {}
-    fn finish(&self) {}
+    fn start(&self, phase: Phase, total: u64) {
+        if let Some(b) = &self.bars {
+            b.start(phase, total);
+        }
+    }
+    fn advance(&self, n: u64) {
+        if let Some(b) = &self.bars {
+            b.advance(n);
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = &self.bars {
+            b.finish();
+        }
+    }
     fn note(&self, message: &str) {
-        if !self.quiet {
-            let _ = writeln!(io::stderr(), "relstore: {message}");
+        if self.quiet {
+            return;
+        }
+        match &self.bars {
+            Some(b) => Progress::note(b, message),
+            None => {
+                let _ = writeln!(io::stderr(), "relstore: {message}");
+            }
         }
     }
 }
@@ -40,7 +80,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -106,6 +146,19 @@ impl Out {
         } else {
             0.0
         };
+        if r.dry_run {
+            writeln!(
+                self.stdout,
+                "plan for {}: {} files ({}); would upload {} objects ({}, {pct:.1}%); would link {}; nothing changed",
+                r.release,
+                thousands(r.files_total),
+                human_bytes(r.bytes_total),
+                thousands(r.objects_uploaded),
+                human_bytes(r.bytes_uploaded),
+                thousands(r.links),
+            )?;
+            return Ok(());
+        }
         writeln!(
             self.stdout,
             "{}: {} files ({}); uploaded {} objects ({}, {pct:.1}%); linked {}; {:.1} s",
@@ -303,6 +356,27 @@ impl Out {
         }
         if r.already_current {
             writeln!(self.stdout, "{} is already current; nothing changed", r.to)?;
+        } else if r.dry_run {
+            writeln!(
+                self.stdout,
+                "plan: current {} -> {}{}; nothing changed",
+                r.from.as_deref().unwrap_or("(none)"),
+                r.to,
+                if r.reassembled {
+                    format!(
+                        " (re-assembled; would upload {} objects ({}){})",
+                        thousands(r.objects_uploaded),
+                        human_bytes(r.bytes_uploaded),
+                        if r.uploaded_from.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" from {}", r.uploaded_from.join(", "))
+                        }
+                    )
+                } else {
+                    String::new()
+                }
+            )?;
         } else {
             writeln!(
                 self.stdout,
@@ -311,7 +385,122 @@ impl Out {
                 r.to,
                 if r.reassembled { " (re-assembled)" } else { "" }
             )?;
+            if r.objects_uploaded > 0 {
+                writeln!(
+                    self.stdout,
+                    "uploaded {} objects ({}) from {}",
+                    thousands(r.objects_uploaded),
+                    human_bytes(r.bytes_uploaded),
+                    r.uploaded_from.join(", ")
+                )?;
+            }
         }
+        Ok(())
+    }
+
+    /// `relstore bench`: one row per step, relstore and rsync side by side.
+    pub fn bench(&mut self, r: &relstore_engine::bench::BenchReport) -> Result<()> {
+        if self.json {
+            return self.json(&r.to_json());
+        }
+        let first = r.steps.first();
+        writeln!(
+            self.stdout,
+            "relstore bench: {} ({} files, {}) -> {}; {}",
+            r.tree,
+            thousands(first.map_or(0, |s| s.files)),
+            human_bytes(first.map_or(0, |s| s.bytes)),
+            r.target,
+            if r.runs > 1 {
+                format!("medians of {} runs", r.runs)
+            } else {
+                "1 run".to_owned()
+            }
+        )?;
+        writeln!(
+            self.stdout,
+            "{:<17} {:>9} {:>10} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>10} {:>6}",
+            "step", "uploaded", "bytes", "savings", "scan", "hash", "compare", "upload", "assemble", "swap", "total", "rsync", "rsync sent", "ratio"
+        )?;
+        for s in &r.steps {
+            writeln!(
+                self.stdout,
+                "{:<17} {:>9} {:>10} {:>7.1}% {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>8.2} {:>8} {:>10} {:>6}",
+                s.name,
+                thousands(s.objects_uploaded),
+                human_bytes(s.bytes_uploaded),
+                100.0 * s.savings(),
+                s.phases.scan,
+                s.phases.hash,
+                s.phases.compare,
+                s.phases.upload,
+                s.phases.assemble,
+                s.phases.swap,
+                s.seconds,
+                s.rsync_seconds.map_or("-".to_owned(), |t| format!("{t:.2}")),
+                s.rsync_bytes_sent.map_or("-".to_owned(), human_bytes),
+                s.ratio().map_or("-".to_owned(), |x| format!("{x:.2}x")),
+            )?;
+        }
+        writeln!(
+            self.stdout,
+            "times in seconds; savings: bytes not uploaded against a full upload; ratio: rsync time / relstore time (above 1: relstore faster)"
+        )?;
+        if let Some(note) = &r.rsync_note {
+            writeln!(self.stdout, "rsync: {note}")?;
+        }
+        Ok(())
+    }
+
+    /// `relstore store info`.
+    pub fn store_usage(&mut self, u: &relstore_engine::local_store::StoreUsage) -> Result<()> {
+        if self.json {
+            return self.json(&u.to_json());
+        }
+        if u.exists {
+            writeln!(
+                self.stdout,
+                "{}: {} blobs, {} on disk",
+                u.root.display(),
+                thousands(u.blobs),
+                human_bytes(u.bytes)
+            )?;
+        } else {
+            writeln!(
+                self.stdout,
+                "{}: no local release store yet",
+                u.root.display()
+            )?;
+        }
+        Ok(())
+    }
+
+    /// `relstore store prune`.
+    pub fn store_prune(
+        &mut self,
+        root: &std::path::Path,
+        s: &relstore_engine::local_store::PruneStats,
+        dry_run: bool,
+    ) -> Result<()> {
+        if self.json {
+            return self.json(&serde_json::json!({
+                "root": root.display().to_string(), "dry_run": dry_run,
+                "manifests_removed": s.manifests_removed, "blobs_removed": s.blobs_removed,
+                "bytes_freed": s.bytes_freed, "blobs_kept": s.blobs_kept, "bytes_kept": s.bytes_kept,
+            }));
+        }
+        writeln!(
+            self.stdout,
+            "{}{}: {} {} releases, {} blobs ({}); {} blobs ({}) kept",
+            if dry_run { "would prune " } else { "pruned " },
+            root.display(),
+            if dry_run { "would forget" } else { "forgot" },
+            thousands(s.manifests_removed),
+            thousands(s.blobs_removed),
+            human_bytes(s.bytes_freed),
+            thousands(s.blobs_kept),
+            human_bytes(s.bytes_kept)
+        )?;
         Ok(())
     }
 

@@ -24,6 +24,8 @@ pub struct Env {
     /// The TARGET argument naming that root.
     pub target: String,
     pub cache: PathBuf,
+    /// The client's local release store (`RELSTORE_STORE_DIR` of every command).
+    pub store: PathBuf,
 }
 
 impl Env {
@@ -35,10 +37,12 @@ impl Env {
             .unwrap();
         let root = dir.path().join("site");
         let cache = dir.path().join("cache");
+        let store = dir.path().join("local-store");
         Env {
             target: root.to_str().unwrap().to_owned(),
             root,
             cache,
+            store,
             dir,
         }
     }
@@ -75,7 +79,9 @@ impl Env {
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_relstore"));
         c.env("RELSTORE_CACHE_DIR", &self.cache)
-            .env_remove("RELSTORE_KILL_AT");
+            .env("RELSTORE_STORE_DIR", &self.store)
+            .env_remove("RELSTORE_KILL_AT")
+            .env_remove("RELSTORE_PAUSE_AT");
         c
     }
 
@@ -343,4 +349,10 @@ pub fn one_line_error(out: &Output) -> String {
         .collect();
     assert_eq!(lines.len(), 1, "expected one error line, got: {stderr}");
     lines[0].to_owned()
+}
+
+/// Whether `program` can be found on the PATH.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }

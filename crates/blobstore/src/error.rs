@@ -59,6 +59,10 @@ pub enum BlobStoreError {
     /// blob it found present, so pruning refuses rather than race it.
     #[error("local release store {} is in use by another relstore process (lock {}); not pruned", root.display(), lock.display())]
     Busy { root: PathBuf, lock: PathBuf },
+    /// Ctrl-C (see [`relstore_core::cancel`]): blobs written so far were published, the
+    /// rest were not started.
+    #[error("interrupted while writing to the local release store")]
+    Interrupted,
 }
 
 pub(crate) fn io_err(

@@ -101,7 +101,7 @@ impl BlobStore {
             let results: Vec<Result<Option<Staged>, BlobStoreError>> = batch
                 .par_iter()
                 .map(|(hash, path, size)| {
-                    if failed.load(Ordering::Relaxed) {
+                    if failed.load(Ordering::Relaxed) || relstore_core::cancel::requested() {
                         return Ok(None);
                     }
                     let r = self.stage(hash, path, *size, progress);
@@ -143,6 +143,9 @@ impl BlobStore {
             }
             if let Some(e) = first_err {
                 return Err(e);
+            }
+            if relstore_core::cancel::requested() {
+                return Err(BlobStoreError::Interrupted);
             }
         }
         Ok(stats)

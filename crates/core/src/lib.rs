@@ -6,10 +6,12 @@
 //! ([`release`]), the manifest format and its validation ([`manifest`]), manifest
 //! comparison ([`diff`]), the on-target layout ([`layout`]), the [`target::Target`]
 //! trait that the local and SSH targets implement, lock records ([`lock`]), progress
-//! reporting ([`progress`]) and crash-test kill points ([`failpoint`]).
+//! reporting ([`progress`]), crash-test kill points ([`failpoint`]) and Ctrl-C
+//! cancellation ([`cancel`]).
 //!
 //! It has no async runtime and no knowledge of any particular target.
 
+pub mod cancel;
 pub mod diff;
 pub mod failpoint;
 pub mod hash;

@@ -49,6 +49,10 @@ pub enum TargetError {
     /// Anything else, with its context already in the message.
     #[error("{0}")]
     Other(String),
+    /// The command was interrupted (Ctrl-C, SIGTERM; see [`crate::cancel`]) and stopped
+    /// at a safe point: whatever it wrote is in `tmp/` or complete.
+    #[error(transparent)]
+    Interrupted(#[from] crate::cancel::Interrupted),
 }
 
 /// Result type of target operations.
@@ -243,4 +247,14 @@ pub trait Target: Send + Sync {
     fn list_pins(&self) -> TargetResult<Vec<String>>;
     /// Pins or unpins a release (`pins/NAME`).
     fn set_pin(&self, name: &ReleaseName, pinned: bool) -> TargetResult<()>;
+
+    /// Deletes the whole store root, releases and objects included. Only for stores a
+    /// command created for itself (`relstore bench`'s scratch targets); never called
+    /// on a user's store.
+    fn remove_store(&self) -> TargetResult<()> {
+        Err(TargetError::Other(format!(
+            "{}: removing a whole store is not supported by this target",
+            self.location()
+        )))
+    }
 }

@@ -1,5 +1,9 @@
 //! `relstore diff`: resolve each side (a release on a target, a directory, or a manifest
 //! file) to manifest entries, then compare them with [`relstore_core::diff::diff`].
+//!
+//! A directory is scanned exactly as `push` would scan it — its `.relstoreignore` and
+//! the `--exclude` patterns apply — so `diff ./public site@current` shows what a push
+//! would change, not the paths a push leaves out anyway.
 
 use std::path::{Path, PathBuf};
 
@@ -9,8 +13,8 @@ use relstore_core::{Entry, Manifest, ReleaseName, TargetError};
 
 use crate::catalog::read_manifest;
 use crate::error::{EngineError, EngineResult};
-use crate::push::scan_source;
-use crate::target_spec::open_target;
+use crate::push::scan_source_excluding;
+use crate::target_spec::{open_target, RemoteOptions};
 
 /// One side of a diff, as the user wrote it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,14 +53,19 @@ impl Operand {
     }
 }
 
-/// Loads the entries an operand describes.
+/// Loads the entries an operand describes; `exclude` (`--exclude` patterns) applies to
+/// directories only, after their `.relstoreignore`.
 pub fn load_operand(
     op: &Operand,
     cache_dir: Option<&Path>,
+    exclude: &[String],
+    remote: &RemoteOptions,
     progress: &dyn Progress,
 ) -> EngineResult<Vec<Entry>> {
     match op {
-        Operand::Dir(dir) => Ok(scan_source(dir, false, cache_dir, progress)?.entries),
+        Operand::Dir(dir) => {
+            Ok(scan_source_excluding(dir, false, Some(exclude), cache_dir, progress)?.entries)
+        }
         Operand::ManifestFile(path) => {
             let bytes = std::fs::read(path).map_err(|e| TargetError::Io {
                 op: "read",
@@ -74,7 +83,7 @@ pub fn load_operand(
                 })
         }
         Operand::Release { target, release } => {
-            let t = open_target(target)?;
+            let t = open_target(target, remote)?;
             t.open(false)?;
             let name = if release == "current" {
                 t.current()?.ok_or_else(|| {
@@ -95,15 +104,18 @@ pub fn load_operand(
     }
 }
 
-/// Compares two operands.
+/// Compares two operands (`exclude`: see [`load_operand`]; `remote`: how to reach
+/// SSH targets).
 pub fn diff_operands(
     a: &Operand,
     b: &Operand,
     cache_dir: Option<&Path>,
+    exclude: &[String],
+    remote: &RemoteOptions,
     progress: &dyn Progress,
 ) -> EngineResult<Diff> {
-    let old = load_operand(a, cache_dir, progress)?;
-    let new = load_operand(b, cache_dir, progress)?;
+    let old = load_operand(a, cache_dir, exclude, remote, progress)?;
+    let new = load_operand(b, cache_dir, exclude, remote, progress)?;
     Ok(diff(&old, &new))
 }
 

@@ -14,6 +14,8 @@ pub enum EngineError {
     Scan(#[from] ScanError),
     #[error(transparent)]
     Name(#[from] NameError),
+    #[error(transparent)]
+    Store(#[from] relstore_blobstore::BlobStoreError),
     /// Another process holds the lock.
     #[error("{location} is locked by {holder}; add --wait to wait for it, or --break-lock if that process is gone for good")]
     Locked { location: String, holder: String },
@@ -29,7 +31,37 @@ pub enum EngineError {
     /// The command cannot proceed; the message says why and where.
     #[error("{0}")]
     Refused(String),
+    /// Ctrl-C or SIGTERM stopped the command at a safe point (see
+    /// [`relstore_core::cancel`]); the lock guard's drop released the lock.
+    #[error(transparent)]
+    Interrupted(#[from] relstore_core::cancel::Interrupted),
+}
+
+impl EngineError {
+    /// Whether the command stopped because it was interrupted, whichever layer noticed
+    /// (the CLI turns this into exit status 130).
+    pub fn is_interrupted(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Interrupted(_)
+                | EngineError::Target(TargetError::Interrupted(_))
+                | EngineError::Scan(ScanError::Interrupted { .. })
+        )
+    }
 }
 
 /// Result type of the engine.
 pub type EngineResult<T> = Result<T, EngineError>;
+
+/// An error and its causes on one line (`error: cause: cause`), for reports that carry
+/// a failure as text instead of failing.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,5 +1,6 @@
 //! relstore's commands, written once against the [`relstore_core::Target`] trait.
 //!
+//! - [`bench`]: a series of pushes on a scratch copy, side by side with rsync;
 //! - [`push`]: scan a source, upload what the target lacks, assemble, swap `current`;
 //! - [`catalog`]: what releases a store holds, and recovery after interrupted commands;
 //! - [`rollback`]: point `current` at another release;
@@ -7,18 +8,23 @@
 //! - [`compare`]: diff releases, directories and manifest files;
 //! - [`lock`]: the store lock every mutating command holds;
 //! - [`target_spec`]: which target a TARGET argument names;
+//! - [`sources`]: object content from the local release store or `--source` trees;
+//! - [`local_store`]: the client-side release store (write-through, retention);
 //! - [`verify`]: re-hash objects, check release trees against manifests, repair.
 //!
 //! The CLI parses arguments and prints reports; everything else happens here.
 
+pub mod bench;
 pub mod catalog;
 pub mod compare;
 pub mod error;
+pub mod local_store;
 pub mod lock;
 pub mod push;
 pub mod retention;
 pub mod rollback;
 mod source;
+pub mod sources;
 pub mod target_spec;
 pub mod verify;
 

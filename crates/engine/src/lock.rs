@@ -117,6 +117,7 @@ pub fn acquire(
             ));
             announced_wait = true;
         }
+        relstore_core::cancel::check()?;
         sleep(Duration::from_millis(100));
     }
 }

@@ -12,6 +12,10 @@
 //!
 //! A crash before 6's rename leaves `current` on the old release and only debris that
 //! the next command removes; a crash after it is rolled forward by recovery.
+//!
+//! Ctrl-C (see [`relstore_core::cancel`]) is honoured between steps and inside the long
+//! ones (scan, hash, upload, assemble) up to the staging of the manifest, leaving the
+//! same kind of debris; from staging to the manifest's commit it is ignored.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -22,7 +26,7 @@ use relstore_core::failpoint::kill_point;
 use relstore_core::progress::{Phase, Progress};
 use relstore_core::release::now_unix_ns;
 use relstore_core::target::Upload;
-use relstore_core::{Manifest, ReleaseName, Target, TargetError};
+use relstore_core::{Manifest, ObjectId, ReleaseName, Target, TargetError};
 use serde_json::{json, Value};
 
 use crate::catalog::{read_manifest, recover, Catalog};
@@ -47,6 +51,15 @@ pub struct PushOptions {
     /// After the swap, keep only this many release directories (see
     /// [`crate::retention`]).
     pub keep: Option<usize>,
+    /// The local release store to write the release's blobs through to (see
+    /// [`crate::local_store`]); `None` turns write-through off.
+    pub store: Option<PathBuf>,
+    /// Compute the plan (objects and bytes to upload, files to link) and change nothing
+    /// on the target: no lock, no recovery, no upload.
+    pub dry_run: bool,
+    /// Gitignore-style patterns of source paths to leave out (`--exclude`), applied
+    /// after those of the source's `.relstoreignore` (see [`relstore_scan::Excludes`]).
+    pub exclude: Vec<String>,
 }
 
 /// Seconds spent in each step.
@@ -64,6 +77,8 @@ pub struct PhaseTimes {
 #[derive(Clone, Debug, Default)]
 pub struct PushReport {
     pub release: String,
+    /// A `--dry-run`: the numbers are the plan; nothing was changed.
+    pub dry_run: bool,
     /// The tree equalled the current release; nothing was created.
     pub unchanged: bool,
     pub previous: Option<String>,
@@ -82,6 +97,8 @@ pub struct PushReport {
     pub skipped: Vec<String>,
     /// What `--keep` pruned, if it was given.
     pub pruned: Option<crate::retention::PruneReport>,
+    /// What the local release store write-through did, if it was on.
+    pub store: Option<crate::local_store::StoreReport>,
     pub seconds: f64,
     pub phases: PhaseTimes,
 }
@@ -92,6 +109,7 @@ impl PushReport {
         let p = &self.phases;
         json!({
             "release": self.release,
+            "dry_run": self.dry_run,
             "unchanged": self.unchanged,
             "previous": self.previous,
             "files_total": self.files_total,
@@ -108,6 +126,7 @@ impl PushReport {
             "object_copies": self.object_copies,
             "skipped": self.skipped,
             "pruned": self.pruned.as_ref().map(crate::retention::PruneReport::to_json),
+            "store": self.store.as_ref().map(crate::local_store::StoreReport::to_json),
             "seconds": self.seconds,
             "phases": {
                 "scan": p.scan, "hash": p.hash, "compare": p.compare,
@@ -117,13 +136,31 @@ impl PushReport {
     }
 }
 
-/// Scans `source` into manifest entries (shared by push and diff).
+/// Scans `source` into manifest entries with nothing excluded (what content lookups by
+/// hash, like `--source` directories, want).
 pub fn scan_source(
     source: &Path,
     skip_special: bool,
     cache_dir: Option<&Path>,
     progress: &dyn Progress,
 ) -> EngineResult<relstore_scan::ScanOutput> {
+    scan_source_excluding(source, skip_special, None, cache_dir, progress)
+}
+
+/// Scans `source` into manifest entries (shared by push and diff). With `exclude`
+/// (`Some`, even empty) the source's `.relstoreignore` and then those patterns keep
+/// paths out, as a push does; `None` excludes nothing.
+pub fn scan_source_excluding(
+    source: &Path,
+    skip_special: bool,
+    exclude: Option<&[String]>,
+    cache_dir: Option<&Path>,
+    progress: &dyn Progress,
+) -> EngineResult<relstore_scan::ScanOutput> {
+    let excludes = match exclude {
+        Some(patterns) => relstore_scan::Excludes::build(source, patterns, true)?,
+        None => relstore_scan::Excludes::none(),
+    };
     let stat_cache = match cache_dir {
         // A missing source is reported by the scan itself, with its own message.
         Some(_) if !source.exists() => None,
@@ -139,6 +176,7 @@ pub fn scan_source(
     let opts = relstore_scan::ScanOptions {
         skip_special,
         stat_cache,
+        excludes,
     };
     let out = relstore_scan::scan(source, &opts, progress)?;
     if let Some(w) = &out.cache_warning {
@@ -163,9 +201,10 @@ pub fn push(
         .transpose()?;
 
     refuse_store_inside_source(source, target.as_ref())?;
-    let scanned = scan_source(
+    let scanned = scan_source_excluding(
         source,
         opts.skip_special,
+        Some(&opts.exclude),
         opts.cache_dir.as_deref(),
         progress,
     )?;
@@ -182,84 +221,82 @@ pub fn push(
     report.phases.scan = scanned.walk_seconds;
     report.phases.hash = scanned.hash_seconds;
 
+    if opts.dry_run {
+        return dry_run(
+            target,
+            scanned.entries,
+            requested,
+            created,
+            opts,
+            report,
+            started,
+            progress,
+        );
+    }
     let t = Instant::now();
     target.open(true)?;
     let lock = acquire(target, "push", &opts.lock, progress)?;
     let catalog = recover(target.as_ref(), progress)?;
+    relstore_core::cancel::check()?;
     let current = match &catalog.current {
         Some(c) => Some(read_manifest(target.as_ref(), c)?),
         None => None,
     };
-    report.previous = catalog.current.as_ref().map(ToString::to_string);
-    if let Some(cur) = &current {
-        // Checked before the name: re-running a push that died after its swap finds
-        // its work done, whatever name it asks for.
-        if !opts.force && cur.entries == scanned.entries {
-            let totals = &cur.header.totals;
-            report.unchanged = true;
-            report.release = cur.header.release.clone();
-            report.files_total = totals.files;
-            report.dirs_total = totals.dirs;
-            report.symlinks_total = totals.symlinks;
-            report.bytes_total = totals.bytes;
-            report.objects_total = cur.objects().len() as u64;
-            report.objects_reused = report.objects_total;
-            report.phases.compare = t.elapsed().as_secs_f64();
-            lock.release()?;
-            report.seconds = started.elapsed().as_secs_f64();
-            return Ok(report);
-        }
-    }
-    let name = match requested {
-        Some(n) if catalog.name_taken(n.as_str()) => {
-            return Err(TargetError::ReleaseExists {
-                name: n.to_string(),
-                location: target.location().to_owned(),
-            }
-            .into())
-        }
-        Some(n) => n,
-        None => unused_timestamp_name(&catalog, created),
-    };
-    let manifest = Manifest::new(&name, created, scanned.entries);
-    let totals = &manifest.header.totals;
-    report.release = name.to_string();
-    report.files_total = totals.files;
-    report.dirs_total = totals.dirs;
-    report.symlinks_total = totals.symlinks;
-    report.bytes_total = totals.bytes;
-    let objects = manifest.objects();
-    report.objects_total = objects.len() as u64;
-    progress.start(Phase::Compare, objects.len() as u64);
-    let known: HashSet<_> = current.iter().flat_map(|m| m.objects()).collect();
-    let unknown: Vec<_> = objects
-        .iter()
-        .filter(|id| !known.contains(id))
-        .copied()
-        .collect();
-    let missing = target.missing_objects(&unknown)?;
-    progress.advance(objects.len() as u64);
-    progress.finish();
+    let plan = plan_release(
+        target.location(),
+        &|ids| target.missing_objects(ids),
+        &catalog,
+        current.as_ref(),
+        scanned.entries,
+        requested,
+        created,
+        opts.force,
+        &mut report,
+        progress,
+    )?;
     report.phases.compare = t.elapsed().as_secs_f64();
+    let Some(PlannedRelease {
+        name,
+        manifest,
+        uploads,
+    }) = plan
+    else {
+        lock.release()?;
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    };
+    relstore_core::cancel::check()?;
 
     let t = Instant::now();
-    let sizes = object_sizes(&manifest);
-    let uploads: Vec<Upload> = missing
-        .iter()
-        .map(|id| Upload {
-            id: *id,
-            size: sizes.get(id).copied().unwrap_or(0),
-        })
-        .collect();
-    report.objects_uploaded = uploads.len() as u64;
-    report.bytes_uploaded = uploads.iter().map(|u| u.size).sum();
-    report.objects_reused = report.objects_total - report.objects_uploaded;
     progress.start(Phase::Upload, report.bytes_uploaded);
     let blobs = SourceTree::new(source.to_path_buf(), &manifest.entries);
-    target.put_objects(&uploads, &blobs, progress)?;
+    // The store write-through reads the same files as the upload (mostly from the page
+    // cache) and compresses them: run it alongside, on its own thread.
+    let (uploaded, mut stored) = std::thread::scope(|scope| {
+        let store = opts.store.as_deref().map(|dir| {
+            let manifest = &manifest;
+            scope.spawn(move || crate::local_store::write_through(dir, source, manifest))
+        });
+        let uploaded = target.put_objects(&uploads, &blobs, progress);
+        let stored = store.map(|h| {
+            h.join()
+                .unwrap_or_else(|_| crate::local_store::StoreReport {
+                    error: Some("the write-through thread panicked".into()),
+                    ..Default::default()
+                })
+        });
+        (uploaded, stored)
+    });
+    uploaded?;
     progress.finish();
+    if let Some(err) = stored.as_ref().and_then(|s| s.error.as_ref()) {
+        progress.note(&format!(
+            "local release store: {err}; this release can still be rolled back to while its objects stay on the target"
+        ));
+    }
     report.phases.upload = t.elapsed().as_secs_f64();
     kill_point("push.uploaded");
+    relstore_core::cancel::check()?;
 
     let t = Instant::now();
     let stats = target.assemble(&name, &manifest.entries, progress)?;
@@ -267,16 +304,29 @@ pub fn push(
     report.object_copies = stats.object_copies;
     report.phases.assemble = t.elapsed().as_secs_f64();
     kill_point("push.assembled");
+    // The last point where an interruption may stop the push: from staging the
+    // manifest through the swap to its commit, the flag is deliberately ignored, so a
+    // push that started to publish its release always finishes publishing it.
+    relstore_core::cancel::check()?;
 
     let t = Instant::now();
     progress.start(Phase::Swap, 1);
-    target.stage_manifest(&name, &manifest.encode())?;
+    let encoded = manifest.encode();
+    target.stage_manifest(&name, &encoded)?;
     kill_point("push.staged");
     target.activate(&name)?;
     kill_point("push.swapped");
     target.commit_manifest(&name)?;
     progress.finish();
     report.phases.swap = t.elapsed().as_secs_f64();
+    if let Some(store) = stored.as_mut() {
+        if let Some(err) =
+            crate::local_store::record(store, target.as_ref(), name.as_str(), &encoded)
+        {
+            progress.note(&format!("local release store: {err}"));
+        }
+    }
+    report.store = stored;
     if let Some(keep) = opts.keep {
         let t = Instant::now();
         let catalog = Catalog::load(target.as_ref())?;
@@ -294,7 +344,165 @@ pub fn push(
     Ok(report)
 }
 
-fn object_sizes(m: &Manifest) -> std::collections::HashMap<relstore_core::ObjectId, u64> {
+/// Which of these objects the target lacks (the target's `missing_objects`, or "all of
+/// them" for a target that does not exist yet).
+type MissingLookup<'a> = dyn Fn(&[ObjectId]) -> Result<Vec<ObjectId>, TargetError> + 'a;
+
+/// What a push will create: the release, its manifest and the objects to upload.
+struct PlannedRelease {
+    name: ReleaseName,
+    manifest: Manifest,
+    uploads: Vec<Upload>,
+}
+
+/// The part of a push that decides what to do, shared by the real run and `--dry-run`
+/// so that a plan is exactly what the run then does: the unchanged check, the release
+/// name, and which objects the target lacks. Fills `report` with the totals; `None`
+/// when the tree equals the current release (and `force` is off).
+#[allow(clippy::too_many_arguments)]
+fn plan_release(
+    location: &str,
+    missing_objects: &MissingLookup<'_>,
+    catalog: &Catalog,
+    current: Option<&Manifest>,
+    entries: Vec<relstore_core::Entry>,
+    requested: Option<ReleaseName>,
+    created: i64,
+    force: bool,
+    report: &mut PushReport,
+    progress: &dyn Progress,
+) -> EngineResult<Option<PlannedRelease>> {
+    report.previous = catalog.current.as_ref().map(ToString::to_string);
+    if let Some(cur) = current {
+        // Checked before the name: re-running a push that died after its swap finds
+        // its work done, whatever name it asks for.
+        if !force && cur.entries == entries {
+            let totals = &cur.header.totals;
+            report.unchanged = true;
+            report.release = cur.header.release.clone();
+            report.files_total = totals.files;
+            report.dirs_total = totals.dirs;
+            report.symlinks_total = totals.symlinks;
+            report.bytes_total = totals.bytes;
+            report.objects_total = cur.objects().len() as u64;
+            report.objects_reused = report.objects_total;
+            return Ok(None);
+        }
+    }
+    let name = match requested {
+        Some(n) if catalog.name_taken(n.as_str()) => {
+            return Err(TargetError::ReleaseExists {
+                name: n.to_string(),
+                location: location.to_owned(),
+            }
+            .into())
+        }
+        Some(n) => n,
+        None => unused_timestamp_name(catalog, created),
+    };
+    let manifest = Manifest::new(&name, created, entries);
+    let totals = &manifest.header.totals;
+    report.release = name.to_string();
+    report.files_total = totals.files;
+    report.dirs_total = totals.dirs;
+    report.symlinks_total = totals.symlinks;
+    report.bytes_total = totals.bytes;
+    let objects = manifest.objects();
+    report.objects_total = objects.len() as u64;
+    progress.start(Phase::Compare, objects.len() as u64);
+    let known: HashSet<_> = current.iter().flat_map(|m| m.objects()).collect();
+    let unknown: Vec<_> = objects
+        .iter()
+        .filter(|id| !known.contains(id))
+        .copied()
+        .collect();
+    let missing = missing_objects(&unknown)?;
+    progress.advance(objects.len() as u64);
+    progress.finish();
+    let sizes = object_sizes(&manifest);
+    let uploads: Vec<Upload> = missing
+        .iter()
+        .map(|id| Upload {
+            id: *id,
+            size: sizes.get(id).copied().unwrap_or(0),
+        })
+        .collect();
+    report.objects_uploaded = uploads.len() as u64;
+    report.bytes_uploaded = uploads.iter().map(|u| u.size).sum();
+    report.objects_reused = report.objects_total - report.objects_uploaded;
+    Ok(Some(PlannedRelease {
+        name,
+        manifest,
+        uploads,
+    }))
+}
+
+/// `push --dry-run`: the plan of [`plan_release`] against the target as it is (read
+/// without the lock), with the links assembly would make. A target that does not exist
+/// yet plans as an empty store (every object uploaded).
+#[allow(clippy::too_many_arguments)]
+fn dry_run(
+    target: &Arc<dyn Target>,
+    entries: Vec<relstore_core::Entry>,
+    requested: Option<ReleaseName>,
+    created: i64,
+    opts: &PushOptions,
+    mut report: PushReport,
+    started: Instant,
+    progress: &dyn Progress,
+) -> EngineResult<PushReport> {
+    let t = Instant::now();
+    report.dry_run = true;
+    let fresh = target.local_root().is_some_and(|root| !root.exists());
+    let (catalog, current) = if fresh {
+        (Catalog::default(), None)
+    } else {
+        target.open(false)?;
+        let catalog = Catalog::load(target.as_ref())?;
+        let current = match &catalog.current {
+            Some(c) => Some(read_manifest(target.as_ref(), c)?),
+            None => None,
+        };
+        (catalog, current)
+    };
+    let plan = plan_release(
+        target.location(),
+        &|ids| {
+            if fresh {
+                Ok(ids.to_vec())
+            } else {
+                target.missing_objects(ids)
+            }
+        },
+        &catalog,
+        current.as_ref(),
+        entries,
+        requested,
+        created,
+        opts.force,
+        &mut report,
+        progress,
+    )?;
+    if let Some(plan) = &plan {
+        report.links = plan
+            .manifest
+            .entries
+            .iter()
+            .filter(|e| e.object().is_some())
+            .count() as u64;
+    }
+    if opts.keep.is_some() {
+        progress.note("--dry-run does not plan the --keep prune; run `relstore prune TARGET --keep N --dry-run` after the push");
+    }
+    report.phases.compare = t.elapsed().as_secs_f64();
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The size of each object a manifest uses (what an upload of it costs).
+pub(crate) fn object_sizes(
+    m: &Manifest,
+) -> std::collections::HashMap<relstore_core::ObjectId, u64> {
     m.entries
         .iter()
         .filter_map(|e| match (e.object(), &e.kind) {

@@ -106,6 +106,7 @@ pub fn apply_prune(
 ) -> EngineResult<Vec<String>> {
     let mut left_behind = Vec::new();
     for name in &plan.evict {
+        relstore_core::cancel::check()?;
         let removal = target.remove_release_dir(name)?;
         left_behind.extend(removal.left_behind);
         kill_point("prune.evicted");

@@ -1,27 +1,63 @@
 //! `relstore rollback`: point `current` at another release with one rename.
 //!
 //! The default is the release created just before the current one. A release whose
-//! directory was evicted is re-assembled from its manifest when every object it needs
-//! is still stored.
+//! directory was evicted is re-assembled from its manifest: objects still on the target
+//! are linked, missing ones are uploaded from the local release store or from
+//! `--source` trees (only files whose hash matches). When some object is in none of
+//! them, the rollback fails before anything changes and names the paths that need it.
 
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use relstore_core::progress::Progress;
-use relstore_core::{ReleaseName, Target};
+use relstore_core::path::escape;
+use relstore_core::progress::{Phase, Progress};
+use relstore_core::target::Upload;
+use relstore_core::{Manifest, ObjectId, ReleaseName, Target};
 use serde_json::{json, Value};
 
-use crate::catalog::{read_manifest, recover};
+use crate::catalog::{read_manifest, recover, Catalog};
 use crate::error::{EngineError, EngineResult};
 use crate::lock::{acquire, LockPolicy};
+use crate::sources::{DirSource, Sources, StoreSource};
+
+/// How many paths the "cannot rebuild" error names before "and N more".
+const MISSING_PATHS_SHOWN: usize = 10;
+
+/// How to roll back.
+#[derive(Clone, Debug, Default)]
+pub struct RollbackOptions {
+    /// The release to make current; default: the one before current.
+    pub release: Option<String>,
+    /// What to do when the target is locked.
+    pub lock: LockPolicy,
+    /// The local release store to take missing objects from; `None`: not used.
+    pub store: Option<PathBuf>,
+    /// Directories whose files may supply missing objects (matched by hash).
+    pub sources: Vec<PathBuf>,
+    /// Directory of the client's caches (stat cache for scanning `sources`).
+    pub cache_dir: Option<PathBuf>,
+    /// Work out the plan (which release, whether it is rebuilt, what would be uploaded
+    /// from where) and change nothing: no lock, no recovery, no upload.
+    pub dry_run: bool,
+}
 
 /// What a rollback did.
 #[derive(Clone, Debug)]
 pub struct RollbackReport {
+    /// A `--dry-run`: the report is the plan; nothing was changed.
+    pub dry_run: bool,
     pub from: Option<String>,
     pub to: String,
-    /// The release's directory had been evicted and was assembled again.
+    /// The release's directory had been evicted and was assembled again (with
+    /// `dry_run`: would be).
     pub reassembled: bool,
+    /// Objects uploaded to rebuild an evicted release, and their bytes.
+    pub objects_uploaded: u64,
+    pub bytes_uploaded: u64,
+    /// Where they came from (`local release store …`, `--source …`).
+    pub uploaded_from: Vec<String>,
     /// Nothing to do: the release was already current.
     pub already_current: bool,
     pub seconds: f64,
@@ -31,24 +67,38 @@ impl RollbackReport {
     /// The `--json` object.
     pub fn to_json(&self) -> Value {
         json!({
+            "dry_run": self.dry_run,
             "from": self.from, "to": self.to, "reassembled": self.reassembled,
+            "objects_uploaded": self.objects_uploaded, "bytes_uploaded": self.bytes_uploaded,
+            "uploaded_from": self.uploaded_from,
             "already_current": self.already_current, "seconds": self.seconds,
         })
     }
 }
 
-/// Makes `release` (default: the one before current) current on `target`.
+/// Makes `opts.release` (default: the one before current) current on `target`.
 pub fn rollback(
     target: &Arc<dyn Target>,
-    release: Option<&str>,
-    lock_policy: &LockPolicy,
+    opts: &RollbackOptions,
     progress: &dyn Progress,
 ) -> EngineResult<RollbackReport> {
     let started = Instant::now();
-    let requested = release.map(ReleaseName::parse).transpose()?;
+    let requested = opts
+        .release
+        .as_deref()
+        .map(ReleaseName::parse)
+        .transpose()?;
     target.open(false)?;
-    let lock = acquire(target, "rollback", lock_policy, progress)?;
-    let catalog = recover(target.as_ref(), progress)?;
+    let lock = if opts.dry_run {
+        None
+    } else {
+        Some(acquire(target, "rollback", &opts.lock, progress)?)
+    };
+    let catalog = if opts.dry_run {
+        Catalog::load(target.as_ref())?
+    } else {
+        recover(target.as_ref(), progress)?
+    };
     let location = target.location().to_owned();
     let current = catalog.current.clone();
     let to = match requested {
@@ -81,14 +131,20 @@ pub fn rollback(
         }
     };
     let mut report = RollbackReport {
+        dry_run: opts.dry_run,
         from: current.as_ref().map(ToString::to_string),
         to: to.name.to_string(),
         reassembled: false,
+        objects_uploaded: 0,
+        bytes_uploaded: 0,
+        uploaded_from: Vec::new(),
         already_current: current.as_ref() == Some(&to.name),
         seconds: 0.0,
     };
     if report.already_current {
-        lock.release()?;
+        if let Some(lock) = lock {
+            lock.release()?;
+        }
         report.seconds = started.elapsed().as_secs_f64();
         return Ok(report);
     }
@@ -96,19 +152,125 @@ pub fn rollback(
     // whose manifest is unusable would break every later push and diff once current.
     let manifest = read_manifest(target.as_ref(), &to.name)?;
     if !to.present {
-        let missing = target.missing_objects(&manifest.objects())?;
-        if !missing.is_empty() {
-            return Err(EngineError::Refused(format!(
-                "{location}: release {} was evicted and {} of its objects are no longer stored; nothing was changed",
-                to.name,
-                missing.len()
-            )));
-        }
-        target.assemble(&to.name, &manifest.entries, progress)?;
+        restore_objects(target.as_ref(), &manifest, opts, &mut report, progress)?;
         report.reassembled = true;
+        if !opts.dry_run {
+            target.assemble(&to.name, &manifest.entries, progress)?;
+        }
     }
+    let Some(lock) = lock else {
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    };
     target.activate(&to.name)?;
     lock.release()?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Uploads the objects of an evicted release that the target no longer holds, from the
+/// local store and `--source` trees; fails before uploading anything when some object
+/// is in none of them.
+fn restore_objects(
+    target: &dyn Target,
+    manifest: &Manifest,
+    opts: &RollbackOptions,
+    report: &mut RollbackReport,
+    progress: &dyn Progress,
+) -> EngineResult<()> {
+    let objects = manifest.objects();
+    progress.start(Phase::Compare, objects.len() as u64);
+    let missing = target.missing_objects(&objects)?;
+    progress.advance(objects.len() as u64);
+    progress.finish();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let store = match &opts.store {
+        Some(dir) => crate::local_store::open_existing(dir)?,
+        None => None,
+    };
+    let mut sources = Sources::new();
+    for dir in &opts.sources {
+        sources.push(Box::new(DirSource::scan(
+            dir,
+            opts.cache_dir.as_deref(),
+            progress,
+        )?));
+    }
+    if let Some(store) = &store {
+        sources.push(Box::new(StoreSource(store)));
+    }
+    let unavailable: HashSet<ObjectId> = missing
+        .iter()
+        .filter(|id| sources.find(&id.hash).is_none())
+        .copied()
+        .collect();
+    if !unavailable.is_empty() {
+        return Err(unavailable_error(
+            target.location(),
+            manifest,
+            &unavailable,
+            &sources,
+        ));
+    }
+    let sizes = crate::push::object_sizes(manifest);
+    let uploads: Vec<Upload> = missing
+        .iter()
+        .map(|id| Upload {
+            id: *id,
+            size: sizes.get(id).copied().unwrap_or(0),
+        })
+        .collect();
+    report.objects_uploaded = uploads.len() as u64;
+    report.bytes_uploaded = uploads.iter().map(|u| u.size).sum();
+    let mut from: Vec<String> = uploads
+        .iter()
+        .filter_map(|u| sources.find(&u.id.hash).map(|s| s.label()))
+        .collect();
+    from.sort();
+    from.dedup();
+    report.uploaded_from = from;
+    if opts.dry_run {
+        return Ok(());
+    }
+    progress.start(Phase::Upload, report.bytes_uploaded);
+    target.put_objects(&uploads, &sources, progress)?;
+    progress.finish();
+    Ok(())
+}
+
+/// One line naming what cannot be rebuilt: the release, how many objects, the first
+/// paths that need them, and where relstore looked.
+fn unavailable_error(
+    location: &str,
+    manifest: &Manifest,
+    unavailable: &HashSet<ObjectId>,
+    sources: &Sources<'_>,
+) -> EngineError {
+    let paths: Vec<String> = manifest
+        .entries
+        .iter()
+        .filter(|e| e.object().is_some_and(|id| unavailable.contains(&id)))
+        .map(|e| escape(&e.path))
+        .collect();
+    let mut shown = paths
+        .iter()
+        .take(MISSING_PATHS_SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if paths.len() > MISSING_PATHS_SHOWN {
+        shown.push_str(&format!(", and {} more", paths.len() - MISSING_PATHS_SHOWN));
+    }
+    let looked = if sources.is_empty() {
+        "no local release store and no --source given".to_owned()
+    } else {
+        format!("not in {}", sources.labels().join(", "))
+    };
+    EngineError::Refused(format!(
+        "{location}: cannot rebuild evicted release {}: {} objects are no longer on the target and {looked}; nothing was changed; paths needing them: {shown}",
+        manifest.header.release,
+        unavailable.len(),
+    ))
 }

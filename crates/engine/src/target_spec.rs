@@ -2,12 +2,18 @@
 //!
 //! rsync's rule: a colon before the first slash makes a remote target
 //! (`[user@]host:path`); `ssh://` URLs are remote too; anything else is a local path.
+//! Remote targets are SFTP targets ([`relstore_ssh::SftpTarget`]); how to reach them
+//! (keys, known_hosts, ssh config) comes from [`RemoteOptions`], which the CLI fills
+//! from its flags on top of [`RemoteOptions::from_env`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use relstore_core::Target;
 use relstore_local::LocalTarget;
+use relstore_ssh::SftpTarget;
+
+pub use relstore_ssh::RemoteOptions;
 
 use crate::error::{EngineError, EngineResult};
 
@@ -23,15 +29,15 @@ pub fn is_remote(spec: &str) -> bool {
     }
 }
 
-/// Builds the target named by `spec`.
-pub fn open_target(spec: &str) -> EngineResult<Arc<dyn Target>> {
+/// Builds the target named by `spec`. A remote one is connected here (host key
+/// checked, authenticated with `remote`'s settings), so connection problems surface
+/// before any work starts; nothing on the target is changed yet.
+pub fn open_target(spec: &str, remote: &RemoteOptions) -> EngineResult<Arc<dyn Target>> {
     if spec.is_empty() {
         return Err(EngineError::BadTarget("empty target".into()));
     }
     if is_remote(spec) {
-        return Err(EngineError::BadTarget(format!(
-            "{spec}: SSH targets are not supported by this build yet (a colon before the first slash means host:path; write ./{spec} for a local path)"
-        )));
+        return Ok(Arc::new(SftpTarget::connect(spec, remote)?));
     }
     Ok(Arc::new(LocalTarget::new(PathBuf::from(spec))))
 }

@@ -21,7 +21,7 @@
 //! Repair (`--repair`, under the lock, after recovery):
 //! 1. objects that are corrupt or missing — or whose stored mode was changed, seen
 //!    through a path linked to them — are uploaded again from a [`RepairSource`]
-//!    (`--source DIR`; more kinds of source can be added to [`Sources`]). The fresh
+//!    (`--source DIR`, then the local release store; see [`Sources`]). The fresh
 //!    object is renamed over the old name; paths linked to the old inode still show the
 //!    old content, hence step 3. A corrupt or mis-moded numbered copy (`…+0444.1`) is
 //!    deleted instead once its first copy is sound: copies are only ever made from it.
@@ -40,24 +40,21 @@
 //! otherwise. A corrupt manifest cannot be repaired from a source tree.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::fs::File;
-use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use relstore_core::layout;
-use relstore_core::path::{cmp_paths, escape, join, parent};
+use relstore_core::path::{cmp_paths, escape, parent};
 use relstore_core::progress::{Phase, Progress};
 use relstore_core::target::{BlobSource, StoredObject, TreeEntry, TreeKind, Upload};
-use relstore_core::verify_read::HashCheckingReader;
-use relstore_core::{ContentHash, Entry, EntryKind, ObjectId, ReleaseName, Target, TargetError};
+use relstore_core::{Entry, EntryKind, ObjectId, ReleaseName, Target, TargetError};
 use serde_json::{json, Value};
 
 use crate::catalog::{read_manifest, recover, Catalog, ReleaseInfo};
-use crate::error::{EngineError, EngineResult};
+use crate::error::{error_chain, EngineError, EngineResult};
 use crate::lock::{acquire, LockPolicy};
-use crate::push::scan_source;
+use crate::sources::{DirSource, Sources, StoreSource};
 
 /// How many paths an object problem lists (its `used_by_total` counts them all).
 const MAX_USED_BY: usize = 1000;
@@ -182,6 +179,8 @@ pub struct VerifyOptions {
     pub repair: bool,
     /// Directories to take object content from when repairing (`--source`).
     pub sources: Vec<PathBuf>,
+    /// The local release store, tried after `sources` when repairing; `None`: not used.
+    pub store: Option<PathBuf>,
     /// Directory of the client's caches (stat cache of source scans); `None`: no cache.
     pub cache_dir: Option<PathBuf>,
     /// What to do when the target is locked (repair only).
@@ -261,150 +260,6 @@ fn plural(n: u64, what: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------------
-// Sources of object content for repair.
-
-/// A place repair can take object content from. Implementations hand out content
-/// through [`BlobSource::open`], verified against the hash while it is read.
-pub trait RepairSource: BlobSource + Send {
-    /// Whether this source can supply content with this hash.
-    fn has(&self, hash: &ContentHash) -> bool;
-    /// Names the source for messages (`--source /path`).
-    fn label(&self) -> String;
-}
-
-/// A directory (`--source DIR`): any file in it whose content has the wanted hash.
-pub struct DirSource {
-    root: PathBuf,
-    paths: HashMap<ContentHash, Vec<u8>>,
-}
-
-impl DirSource {
-    /// Indexes the non-empty regular files among `entries` (scanned from `dir`) by
-    /// content hash.
-    pub fn new(dir: PathBuf, entries: &[Entry]) -> DirSource {
-        let mut paths = HashMap::new();
-        for e in entries {
-            if let EntryKind::File { size, hash, .. } = &e.kind {
-                if *size > 0 {
-                    paths.entry(*hash).or_insert_with(|| e.path.clone());
-                }
-            }
-        }
-        DirSource { root: dir, paths }
-    }
-
-    /// Scans `dir` (with the stat cache under `cache_dir`, if any) and indexes it.
-    pub fn scan(
-        dir: &Path,
-        cache_dir: Option<&Path>,
-        progress: &dyn Progress,
-    ) -> EngineResult<DirSource> {
-        let scanned = scan_source(dir, false, cache_dir, progress)?;
-        Ok(DirSource::new(dir.to_path_buf(), &scanned.entries))
-    }
-
-    /// Whether a file with this content was found in the directory.
-    pub fn has(&self, hash: &ContentHash) -> bool {
-        self.paths.contains_key(hash)
-    }
-
-    fn file(&self, hash: &ContentHash) -> Option<PathBuf> {
-        self.paths.get(hash).map(|rel| join(&self.root, rel))
-    }
-}
-
-impl BlobSource for DirSource {
-    fn open(&self, upload: &Upload) -> io::Result<Box<dyn Read + Send>> {
-        let path = self.file(&upload.id.hash).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no file with this content in {}", self.root.display()),
-            )
-        })?;
-        let file = File::open(&path)?;
-        Ok(Box::new(HashCheckingReader::new(
-            file,
-            upload.id.hash,
-            upload.size,
-            escape(path.as_os_str().as_encoded_bytes()),
-        )))
-    }
-
-    fn describe(&self, upload: &Upload) -> String {
-        match self.file(&upload.id.hash) {
-            Some(p) => escape(p.as_os_str().as_encoded_bytes()),
-            None => upload.id.rel_path(),
-        }
-    }
-}
-
-impl RepairSource for DirSource {
-    fn has(&self, hash: &ContentHash) -> bool {
-        DirSource::has(self, hash)
-    }
-
-    fn label(&self) -> String {
-        format!(
-            "--source {}",
-            escape(self.root.as_os_str().as_encoded_bytes())
-        )
-    }
-}
-
-/// The sources repair may use, tried in order; itself a [`BlobSource`] that reads each
-/// object from the first source holding it.
-#[derive(Default)]
-pub struct Sources<'a> {
-    list: Vec<Box<dyn RepairSource + 'a>>,
-}
-
-impl<'a> Sources<'a> {
-    /// No sources.
-    pub fn new() -> Sources<'a> {
-        Sources { list: Vec::new() }
-    }
-
-    /// Adds a source after those already there.
-    pub fn push(&mut self, source: Box<dyn RepairSource + 'a>) {
-        self.list.push(source);
-    }
-
-    /// True when no source was given.
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-
-    /// The first source holding `hash`.
-    pub fn find(&self, hash: &ContentHash) -> Option<&(dyn RepairSource + 'a)> {
-        self.list.iter().find(|s| s.has(hash)).map(|s| s.as_ref())
-    }
-
-    /// Labels of all sources, for messages.
-    pub fn labels(&self) -> Vec<String> {
-        self.list.iter().map(|s| s.label()).collect()
-    }
-}
-
-impl BlobSource for Sources<'_> {
-    fn open(&self, upload: &Upload) -> io::Result<Box<dyn Read + Send>> {
-        match self.find(&upload.id.hash) {
-            Some(s) => s.open(upload),
-            None => Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                "no source holds this content",
-            )),
-        }
-    }
-
-    fn describe(&self, upload: &Upload) -> String {
-        match self.find(&upload.id.hash) {
-            Some(s) => s.describe(upload),
-            None => upload.id.rel_path(),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------
 // The command.
 
 /// `relstore verify TARGET [RELEASE] [--repair] [--source DIR]…`.
@@ -425,6 +280,10 @@ pub fn verify(
         ));
     }
     target.open(false)?;
+    let store = match (&opts.store, opts.repair) {
+        (Some(dir), true) => crate::local_store::open_existing(dir)?,
+        _ => None,
+    };
     let mut sources = Sources::new();
     if opts.repair {
         // Scanned before the lock is taken, like a push's source.
@@ -434,6 +293,9 @@ pub fn verify(
                 opts.cache_dir.as_deref(),
                 progress,
             )?));
+        }
+        if let Some(store) = &store {
+            sources.push(Box::new(StoreSource(store)));
         }
     }
     let lock = if opts.repair {
@@ -633,6 +495,8 @@ fn check(target: &dyn Target, scope: &Scope, progress: &dyn Progress) -> EngineR
     progress.start(Phase::Verify, bytes);
     let hashes = target.hash_objects(&objects, progress);
     progress.finish();
+    // Interrupted objects would otherwise be reported as unreadable.
+    relstore_core::cancel::check()?;
     let mut corrupt: Vec<(StoredObject, String)> = Vec::new();
     let mut bad_copies = BTreeMap::new();
     for (o, h) in objects.iter().zip(hashes) {
@@ -762,17 +626,6 @@ fn check(target: &dyn Target, scope: &Scope, progress: &dyn Progress) -> EngineR
         corrupt_ids,
         broken,
     })
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 fn describe_users(list: &[PathUse], total: u64) -> String {
@@ -975,7 +828,7 @@ fn repair(
             }
             (Some(_), None) => {
                 let why = if sources.is_empty() {
-                    "no source to take its content from (give --source DIR)".to_owned()
+                    "no source to take its content from (no local release store holds it; give --source DIR)".to_owned()
                 } else {
                     format!(
                         "its content is in no source ({})",

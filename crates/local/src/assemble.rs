@@ -48,6 +48,7 @@ pub(crate) fn build_tree(
     let mut dirs = Vec::new();
     for e in entries {
         if let EntryKind::Dir { mode } = e.kind {
+            relstore_core::cancel::check()?;
             let p = join(partial, &e.path);
             fs::create_dir(&p).map_err(|err| io_err("create directory", &p, err))?;
             fs::set_permissions(&p, fs::Permissions::from_mode(0o700))
@@ -64,6 +65,8 @@ pub(crate) fn build_tree(
         .with_min_len(128)
         .filter(|e| !matches!(e.kind, EntryKind::Dir { .. }))
         .map(|e| {
+            // Interrupted: the partial tree stays in tmp/ for the next command to clear.
+            relstore_core::cancel::check()?;
             let p = join(partial, &e.path);
             let r = match e.kind {
                 EntryKind::File { size: 0, mode, .. } => create_empty(&p, mode).map(|()| (0, 1, 0)),

@@ -64,6 +64,9 @@ pub(crate) fn hash_objects(
         .map_init(
             || vec![0u8; 256 * 1024],
             |buf, o| {
+                // Once interrupted, the remaining objects fail fast; the engine checks
+                // the flag after the batch and reports the interruption, not these.
+                relstore_core::cancel::check()?;
                 let p = t.p(&o.rel_path());
                 let mut f = fs::File::open(&p).map_err(|e| io_err("open", &p, e))?;
                 let mut h = blake3::Hasher::new();
@@ -76,6 +79,7 @@ pub(crate) fn hash_objects(
                     };
                     h.update(&buf[..n]);
                     progress.advance(n as u64);
+                    relstore_core::cancel::check()?;
                 }
                 Ok(ContentHash::from(h.finalize()))
             },

@@ -6,6 +6,10 @@
 //! calls (existence checks, uploads, links, deletions) runs on rayon's pool.
 //!
 //! Layout and the meaning of each step are fixed in `relstore_core::layout`.
+//!
+//! Long operations (uploads, assembly, object deletion and hashing) check
+//! [`relstore_core::cancel`] per object or entry and per buffer, and stop with
+//! [`TargetError::Interrupted`]; what they leave is in `tmp/` or complete.
 
 mod assemble;
 mod fsutil;
@@ -129,6 +133,8 @@ impl LocalTarget {
             object: source.describe(upload),
             source: e,
         };
+        relstore_core::cancel::check()?;
+        kill_point("upload.object");
         let mut reader = source.open(upload).map_err(blob_err)?;
         let tmp = self.tmp_name("obj");
         let mut out = OpenOptions::new()
@@ -147,6 +153,7 @@ impl LocalTarget {
                 out.write_all(&buf[..n])
                     .map_err(|e| io_err("write", &tmp, e))?;
                 progress.advance(n as u64);
+                relstore_core::cancel::check()?;
             }
             start_writeback(&out);
             out.set_permissions(fs::Permissions::from_mode(upload.id.mode))
@@ -395,6 +402,7 @@ impl Target for LocalTarget {
     ) -> TargetResult<()> {
         let mut start = 0;
         while start < uploads.len() {
+            relstore_core::cancel::check()?;
             let mut end = start;
             let mut bytes = 0u64;
             while end < uploads.len()
@@ -517,6 +525,9 @@ impl Target for LocalTarget {
             .par_iter()
             .with_min_len(64)
             .filter_map(|o| {
+                if relstore_core::cancel::requested() {
+                    return None; // reported once, below
+                }
                 let p = self.p(&o.rel_path());
                 let r = match fs::remove_file(&p) {
                     Ok(()) => None,
@@ -528,6 +539,7 @@ impl Target for LocalTarget {
                 r
             })
             .collect();
+        relstore_core::cancel::check()?;
         Ok(Removal { left_behind })
     }
 
@@ -555,6 +567,18 @@ impl Target for LocalTarget {
         match fs::metadata(self.p(layout::PINS)) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
             _ => list_names(&self.p(layout::PINS), None),
+        }
+    }
+
+    fn remove_store(&self) -> TargetResult<()> {
+        let left = fsutil::remove_tree(&self.root);
+        match left.first() {
+            None => Ok(()),
+            Some(first) => Err(TargetError::Other(format!(
+                "{}: could not delete {} path(s), first {first}",
+                self.location,
+                left.len()
+            ))),
         }
     }
 

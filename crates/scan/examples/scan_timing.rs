@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let opts = ScanOptions {
         skip_special: true,
         stat_cache: args.next().map(PathBuf::from),
+        ..ScanOptions::default()
     };
     let start = Instant::now();
     let out = scan(&root, &opts, &NoProgress)?;

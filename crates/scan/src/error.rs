@@ -84,6 +84,23 @@ pub enum ScanError {
         #[source]
         problem: PathProblem,
     },
+    /// An exclude pattern (from `--exclude` or the ignore file) that does not compile;
+    /// `path` is the ignore file, or the source root for `--exclude` patterns.
+    #[error("invalid exclude pattern \"{pattern}\" ({origin}): {reason}")]
+    BadExclude {
+        path: PathBuf,
+        /// `--exclude`, or `FILE line N`.
+        origin: String,
+        pattern: String,
+        reason: String,
+    },
+    /// The scan stopped because the command was interrupted (Ctrl-C).
+    #[error("scan of {} interrupted", shown(.path))]
+    Interrupted {
+        path: PathBuf,
+        #[source]
+        source: relstore_core::cancel::Interrupted,
+    },
 }
 
 impl ScanError {
@@ -99,12 +116,14 @@ impl ScanError {
             | ScanError::ReadFile { path, .. }
             | ScanError::Special { path, .. }
             | ScanError::Changed { path, .. }
-            | ScanError::BadPath { path, .. } => path,
+            | ScanError::BadPath { path, .. }
+            | ScanError::BadExclude { path, .. }
+            | ScanError::Interrupted { path, .. } => path,
         }
     }
 }
 
-fn shown(path: &Path) -> Escaped<'_> {
+pub(crate) fn shown(path: &Path) -> Escaped<'_> {
     Escaped(path.as_os_str().as_bytes())
 }
 

@@ -155,6 +155,12 @@ pub(crate) fn hash_missing(
     let result = todo
         .par_iter_mut()
         .map_init(Vec::new, |buf, (rel, stat, slot)| {
+            // Per file: Ctrl-C stops a hash of a million files at once (one huge
+            // file still finishes its own mmap hash, well under a second per GB).
+            relstore_core::cancel::check().map_err(|source| ScanError::Interrupted {
+                path: root.to_path_buf(),
+                source,
+            })?;
             let (hash, n) = hash_recorded(root, rel, stat, buf)?;
             **slot = Some(hash);
             progress.advance(n);

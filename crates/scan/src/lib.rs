@@ -14,6 +14,8 @@
 //! - `stat_cache`: git-index-like `path → (dev, ino, size, mtime, ctime, hash)` with
 //!   the racy-entry rule, so an unchanged deploy costs one stat walk;
 //! - `hash`: parallel blake3 (phase Hash), mmap + multi-threaded for big files;
+//! - `exclude`: [`Excludes`], gitignore-style patterns (`--exclude`, the source's
+//!   `.relstoreignore`) that keep paths out of the manifest;
 //! - `sys`: the few raw Linux calls, the crate's only `unsafe`;
 //! - `error`: [`ScanError`], which always names the path involved.
 //!
@@ -22,6 +24,7 @@
 //! followed); nothing inside the root is ever followed.
 
 mod error;
+mod exclude;
 mod hash;
 mod stat_cache;
 mod sys;
@@ -34,6 +37,7 @@ use relstore_core::progress::{Phase, Progress};
 use relstore_core::{Entry, EntryKind};
 
 pub use error::ScanError;
+pub use exclude::{Excludes, IGNORE_FILE};
 pub use hash::hash_file;
 pub use stat_cache::cache_file_for;
 
@@ -50,6 +54,9 @@ pub struct ScanOptions {
     /// File holding the stat cache for this source (see [`cache_file_for`]); `None` =
     /// no cache, hash everything (what `verify`-like callers want).
     pub stat_cache: Option<PathBuf>,
+    /// Paths left out of the scan (and so of the manifest); an excluded directory is
+    /// not descended into. Default: nothing excluded.
+    pub excludes: Excludes,
 }
 
 /// What a scan found, plus the numbers `push --json` and `bench` report.
@@ -61,6 +68,9 @@ pub struct ScanOutput {
     /// Special files skipped because of [`ScanOptions::skip_special`]: relative path and
     /// kind (`"fifo"`, `"socket"`, `"char device"`, `"block device"`), in path order.
     pub skipped: Vec<(Vec<u8>, &'static str)>,
+    /// Entries left out by [`ScanOptions::excludes`] (an excluded directory counts
+    /// once, whatever it holds): lets a caller say how much the excludes removed.
+    pub excluded: u64,
     /// Files whose content was read this run (those the stat cache vouched for are not
     /// counted): the measure of how much the cache saved.
     pub files_hashed: u64,
@@ -97,7 +107,7 @@ pub fn scan(
     // Reading and decompressing the cache overlaps the (syscall-bound) walk.
     let ((walked, walk_seconds), loaded) = rayon::join(
         || {
-            let w = walk::walk(root, opts.skip_special, progress);
+            let w = walk::walk(root, opts.skip_special, &opts.excludes, progress);
             (w, walk_start.elapsed().as_secs_f64())
         },
         || opts.stat_cache.as_deref().map(stat_cache::read),
@@ -157,6 +167,7 @@ pub fn scan(
     Ok(ScanOutput {
         entries,
         skipped: walked.skipped,
+        excluded: walked.excluded,
         files_hashed,
         bytes_hashed,
         walk_seconds,

@@ -70,8 +70,8 @@ fn plain() -> ScanOptions {
 
 fn with_cache(cache: &Path) -> ScanOptions {
     ScanOptions {
-        skip_special: false,
         stat_cache: Some(cache.to_path_buf()),
+        ..ScanOptions::default()
     }
 }
 
@@ -245,7 +245,7 @@ fn special_files_are_refused_or_skipped() {
     let _sock = std::os::unix::net::UnixListener::bind(root.join("sock")).unwrap();
     let opts = ScanOptions {
         skip_special: true,
-        stat_cache: None,
+        ..ScanOptions::default()
     };
     let out = scan(root, &opts, &NoProgress).unwrap();
     assert_eq!(
@@ -573,4 +573,92 @@ fn progress_reports_entries_then_bytes() {
     assert_eq!(rec.hash_advanced.load(Ordering::SeqCst), 4);
     assert_eq!(rec.advanced.load(Ordering::SeqCst), 16);
     assert_eq!(rec.finished.load(Ordering::SeqCst), 2);
+}
+
+fn excluding(root: &Path, patterns: &[&str]) -> ScanOptions {
+    let patterns: Vec<String> = patterns.iter().map(|s| (*s).to_owned()).collect();
+    ScanOptions {
+        excludes: Excludes::build(root, &patterns, true).unwrap(),
+        ..ScanOptions::default()
+    }
+}
+
+fn paths(out: &ScanOutput) -> Vec<String> {
+    out.entries
+        .iter()
+        .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+        .collect()
+}
+
+#[test]
+fn excluded_paths_never_reach_the_entries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(root, b"index.html", b"hi", 0o644);
+    write(root, b"app.js.map", b"map", 0o644);
+    write(root, b"keep.map", b"keep", 0o644);
+    mkdir(root, b"js", 0o755);
+    write(root, b"js/app.js", b"js", 0o644);
+    write(root, b"js/app.js.map", b"map2", 0o644);
+    mkdir(root, b"build", 0o755);
+    write(root, b"build/out.o", b"o", 0o644);
+    mkdir(root, b"docs", 0o755);
+    mkdir(root, b"docs/build", 0o755);
+    write(root, b"docs/build/page.html", b"p", 0o644);
+    write(root, b"caf\xe9.tmp", b"t", 0o644);
+    write(root, IGNORE_FILE.as_bytes(), b"*.tmp\n", 0o644);
+    let out = scan(
+        root,
+        &excluding(root, &["*.map", "/build", "!keep.map"]),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(
+        paths(&out),
+        [
+            "docs",
+            "docs/build",
+            "docs/build/page.html",
+            "index.html",
+            "js",
+            "js/app.js",
+            "keep.map"
+        ]
+    );
+    // app.js.map, js/app.js.map, build, the .tmp file and the ignore file itself.
+    assert_eq!(out.excluded, 5);
+    assert_sorted(&out.entries);
+}
+
+#[test]
+fn excluded_directory_is_not_descended_and_excluded_specials_are_not_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(root, b"index.html", b"hi", 0o644);
+    mkdir(root, b"node_modules", 0o755);
+    mkdir(root, b"node_modules/pkg", 0o755);
+    // A fifo is refused wherever the walk meets it: its absence from the error proves
+    // the walk never listed node_modules/pkg.
+    mkfifo(&root.join("node_modules/pkg/pipe"));
+    mkfifo(&root.join("dev.sock"));
+    let out = scan(
+        root,
+        &excluding(root, &["node_modules/", "dev.sock"]),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(paths(&out), ["index.html"]);
+    assert_eq!(out.excluded, 2);
+    // Without the excludes the same tree is refused.
+    assert!(scan(root, &plain(), &NoProgress).is_err());
+}
+
+#[test]
+fn without_excludes_the_ignore_file_is_an_ordinary_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(root, IGNORE_FILE.as_bytes(), b"*\n", 0o644);
+    let out = scan(root, &plain(), &NoProgress).unwrap();
+    assert_eq!(paths(&out), [IGNORE_FILE]);
+    assert_eq!(out.excluded, 0);
 }

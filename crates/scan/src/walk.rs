@@ -16,19 +16,26 @@
 //! A directory's descriptor stays open (shared through an `Arc`) until the last of its
 //! subdirectory jobs has opened its own; rayon runs a thread's own jobs depth first, so
 //! this holds about depth × threads descriptors at once, not one per directory.
+//!
+//! Excluded entries ([`Excludes`]) are dropped from the listing before any system call
+//! for them when `d_type` tells their type; an excluded directory is never opened. Every
+//! job and every entry also looks at the cancellation flag, so Ctrl-C stops a walk of a
+//! huge tree at once.
 
 use std::ffi::{CStr, CString, OsStr};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use relstore_core::cancel;
 use relstore_core::path::{PathProblem, MAX_NAME_LEN, MAX_PATH_LEN};
 use relstore_core::progress::Progress;
 use relstore_core::ContentHash;
 
 use crate::error::{classify, ScanError};
+use crate::exclude::Excludes;
 use crate::sys;
 
 /// The lstat fields that tell whether a file may have changed since it was hashed.
@@ -81,6 +88,8 @@ pub(crate) enum NodeKind {
 pub(crate) struct Walked {
     pub nodes: Vec<Node>,
     pub skipped: Vec<(Vec<u8>, &'static str)>,
+    /// Entries left out by the excludes (an excluded directory counts once).
+    pub excluded: u64,
 }
 
 /// An entry inside one directory's listing; directories point at their own listing.
@@ -105,6 +114,8 @@ struct Listing {
 struct Shared<'a> {
     root: &'a Path,
     skip_special: bool,
+    excludes: &'a Excludes,
+    excluded: AtomicU64,
     progress: &'a dyn Progress,
     next_id: AtomicUsize,
     total: AtomicUsize,
@@ -131,12 +142,37 @@ impl Shared<'_> {
         }
         self.failed.store(true, Ordering::Relaxed);
     }
+
+    /// Whether jobs should stop: another job failed, or the user interrupted. An
+    /// interruption is recorded as the walk's error (unless a real error came first).
+    fn should_stop(&self) -> bool {
+        if self.failed.load(Ordering::Relaxed) {
+            return true;
+        }
+        if let Err(source) = cancel::check() {
+            self.fail(ScanError::Interrupted {
+                path: self.root.to_path_buf(),
+                source,
+            });
+            return true;
+        }
+        false
+    }
+
+    fn excluded(&self, rel: &[u8], is_dir: bool) -> bool {
+        let out = self.excludes.is_excluded(rel, is_dir);
+        if out {
+            self.excluded.fetch_add(1, Ordering::Relaxed);
+        }
+        out
+    }
 }
 
 /// Walks `root` (already known to be a directory, or a symlink to one).
 pub(crate) fn walk(
     root: &Path,
     skip_special: bool,
+    excludes: &Excludes,
     progress: &dyn Progress,
 ) -> Result<Walked, ScanError> {
     let root_fd = sys::open_dir(root).map_err(|source| ScanError::ReadDir {
@@ -146,6 +182,8 @@ pub(crate) fn walk(
     let shared = Shared {
         root,
         skip_special,
+        excludes,
+        excluded: AtomicU64::new(0),
         progress,
         next_id: AtomicUsize::new(1),
         total: AtomicUsize::new(0),
@@ -162,6 +200,7 @@ pub(crate) fn walk(
     }
     let total = shared.total.load(Ordering::Relaxed);
     let count = shared.next_id.load(Ordering::Relaxed);
+    let excluded = shared.excluded.load(Ordering::Relaxed);
     let mut listings: Vec<Option<Listing>> = Vec::new();
     listings.resize_with(count, || None);
     for (id, listing) in shared.listings.into_inner().unwrap_or_default() {
@@ -169,7 +208,9 @@ pub(crate) fn walk(
             *slot = Some(listing);
         }
     }
-    Ok(flatten(listings, total))
+    let mut walked = flatten(listings, total);
+    walked.excluded = excluded;
+    Ok(walked)
 }
 
 /// Job for one subdirectory: opens it relative to its parent, then lists it.
@@ -182,7 +223,7 @@ fn spawn_dir<'s>(
     id: usize,
 ) {
     s.spawn(move |s| {
-        if shared.failed.load(Ordering::Relaxed) {
+        if shared.should_stop() {
             return;
         }
         let opened = sys::open_dir_at(parent.as_fd(), &name);
@@ -247,7 +288,7 @@ fn read_listing<'s>(
             return Ok(entries);
         }
         for (name, d_type) in sys::dirents(&buf[..n]) {
-            if shared.failed.load(Ordering::Relaxed) {
+            if shared.should_stop() {
                 return Ok(entries);
             }
             let path = child_path(rel, name.to_bytes());
@@ -257,8 +298,9 @@ fn read_listing<'s>(
                     problem: PathProblem::TooLong,
                 });
             }
-            let kind = classify_entry(s, shared, fd, name, d_type, &path)?;
-            entries.push(RawEntry { path, kind });
+            if let Some(kind) = classify_entry(s, shared, fd, name, d_type, &path)? {
+                entries.push(RawEntry { path, kind });
+            }
         }
     }
 }
@@ -281,7 +323,11 @@ fn classify_entry<'s>(
     name: &CStr,
     d_type: u8,
     path: &[u8],
-) -> Result<RawKind, ScanError> {
+) -> Result<Option<RawKind>, ScanError> {
+    // With a known type, excluded entries cost no system call at all.
+    if d_type != libc::DT_UNKNOWN && shared.excluded(path, d_type == libc::DT_DIR) {
+        return Ok(None);
+    }
     // d_type saves a syscall for directories (their job fstat()s them anyway) and
     // symlinks; regular files need lstat for the stat cache, and DT_UNKNOWN (some
     // file systems) falls back to lstat for everything.
@@ -299,16 +345,20 @@ fn classify_entry<'s>(
                     source,
                 })
             })?;
-            if st.st_mode & libc::S_IFMT == libc::S_IFREG {
-                return Ok(RawKind::File {
+            let fmt = st.st_mode & libc::S_IFMT;
+            if d_type == libc::DT_UNKNOWN && shared.excluded(path, fmt == libc::S_IFDIR) {
+                return Ok(None);
+            }
+            if fmt == libc::S_IFREG {
+                return Ok(Some(RawKind::File {
                     mode: st.st_mode & 0o7777,
                     stat: FileStat::of(&st),
-                });
+                }));
             }
-            st.st_mode & libc::S_IFMT
+            fmt
         }
     };
-    match fmt {
+    let kind = match fmt {
         libc::S_IFDIR => {
             let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
             spawn_dir(
@@ -319,7 +369,7 @@ fn classify_entry<'s>(
                 path.to_vec(),
                 id,
             );
-            Ok(RawKind::Dir { id })
+            RawKind::Dir { id }
         }
         libc::S_IFLNK => {
             let target = sys::readlink_at(fd.as_fd(), name).map_err(|e| {
@@ -337,7 +387,7 @@ fn classify_entry<'s>(
                     })
                 }
             })?;
-            Ok(RawKind::Symlink { target })
+            RawKind::Symlink { target }
         }
         other => {
             let kind = match other {
@@ -348,15 +398,16 @@ fn classify_entry<'s>(
                 _ => "file of unknown type",
             };
             if shared.skip_special {
-                Ok(RawKind::Special(kind))
+                RawKind::Special(kind)
             } else {
-                Err(ScanError::Special {
+                return Err(ScanError::Special {
                     path: shared.full(path),
                     kind,
-                })
+                });
             }
         }
-    }
+    };
+    Ok(Some(kind))
 }
 
 /// Stitches the per-directory listings (index = directory id, 0 = root) into one
@@ -400,5 +451,9 @@ fn flatten(mut listings: Vec<Option<Listing>>, total: usize) -> Walked {
             kind,
         });
     }
-    Walked { nodes, skipped }
+    Walked {
+        nodes,
+        skipped,
+        excluded: 0,
+    }
 }

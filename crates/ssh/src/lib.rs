@@ -2,12 +2,20 @@
 //! hand-written, pipelining SFTP v3 client that keeps paths, names and handles as raw
 //! bytes ([`sftp`]).
 //!
-//! This crate is the protocol layer only. The `Target` implementation (store layout,
-//! batching of uploads/links, lock handling) builds on it; the integration tests in
-//! `tests/` run everything against a real OpenSSH `sshd` on loopback.
+//! On top of it: [`spec`] parses `[user@]host:path` / `ssh://…` targets, [`config`]
+//! applies `~/.ssh/config`, `-i`, known_hosts and agent settings ([`RemoteOptions`]),
+//! and [`target::SftpTarget`] implements relstore's `Target` trait over SFTP alone.
+//! The integration tests in `tests/` run everything against a real OpenSSH `sshd` on
+//! loopback.
 
+pub mod config;
 pub mod session;
 pub mod sftp;
+pub mod spec;
+pub mod target;
 
+pub use config::RemoteOptions;
 pub use session::{ConnectOptions, Identity, SessionError, SshSession};
 pub use sftp::{SftpClient, SftpConfig, SftpError};
+pub use spec::RemoteSpec;
+pub use target::SftpTarget;

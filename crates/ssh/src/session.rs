@@ -39,6 +39,13 @@ pub struct ConnectOptions {
     /// Offer `zlib@openssh.com` compression first (helps only on slow links with
     /// compressible data; costs CPU on both ends).
     pub compression: bool,
+    /// Record the key of a host that is not in `known_hosts` yet (OpenSSH's
+    /// `StrictHostKeyChecking accept-new`); a *changed* key is refused regardless.
+    /// Off by default: trusting a key on first use must be the user's decision.
+    pub accept_new_host_key: bool,
+    /// Ask for the passphrase of an encrypted key file on the terminal (only when
+    /// stdin is a terminal; otherwise the key is skipped with a clear reason).
+    pub prompt_passphrase: bool,
 }
 
 impl ConnectOptions {
@@ -53,6 +60,8 @@ impl ConnectOptions {
             identities: Vec::new(),
             connect_timeout: Duration::from_secs(30),
             compression: false,
+            accept_new_host_key: false,
+            prompt_passphrase: true,
         }
     }
 
@@ -75,6 +84,9 @@ pub enum Identity {
         path: PathBuf,
         passphrase: Option<String>,
     },
+    /// Every key an ssh-agent listening on `socket` (`SSH_AUTH_SOCK`) holds: the
+    /// private keys never leave the agent, which signs for us.
+    Agent { socket: PathBuf },
 }
 
 /// Failures of connecting, verifying, authenticating and opening channels.
@@ -94,8 +106,10 @@ pub enum SessionError {
     #[error(
         "host key of {host} is unknown: the server offered {algorithm} key {fingerprint}, \
          which is not in {}; refusing to connect. Check that fingerprint with the server's \
-         administrator, then add the key to that file (e.g. with ssh-keyscan)",
-        known_hosts.display()
+         administrator, then add the key to that file (`{}`), or pass \
+         --accept-new-host-key to record it",
+        known_hosts.display(),
+        keyscan_hint(host, known_hosts)
     )]
     UnknownHostKey {
         /// `host` or `[host]:port`, as known_hosts spells it.
@@ -155,6 +169,16 @@ pub enum SessionError {
     },
 }
 
+/// `ssh-keyscan -p PORT HOST >> FILE` for a host label as known_hosts spells it
+/// (`host` or `[host]:port`).
+fn keyscan_hint(label: &str, known_hosts: &std::path::Path) -> String {
+    let (host, port) = match label.strip_prefix('[').and_then(|r| r.rsplit_once("]:")) {
+        Some((h, p)) => (h, p),
+        None => (label, "22"),
+    };
+    format!("ssh-keyscan -p {port} {host} >> {}", known_hosts.display())
+}
+
 impl From<russh::Error> for SessionError {
     /// Needed by russh's handler trait; [`SshSession`] fills the destination in.
     fn from(source: russh::Error) -> Self {
@@ -187,15 +211,25 @@ pub struct KnownHostsCheck {
     host: String,
     port: u16,
     known_hosts: PathBuf,
+    accept_new: bool,
 }
 
 impl KnownHostsCheck {
+    /// A check of `host`/`port` against `known_hosts` that refuses unknown keys.
     pub fn new(host: &str, port: u16, known_hosts: PathBuf) -> Self {
         KnownHostsCheck {
             host: host.to_string(),
             port,
             known_hosts,
+            accept_new: false,
         }
+    }
+
+    /// Records an unknown host's key in the known_hosts file instead of refusing
+    /// (a changed key is still refused).
+    pub fn accept_new(mut self, accept: bool) -> Self {
+        self.accept_new = accept;
+        self
     }
 
     fn host_label(&self) -> String {
@@ -227,6 +261,20 @@ impl client::Handler for KnownHostsCheck {
         let algorithm = key.algorithm().as_str().to_string();
         match keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts) {
             Ok(true) => Ok(true),
+            Ok(false) if self.accept_new => {
+                keys::known_hosts::learn_known_hosts_path(
+                    &self.host,
+                    self.port,
+                    key,
+                    &self.known_hosts,
+                )
+                .map_err(|source| SessionError::KnownHosts {
+                    host: self.host_label(),
+                    known_hosts: self.known_hosts.clone(),
+                    source,
+                })?;
+                Ok(true)
+            }
             Ok(false) => Err(SessionError::UnknownHostKey {
                 host: self.host_label(),
                 algorithm,
@@ -299,6 +347,148 @@ pub fn client_config(opts: &ConnectOptions) -> client::Config {
     }
 }
 
+/// RSA keys sign with SHA-2: OpenSSH ≥ 8.8 refuses SHA-1 signatures, and a server
+/// that does not announce `server-sig-algs` gets rsa-sha2-256.
+async fn rsa_hash(
+    handle: &mut Handle<KnownHostsCheck>,
+    key: &keys::PublicKey,
+) -> Result<Option<HashAlg>, russh::Error> {
+    if key.algorithm().is_rsa() {
+        Ok(handle
+            .best_supported_rsa_hash()
+            .await?
+            .unwrap_or(Some(HashAlg::Sha256)))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Asks for a key's passphrase on the terminal, if there is one.
+async fn ask_passphrase(path: &std::path::Path) -> Option<String> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return None;
+    }
+    let prompt = format!("Enter passphrase for key '{}': ", path.display());
+    tokio::task::spawn_blocking(move || rpassword::prompt_password(prompt).ok())
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Tries one key file; `Ok(false)` (with the reason in `tried`) when it cannot be
+/// used or the server refuses it.
+async fn auth_with_key_file(
+    handle: &mut Handle<KnownHostsCheck>,
+    opts: &ConnectOptions,
+    path: &std::path::Path,
+    passphrase: Option<&str>,
+    tried: &mut Vec<String>,
+) -> Result<bool, russh::Error> {
+    let key = match keys::load_secret_key(path, passphrase) {
+        Ok(k) => k,
+        Err(keys::Error::KeyIsEncrypted) if passphrase.is_none() => {
+            let asked = if opts.prompt_passphrase {
+                ask_passphrase(path).await
+            } else {
+                None
+            };
+            let Some(pass) = asked else {
+                tried.push(format!(
+                    "key {} (encrypted, and there is no terminal to ask for its passphrase: \
+                     add it to ssh-agent with ssh-add)",
+                    path.display()
+                ));
+                return Ok(false);
+            };
+            match keys::load_secret_key(path, Some(&pass)) {
+                Ok(k) => k,
+                Err(e) => {
+                    tried.push(format!("key {} (cannot decrypt: {e})", path.display()));
+                    return Ok(false);
+                }
+            }
+        }
+        Err(e) => {
+            tried.push(format!("key {} (cannot load: {e})", path.display()));
+            return Ok(false);
+        }
+    };
+    let hash = rsa_hash(handle, key.public_key()).await?;
+    let result = handle
+        .authenticate_publickey(
+            opts.user.clone(),
+            PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+        )
+        .await?;
+    if result.success() {
+        return Ok(true);
+    }
+    tried.push(format!("key {} (refused)", path.display()));
+    Ok(false)
+}
+
+/// Tries every plain key the agent at `socket` holds.
+async fn auth_with_agent(
+    handle: &mut Handle<KnownHostsCheck>,
+    opts: &ConnectOptions,
+    socket: &std::path::Path,
+    tried: &mut Vec<String>,
+) -> Result<bool, russh::Error> {
+    let mut agent = match keys::agent::client::AgentClient::connect_uds(socket).await {
+        Ok(a) => a,
+        Err(e) => {
+            tried.push(format!(
+                "ssh-agent at {} (cannot connect: {e})",
+                socket.display()
+            ));
+            return Ok(false);
+        }
+    };
+    let identities = match agent.request_identities().await {
+        Ok(ids) => ids,
+        Err(e) => {
+            tried.push(format!(
+                "ssh-agent at {} (cannot list keys: {e})",
+                socket.display()
+            ));
+            return Ok(false);
+        }
+    };
+    let keys: Vec<keys::PublicKey> = identities
+        .into_iter()
+        .filter_map(|id| match id {
+            keys::agent::AgentIdentity::PublicKey { key, .. } => Some(key),
+            // Certificates need their own auth method; not offered yet.
+            keys::agent::AgentIdentity::Certificate { .. } => None,
+        })
+        .collect();
+    if keys.is_empty() {
+        tried.push(format!("ssh-agent at {} (holds no keys)", socket.display()));
+        return Ok(false);
+    }
+    for key in keys {
+        let label = format!(
+            "ssh-agent key {} {}",
+            key.algorithm().as_str(),
+            key.fingerprint(HashAlg::Sha256)
+        );
+        let hash = rsa_hash(handle, &key).await?;
+        match handle
+            .authenticate_publickey_with(opts.user.clone(), key, hash, &mut agent)
+            .await
+        {
+            Ok(r) if r.success() => return Ok(true),
+            Ok(_) => tried.push(format!("{label} (refused)")),
+            Err(russh::AgentAuthError::Send(_)) => {
+                return Err(russh::Error::SendError);
+            }
+            Err(e) => tried.push(format!("{label} (agent failed to sign: {e})")),
+        }
+    }
+    Ok(false)
+}
+
 /// An authenticated SSH connection.
 pub struct SshSession {
     handle: Handle<KnownHostsCheck>,
@@ -355,53 +545,36 @@ impl SshSession {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let destination = opts.destination();
-        let check = KnownHostsCheck::new(&opts.host, opts.port, opts.known_hosts.clone());
+        let check = KnownHostsCheck::new(&opts.host, opts.port, opts.known_hosts.clone())
+            .accept_new(opts.accept_new_host_key);
         let config = Arc::new(client_config(opts));
         let mut handle = client::connect_stream(config, stream, check)
             .await
             .map_err(|e| e.at(&destination))?;
         let mut tried = Vec::new();
         for identity in &opts.identities {
-            match identity {
+            let outcome = match identity {
                 Identity::KeyFile { path, passphrase } => {
-                    let key =
-                        keys::load_secret_key(path, passphrase.as_deref()).map_err(|source| {
-                            let hint = if matches!(source, keys::Error::KeyIsEncrypted) {
-                                " (the key is encrypted: give its passphrase or use ssh-agent)"
-                            } else {
-                                ""
-                            };
-                            SessionError::Key {
-                                path: path.clone(),
-                                hint,
-                                source,
-                            }
-                        })?;
-                    let hash = if key.algorithm().is_rsa() {
-                        // No server-sig-algs from the server: assume rsa-sha2-256, as
-                        // OpenSSH ≥ 8.8 refuses SHA-1 signatures anyway.
-                        handle
-                            .best_supported_rsa_hash()
-                            .await
-                            .map_err(|e| SessionError::from(e).at(&destination))?
-                            .unwrap_or(Some(HashAlg::Sha256))
-                    } else {
-                        None
-                    };
-                    let result = handle
-                        .authenticate_publickey(
-                            opts.user.clone(),
-                            PrivateKeyWithHashAlg::new(Arc::new(key), hash),
-                        )
+                    auth_with_key_file(&mut handle, opts, path, passphrase.as_deref(), &mut tried)
                         .await
-                        .map_err(|e| SessionError::from(e).at(&destination))?;
-                    if result.success() {
-                        return Ok(SshSession {
-                            handle,
-                            destination,
-                        });
-                    }
-                    tried.push(format!("key {}", path.display()));
+                }
+                Identity::Agent { socket } => {
+                    auth_with_agent(&mut handle, opts, socket, &mut tried).await
+                }
+            };
+            match outcome {
+                Ok(true) => {
+                    return Ok(SshSession {
+                        handle,
+                        destination,
+                    })
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    // The server hung up (e.g. MaxAuthTries reached): what was tried
+                    // is the useful part of the message.
+                    tried.push(format!("then the connection failed: {e}"));
+                    break;
                 }
             }
         }
@@ -409,7 +582,7 @@ impl SshSession {
             user: opts.user.clone(),
             destination,
             tried: if tried.is_empty() {
-                "no identities were given".into()
+                "no identities: no ssh-agent (SSH_AUTH_SOCK), no -i key, no IdentityFile, no ~/.ssh/id_* key".into()
             } else {
                 tried.join(", ")
             },

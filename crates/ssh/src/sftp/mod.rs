@@ -958,9 +958,17 @@ impl SftpClient {
     /// Reads from offset 0 to the size `fstat` reports (a file that grows meanwhile is
     /// read up to that size; one that shrinks, up to its end).
     pub async fn read_to_end(&self, handle: &Handle) -> SftpResult<Vec<u8>> {
+        let mut out = Vec::new();
+        self.read_each(handle, |d| out.extend_from_slice(d)).await?;
+        Ok(out)
+    }
+
+    /// Like [`SftpClient::read_to_end`], handing the pieces to `sink` in order instead
+    /// of collecting them, so a large file can be hashed or copied without holding it
+    /// in memory. Returns the bytes read.
+    pub async fn read_each(&self, handle: &Handle, mut sink: impl FnMut(&[u8])) -> SftpResult<u64> {
         let size = self.fstat(handle).await?.size.unwrap_or(0);
         let chunk = u64::from(self.inner.limits.max_read_len);
-        let mut out = Vec::with_capacity(size.min(1 << 30) as usize);
         let window = self.inner.config.reads_in_flight_per_file.max(1) as u64;
         let chunks = size.div_ceil(chunk);
         let read_chunk = |i: u64| {
@@ -989,20 +997,20 @@ impl SftpClient {
                 {
                     Some(d) if !d.is_empty() => {
                         pos += d.len() as u64;
-                        out.extend_from_slice(&d);
+                        sink(&d);
                     }
-                    _ => return Ok(out),
+                    _ => return Ok(pos),
                 }
             }
             match reply? {
                 Some(d) => {
                     pos += d.len() as u64;
-                    out.extend_from_slice(&d);
+                    sink(&d);
                 }
-                None => return Ok(out),
+                None => return Ok(pos),
             }
         }
-        Ok(out)
+        Ok(pos)
     }
 
     /// Starts writing a new file (`CREAT | EXCL | WRITE` with `mode`); see

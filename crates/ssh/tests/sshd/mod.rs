@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use relstore_ssh::{ConnectOptions, Identity};
+use relstore_ssh::{ConnectOptions, Identity, RemoteOptions};
 
 pub const SSHD: &str = "/usr/sbin/sshd";
 
@@ -226,6 +226,89 @@ impl Sshd {
     /// Connect options for the user running the tests.
     pub fn options(&self) -> ConnectOptions {
         self.options_as(&self.user)
+    }
+}
+
+/// An `ssh-agent` started for one test (its socket inside the server's temp dir),
+/// killed on drop.
+pub struct Agent {
+    pub socket: PathBuf,
+    child: Child,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sshd {
+    /// Starts `ssh-agent -D` on a fresh socket; with `load_user_key` the user key is
+    /// added to it (`ssh-add`). Panics if the agent does not come up.
+    pub fn start_agent(&self, load_user_key: bool) -> Agent {
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let socket = self.dir.path().join(format!("agent-{n}.sock"));
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start ssh-agent: {e} (install openssh-client)"));
+        let agent = Agent { socket, child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !agent.socket.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "ssh-agent did not create {}",
+                agent.socket.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if load_user_key {
+            run(Command::new("ssh-add")
+                .arg(&self.user_key)
+                .env("SSH_AUTH_SOCK", &agent.socket)
+                .stdin(Stdio::null()));
+        }
+        agent
+    }
+
+    /// A home directory with an empty `.ssh/` for tests (no default keys, config or
+    /// known_hosts of the machine leak in).
+    pub fn home(&self) -> PathBuf {
+        let home = self.dir.path().join("home");
+        std::fs::create_dir_all(home.join(".ssh")).expect("mkdir home/.ssh");
+        home
+    }
+
+    /// Target options: the scanned known_hosts, the user key with `-i`, the test home,
+    /// no agent, no passphrase prompt.
+    pub fn remote_options(&self) -> RemoteOptions {
+        RemoteOptions {
+            identity_files: vec![self.user_key.clone()],
+            known_hosts: Some(self.known_hosts.clone()),
+            home: Some(self.home()),
+            connect_timeout: Duration::from_secs(10),
+            prompt_passphrase: false,
+            ..RemoteOptions::default()
+        }
+    }
+
+    /// `ssh://USER@127.0.0.1:PORT/PATH` for an absolute `path`.
+    pub fn url_as(&self, user: &str, path: &Path) -> String {
+        format!("ssh://{user}@127.0.0.1:{}{}", self.port, path.display())
+    }
+
+    /// [`Sshd::url_as`] for the user running the tests.
+    pub fn url(&self, path: &Path) -> String {
+        self.url_as(&self.user, path)
     }
 }
 

@@ -1,0 +1,170 @@
+//! The client side of "any release ever pushed can come back": every push writes the
+//! blobs of its release through to the local release store ([`BlobStore`]) and records
+//! its manifest there, so a release whose directory and objects were later pruned on
+//! the target can be rebuilt by `rollback`, and a corrupt object repaired by
+//! `verify --repair`, without the source tree of the day.
+//!
+//! The store is keyed per target: [`store_key`] names a target the same way however the
+//! user spelled it, so its retention (`relstore store prune --keep N`) counts the
+//! releases of one target together.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use relstore_blobstore::BlobStore;
+pub use relstore_blobstore::PruneStats;
+use relstore_core::path::join;
+use relstore_core::progress::NoProgress;
+use relstore_core::{EntryKind, Manifest, Target};
+use serde_json::{json, Value};
+
+use crate::error::{error_chain, EngineResult};
+
+/// What the write-through of one push did (or why it did not).
+#[derive(Clone, Debug, Default)]
+pub struct StoreReport {
+    /// The store's root directory.
+    pub root: PathBuf,
+    /// Blobs this push added.
+    pub blobs_added: u64,
+    /// Uncompressed bytes of those blobs.
+    pub bytes_added: u64,
+    /// What they take in the store (zstd-compressed).
+    pub bytes_written: u64,
+    /// Wall time of the write-through (it runs alongside the upload).
+    pub seconds: f64,
+    /// Why the release is not (completely) in the store. A push never fails because of
+    /// the store: the deploy matters more, and the target still holds every object.
+    pub error: Option<String>,
+}
+
+impl StoreReport {
+    /// The `--json` object.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "root": self.root.display().to_string(),
+            "blobs_added": self.blobs_added,
+            "bytes_added": self.bytes_added,
+            "bytes_written": self.bytes_written,
+            "seconds": self.seconds,
+            "error": self.error,
+        })
+    }
+}
+
+/// The name a target is recorded under in the store: the canonical path of a local
+/// target (so `site`, `./site` and `/abs/site` are one target), else its location.
+pub fn store_key(target: &dyn Target) -> String {
+    match target.local_root().map(Path::canonicalize) {
+        Some(Ok(p)) => p.display().to_string(),
+        _ => target.location().to_owned(),
+    }
+}
+
+/// Opens the store at `dir` for reading if it exists; a store that was never created
+/// is simply absent (rollback and repair then need `--source`).
+pub fn open_existing(dir: &Path) -> EngineResult<Option<BlobStore>> {
+    if !dir.exists() {
+        return Ok(None);
+    }
+    Ok(Some(BlobStore::open(dir)?))
+}
+
+/// Stores every blob of `manifest` (read from `source`) the store lacks. Runs while the
+/// upload runs; errors end up in the report, not in the push.
+pub fn write_through(dir: &Path, source: &Path, manifest: &Manifest) -> StoreReport {
+    let started = Instant::now();
+    let mut report = StoreReport {
+        root: dir.to_path_buf(),
+        ..StoreReport::default()
+    };
+    let items: Vec<_> = manifest
+        .entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EntryKind::File { size, hash, .. } if *size > 0 => {
+                Some((*hash, join(source, &e.path), *size))
+            }
+            _ => None,
+        })
+        .collect();
+    let result = BlobStore::open(dir).and_then(|store| store.put_files(&items, &NoProgress));
+    match result {
+        Ok(stats) => {
+            report.blobs_added = stats.blobs_added;
+            report.bytes_added = stats.bytes_read;
+            report.bytes_written = stats.bytes_written;
+        }
+        Err(e) => report.error = Some(error_chain(&e)),
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    report
+}
+
+/// Records the manifest of a release just made current, once its blobs are stored.
+/// A failure is kept in `report.error` and returned, for a note.
+pub fn record(
+    report: &mut StoreReport,
+    target: &dyn Target,
+    release: &str,
+    manifest: &[u8],
+) -> Option<String> {
+    if report.error.is_some() {
+        // Blobs are missing: a record would promise a restore the store cannot do.
+        return None;
+    }
+    let result = BlobStore::open(&report.root)
+        .and_then(|store| store.record_manifest(&store_key(target), release, manifest));
+    let err = error_chain(&result.err()?);
+    report.error = Some(err.clone());
+    Some(err)
+}
+
+/// What `relstore store` shows: where the store is and what it holds.
+#[derive(Clone, Debug)]
+pub struct StoreUsage {
+    pub root: PathBuf,
+    pub exists: bool,
+    pub blobs: u64,
+    pub bytes: u64,
+}
+
+impl StoreUsage {
+    /// The `--json` object.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "root": self.root.display().to_string(), "exists": self.exists,
+            "blobs": self.blobs, "bytes": self.bytes,
+        })
+    }
+}
+
+/// Counts what the store at `dir` holds.
+pub fn usage(dir: &Path) -> EngineResult<StoreUsage> {
+    let mut u = StoreUsage {
+        root: dir.to_path_buf(),
+        exists: false,
+        blobs: 0,
+        bytes: 0,
+    };
+    if let Some(store) = open_existing(dir)? {
+        (u.blobs, u.bytes) = store.usage()?;
+        u.exists = true;
+    }
+    Ok(u)
+}
+
+/// The store's own retention: keep the blobs of the newest `keep` releases recorded for
+/// each target, delete the rest (or, with `dry_run`, only count).
+pub fn prune(dir: &Path, keep: usize, dry_run: bool) -> EngineResult<PruneStats> {
+    match open_existing(dir)? {
+        Some(store) => Ok(store.prune(keep, dry_run)?),
+        None => Ok(PruneStats::default()),
+    }
+}
+
+/// Where the store lives when the user did not say (see
+/// [`BlobStore::default_location`]).
+pub fn default_location() -> Option<PathBuf> {
+    BlobStore::default_location()
+}

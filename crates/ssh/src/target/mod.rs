@@ -1,0 +1,858 @@
+//! [`SftpTarget`]: a store root on an SSH server, spoken to over SFTP only — nothing
+//! needs to be installed on the server.
+//!
+//! The [`Target`] trait is synchronous; the target owns a small tokio runtime and
+//! `block_on`s each operation. Inside an operation everything that is many
+//! independent requests is pipelined: existence checks, uploads, mkdir/hardlink/
+//! symlink during assembly, deletions, directory listings and object reads run
+//! hundreds at a time, spread over a few SFTP channels of one SSH connection (the
+//! server's per-channel window caps what one channel carries).
+//!
+//! The semantics follow the local target step by step (see `relstore-local`):
+//! uploads land in `tmp/`, are fsync'd (`fsync@openssh.com` when offered) and renamed
+//! into `objects/` with `posix-rename@openssh.com`; releases are assembled in
+//! `tmp/NAME.partial` with `hardlink@openssh.com` and renamed into `releases/`;
+//! `current` is replaced by renaming a fresh symlink over it; the lock is a complete
+//! file hardlinked to `lock` (link fails if a lock exists, so a lock is never seen
+//! half-written). SFTP v3 has no inode numbers: [`Target::object_inodes`] and
+//! `TreeEntry::ino` are `None`, which makes `verify` skip its "is a hardlink of its
+//! object" check (sizes, modes, kinds, link targets and object hashes are checked).
+
+mod assemble;
+mod inspect;
+mod upload;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use relstore_core::failpoint::kill_point;
+use relstore_core::layout;
+use relstore_core::manifest::HEADER_PREFIX_LEN;
+use relstore_core::path::escape;
+use relstore_core::progress::Progress;
+use relstore_core::target::{
+    AssembleStats, BlobSource, Opened, Removal, StoredObject, TargetError, TargetResult, TreeEntry,
+    Upload,
+};
+use relstore_core::{ContentHash, Entry, ObjectId, ReleaseName, Target};
+
+use crate::config::{self, RemoteOptions};
+use crate::session::SshSession;
+use crate::sftp::{
+    FileAttrs, OpenFlags, SftpClient, SftpConfig, SftpError, EXT_FSYNC, EXT_HARDLINK,
+    EXT_POSIX_RENAME,
+};
+use crate::spec::RemoteSpec;
+
+/// SFTP channels opened per target: two keep large uploads from being capped by one
+/// channel's window while staying far below sshd's default `MaxSessions` (10).
+const CHANNELS: usize = 2;
+/// Small requests (stat, hardlink, mkdir, remove) in flight per operation.
+const SMALL_IN_FLIGHT: usize = 384;
+/// Directory listings in flight.
+const LISTINGS_IN_FLIGHT: usize = 32;
+/// Objects read at once when hashing.
+const READS_IN_FLIGHT: usize = 16;
+
+/// A store root on an SSH server; see the module docs.
+pub struct SftpTarget {
+    rt: tokio::runtime::Runtime,
+    session: SshSession,
+    channels: Vec<SftpClient>,
+    next_channel: AtomicUsize,
+    /// Absolute path of the store root on the server, no trailing slash.
+    root: Vec<u8>,
+    location: String,
+    /// `user@host` or `ssh://user@host:port`, to name remote paths in messages.
+    where_: String,
+    has_fsync: bool,
+    /// Makes temp names unique to this process (several clients may share a root).
+    tag: String,
+    counter: AtomicU64,
+}
+
+impl std::fmt::Debug for SftpTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SftpTarget")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+fn other(msg: impl Into<String>) -> TargetError {
+    TargetError::Other(msg.into())
+}
+
+fn is_failure(e: &SftpError) -> bool {
+    matches!(e, SftpError::Failure { .. })
+}
+
+impl SftpTarget {
+    /// Connects to the target named by `spec` (`[user@]host:path` or
+    /// `ssh://[user@]host[:port]/path`) with the user's SSH setup in `opts`: host key
+    /// checked, authenticated, SFTP channels open and the needed extensions present.
+    /// Nothing on the server is changed (a relative path is resolved against the
+    /// login's home directory).
+    pub fn connect(spec: &str, opts: &RemoteOptions) -> TargetResult<SftpTarget> {
+        let parsed = RemoteSpec::parse(spec).map_err(|e| other(e.to_string()))?;
+        let copts = config::resolve(&parsed, opts).map_err(|e| other(format!("{spec}: {e}")))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("relstore-ssh")
+            .enable_all()
+            .build()
+            .map_err(|e| TargetError::Io {
+                op: "start the SSH runtime for",
+                path: spec.to_string(),
+                source: e,
+            })?;
+        let where_ = if copts.port == 22 {
+            format!("{}@{}", copts.user, copts.host)
+        } else {
+            format!("ssh://{}@{}:{}", copts.user, copts.host, copts.port)
+        };
+        let (session, channels) = rt.block_on(async {
+            let session = SshSession::connect(&copts)
+                .await
+                .map_err(|e| other(e.to_string()))?;
+            let mut channels = Vec::new();
+            for _ in 0..CHANNELS {
+                let c = session
+                    .open_sftp(SftpConfig::default())
+                    .await
+                    .map_err(|e| other(e.to_string()))?;
+                channels.push(c);
+            }
+            Ok::<_, TargetError>((session, channels))
+        })?;
+        let first = &channels[0];
+        let missing: Vec<&str> = [EXT_POSIX_RENAME, EXT_HARDLINK]
+            .into_iter()
+            .filter(|e| !first.has_extension(e))
+            .collect();
+        if !missing.is_empty() {
+            return Err(other(format!(
+                "the SFTP server of {where_} lacks {} (needed for atomic renames and hardlinked \
+                 releases); relstore needs an OpenSSH-compatible SFTP server",
+                missing.join(" and ")
+            )));
+        }
+        let has_fsync = first.has_extension(EXT_FSYNC);
+        let root = rt.block_on(async {
+            if parsed.path.starts_with('/') {
+                Ok(normalize(parsed.path.as_bytes()))
+            } else {
+                let home = first.realpath(b".").await.map_err(|e| {
+                    other(format!(
+                        "{where_}: cannot find the login's home directory: {e}"
+                    ))
+                })?;
+                let mut p = home;
+                if !parsed.path.is_empty() {
+                    if p.last() != Some(&b'/') {
+                        p.push(b'/');
+                    }
+                    p.extend_from_slice(parsed.path.as_bytes());
+                }
+                Ok::<_, TargetError>(normalize(&p))
+            }
+        })?;
+        let tag = format!(
+            "{}-{:x}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
+                .unwrap_or(0)
+        );
+        Ok(SftpTarget {
+            rt,
+            session,
+            channels,
+            next_channel: AtomicUsize::new(0),
+            root,
+            location: spec.to_string(),
+            where_,
+            has_fsync,
+            tag,
+            counter: AtomicU64::new(0),
+        })
+    }
+
+    /// The store root's absolute path on the server.
+    pub fn root(&self) -> &[u8] {
+        &self.root
+    }
+
+    /// `user@host[:port]` this target is connected to.
+    pub fn destination(&self) -> &str {
+        self.session.destination()
+    }
+
+    fn run<F: Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// One of the SFTP channels, round robin: requests spread over all of them.
+    fn client(&self) -> &SftpClient {
+        let i = self.next_channel.fetch_add(1, Ordering::Relaxed) % self.channels.len();
+        &self.channels[i]
+    }
+
+    /// Absolute server path of `rel` (relative to the root).
+    fn p(&self, rel: &str) -> Vec<u8> {
+        self.pb(rel.as_bytes())
+    }
+
+    fn pb(&self, rel: &[u8]) -> Vec<u8> {
+        let mut p = Vec::with_capacity(self.root.len() + 1 + rel.len());
+        p.extend_from_slice(&self.root);
+        if p.last() != Some(&b'/') {
+            p.push(b'/');
+        }
+        p.extend_from_slice(rel);
+        p
+    }
+
+    /// A remote path as shown in messages: `user@host:/path`.
+    fn show(&self, path: &[u8]) -> String {
+        if self.where_.starts_with("ssh://") {
+            format!("{}{}", self.where_, escape(path))
+        } else {
+            format!("{}:{}", self.where_, escape(path))
+        }
+    }
+
+    fn io_err(&self, op: &'static str, path: &[u8], e: SftpError) -> TargetError {
+        TargetError::Io {
+            op,
+            path: self.show(path),
+            source: e.into_io(),
+        }
+    }
+
+    fn not_a_store(&self, reason: impl Into<String>) -> TargetError {
+        TargetError::NotAStore {
+            location: self.location.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A fresh path under `tmp/` for something this process writes.
+    fn tmp_path(&self, what: &str) -> Vec<u8> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        self.p(&format!("{}/{what}-{}-{n}", layout::TMP, self.tag))
+    }
+
+    async fn exists(&self, path: &[u8]) -> Result<bool, SftpError> {
+        match self.client().lstat(path).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn read_optional(&self, path: &[u8]) -> TargetResult<Option<Vec<u8>>> {
+        match self.client().read_file(path).await {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(self.io_err("read", path, e)),
+        }
+    }
+
+    /// Writes `bytes` to `path` durably: a temp file beside it, fsync, rename.
+    async fn write_atomic(&self, path: &[u8], bytes: &[u8]) -> TargetResult<()> {
+        let c = self.client();
+        let mut tmp = path.to_vec();
+        tmp.extend_from_slice(format!(".tmp{}", self.tag).as_bytes());
+        let _ = c.remove(&tmp).await;
+        if let Err(e) = c.write_file(&tmp, bytes, 0o644, self.has_fsync).await {
+            let _ = c.remove(&tmp).await;
+            return Err(self.io_err("write", &tmp, e));
+        }
+        if let Err(e) = c.posix_rename(&tmp, path).await {
+            let _ = c.remove(&tmp).await;
+            return Err(self.io_err("rename into place", path, e));
+        }
+        Ok(())
+    }
+
+    /// `mkdir` that accepts an existing directory (SFTP reports "exists" as a
+    /// generic failure, so it is told apart by a stat).
+    async fn mkdir_existing_ok(&self, path: &[u8], mode: u32) -> Result<(), SftpError> {
+        let c = self.client();
+        match c.mkdir(path, mode).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_failure(&e) => match c.stat(path).await {
+                Ok(a) if a.is_dir() => Ok(()),
+                _ => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `mkdir -p`.
+    async fn mkdir_all(&self, path: &[u8]) -> TargetResult<()> {
+        let mut missing = Vec::new();
+        let mut cur = path.to_vec();
+        loop {
+            match self.client().stat(&cur).await {
+                Ok(a) if a.is_dir() => break,
+                Ok(_) => {
+                    return Err(self.not_a_store(format!("{} is not a directory", self.show(&cur))))
+                }
+                Err(e) if e.is_not_found() => {
+                    missing.push(cur.clone());
+                    match cur.iter().rposition(|b| *b == b'/') {
+                        Some(0) | None => break,
+                        Some(i) => cur.truncate(i),
+                    }
+                }
+                Err(e) => return Err(self.io_err("access", &cur, e)),
+            }
+        }
+        for dir in missing.iter().rev() {
+            self.mkdir_existing_ok(dir, 0o755)
+                .await
+                .map_err(|e| self.io_err("create directory", dir, e))?;
+        }
+        Ok(())
+    }
+
+    async fn create_layout_dirs(&self) -> TargetResult<()> {
+        for d in [
+            layout::RELEASES,
+            layout::OBJECTS,
+            layout::MANIFESTS,
+            layout::TMP,
+            layout::PINS,
+        ] {
+            let p = self.p(d);
+            self.mkdir_existing_ok(&p, 0o755)
+                .await
+                .map_err(|e| self.io_err("create directory", &p, e))?;
+        }
+        Ok(())
+    }
+
+    async fn check_layout_dirs(&self) -> TargetResult<()> {
+        for d in [
+            layout::RELEASES,
+            layout::OBJECTS,
+            layout::MANIFESTS,
+            layout::TMP,
+        ] {
+            let ok = matches!(self.client().stat(&self.p(d)).await, Ok(a) if a.is_dir());
+            if !ok {
+                return Err(self.not_a_store(format!("store is missing its {d}/ directory")));
+            }
+        }
+        Ok(())
+    }
+
+    async fn open_async(&self, create: bool) -> TargetResult<Opened> {
+        let c = self.client();
+        let fresh = match c.stat(&self.root).await {
+            Err(e) if e.is_not_found() => {
+                if !create {
+                    return Err(
+                        self.not_a_store("no relstore store here (the path does not exist)")
+                    );
+                }
+                self.mkdir_all(&self.root).await?;
+                true
+            }
+            Err(e) => return Err(self.io_err("access", &self.root, e)),
+            Ok(a) if !a.is_dir() => return Err(self.not_a_store("is a file, not a directory")),
+            Ok(_) => {
+                let config = self.p(layout::CONFIG);
+                match c.read_file(&config).await {
+                    Ok(bytes) => {
+                        let text = String::from_utf8_lossy(&bytes);
+                        match layout::parse_config_format(&text) {
+                            Some(layout::STORE_FORMAT) => false,
+                            Some(other) => {
+                                return Err(self.not_a_store(format!(
+                                    "store format {other} is not supported by this relstore (supports {})",
+                                    layout::STORE_FORMAT
+                                )))
+                            }
+                            None => {
+                                return Err(self
+                                    .not_a_store(format!("{} is malformed", self.show(&config))))
+                            }
+                        }
+                    }
+                    Err(e) if e.is_not_found() => {
+                        let entries = c
+                            .read_dir(&self.root)
+                            .await
+                            .map_err(|e| self.io_err("list", &self.root, e))?;
+                        if !entries.is_empty() {
+                            return Err(self.not_a_store(
+                                "is not empty and not a relstore store (no relstore.toml); refusing to write into it",
+                            ));
+                        }
+                        if !create {
+                            return Err(
+                                self.not_a_store("no relstore store here (empty directory)")
+                            );
+                        }
+                        true
+                    }
+                    Err(e) => return Err(self.io_err("read", &config, e)),
+                }
+            }
+        };
+        if fresh {
+            // The marker first, as locally: a directory holding it is recognisably
+            // ours even if the layout below is interrupted.
+            self.write_atomic(
+                &self.p(layout::CONFIG),
+                layout::config_contents().as_bytes(),
+            )
+            .await
+            .map_err(|e| match e {
+                // Name the directory the user gave, not the temp file inside it.
+                TargetError::Io { source, .. }
+                    if source.kind() == std::io::ErrorKind::PermissionDenied =>
+                {
+                    TargetError::Io {
+                        op: "create a store in",
+                        path: self.show(&self.root),
+                        source,
+                    }
+                }
+                e => e,
+            })?;
+            self.create_layout_dirs().await?;
+            return Ok(Opened::Created);
+        }
+        if create {
+            self.create_layout_dirs().await?;
+        } else {
+            self.check_layout_dirs().await?;
+        }
+        Ok(Opened::Existing)
+    }
+
+    async fn list_names(&self, dir: &[u8], suffix: Option<&str>) -> TargetResult<Vec<String>> {
+        let entries = self
+            .client()
+            .read_dir(dir)
+            .await
+            .map_err(|e| self.io_err("list", dir, e))?;
+        let mut names = Vec::new();
+        for e in entries {
+            let Ok(name) = String::from_utf8(e.name) else {
+                continue;
+            };
+            match suffix {
+                Some(s) => {
+                    if let Some(stem) = name.strip_suffix(s) {
+                        names.push(stem.to_owned());
+                    }
+                }
+                None => names.push(name),
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    async fn read_prefix(&self, path: &[u8]) -> Result<Vec<u8>, SftpError> {
+        let c = self.client();
+        let h = c.open(path, OpenFlags::READ, &FileAttrs::default()).await?;
+        let mut out = Vec::new();
+        let result = async {
+            while out.len() < HEADER_PREFIX_LEN {
+                let want = (HEADER_PREFIX_LEN - out.len()) as u32;
+                match c.read(&h, out.len() as u64, want).await? {
+                    Some(d) if !d.is_empty() => out.extend_from_slice(&d),
+                    _ => break,
+                }
+            }
+            Ok::<_, SftpError>(())
+        }
+        .await;
+        let closed = c.close(&h).await;
+        result?;
+        closed?;
+        Ok(out)
+    }
+
+    async fn create_lock_async(&self, contents: &[u8]) -> TargetResult<bool> {
+        let c = self.client();
+        let lock = self.p(layout::LOCK);
+        let private = self.p(&format!("{}.{}.new", layout::LOCK, self.tag));
+        let _ = c.remove(&private).await;
+        if let Err(e) = c
+            .write_file(&private, contents, 0o644, self.has_fsync)
+            .await
+        {
+            let _ = c.remove(&private).await;
+            return Err(self.io_err("write", &private, e));
+        }
+        // link(2) fails if the lock exists: it appears atomically and always complete.
+        let linked = c.hardlink(&private, &lock).await;
+        let _ = c.remove(&private).await;
+        match linked {
+            Ok(()) => Ok(true),
+            Err(e) if is_failure(&e) => match self.exists(&lock).await {
+                Ok(true) => Ok(false),
+                _ => Err(self.io_err("create lock", &lock, e)),
+            },
+            Err(e) => Err(self.io_err("create lock", &lock, e)),
+        }
+    }
+
+    async fn remove_lock_async(&self, expected: &[u8]) -> TargetResult<bool> {
+        let c = self.client();
+        let lock = self.p(layout::LOCK);
+        let aside = self.p(&format!("{}.{}.old", layout::LOCK, self.tag));
+        match c.posix_rename(&lock, &aside).await {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => return Ok(false),
+            Err(e) => return Err(self.io_err("remove lock", &lock, e)),
+        }
+        let found = c
+            .read_file(&aside)
+            .await
+            .map_err(|e| self.io_err("read", &aside, e))?;
+        if found == expected {
+            c.remove(&aside)
+                .await
+                .map_err(|e| self.io_err("remove", &aside, e))?;
+            Ok(true)
+        } else {
+            // Someone else's lock: put it back (the link fails only if yet another
+            // lock appeared meanwhile, which then stands).
+            let _ = c.hardlink(&aside, &lock).await;
+            let _ = c.remove(&aside).await;
+            Ok(false)
+        }
+    }
+
+    async fn activate_async(&self, name: &ReleaseName) -> TargetResult<()> {
+        let c = self.client();
+        let tmp = self.tmp_path("current");
+        let _ = c.remove(&tmp).await;
+        c.symlink(layout::current_link_target(name).as_bytes(), &tmp)
+            .await
+            .map_err(|e| self.io_err("create symlink", &tmp, e))?;
+        kill_point("swap.before_rename");
+        let current = self.p(layout::CURRENT);
+        if let Err(e) = c.posix_rename(&tmp, &current).await {
+            let _ = c.remove(&tmp).await;
+            return Err(self.io_err("replace", &current, e));
+        }
+        Ok(())
+    }
+
+    async fn remove_release_dir_async(&self, name: &str) -> TargetResult<Removal> {
+        let dir = self.p(&format!("{}/{name}", layout::RELEASES));
+        let aside = self.tmp_path("removing");
+        match self.client().posix_rename(&dir, &aside).await {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => return Ok(Removal::default()),
+            Err(e) => return Err(self.io_err("move aside", &dir, e)),
+        }
+        Ok(Removal {
+            left_behind: self.remove_tree(aside, None).await,
+        })
+    }
+
+    async fn clear_tmp_async(&self) -> TargetResult<Removal> {
+        let tmp = self.p(layout::TMP);
+        let children = match self.client().read_dir(&tmp).await {
+            Ok(c) => c,
+            Err(e) if e.is_not_found() => return Ok(Removal::default()),
+            Err(e) => return Err(self.io_err("list", &tmp, e)),
+        };
+        let left_behind: Vec<Vec<String>> = futures::stream::iter(children)
+            .map(|e| {
+                let mut p = tmp.clone();
+                p.push(b'/');
+                p.extend_from_slice(&e.name);
+                self.remove_tree(p, Some(e.attrs))
+            })
+            .buffer_unordered(LISTINGS_IN_FLIGHT)
+            .collect()
+            .await;
+        Ok(Removal {
+            left_behind: left_behind.into_iter().flatten().collect(),
+        })
+    }
+
+    async fn set_pin_async(&self, name: &ReleaseName, pinned: bool) -> TargetResult<()> {
+        let dir = self.p(layout::PINS);
+        let marker = self.p(&format!("{}/{}", layout::PINS, name.as_str()));
+        if pinned {
+            self.mkdir_existing_ok(&dir, 0o755)
+                .await
+                .map_err(|e| self.io_err("create directory", &dir, e))?;
+            self.write_atomic(&marker, b"").await
+        } else {
+            match self.client().remove(&marker).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.is_not_found() => Ok(()),
+                Err(e) => Err(self.io_err("remove", &marker, e)),
+            }
+        }
+    }
+}
+
+/// Drops trailing slashes and `.` components, collapses repeated slashes.
+fn normalize(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len());
+    for comp in path.split(|b| *b == b'/') {
+        if comp.is_empty() || comp == b"." {
+            continue;
+        }
+        out.push(b'/');
+        out.extend_from_slice(comp);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
+
+impl Drop for SftpTarget {
+    fn drop(&mut self) {
+        // Say goodbye so the server's session process exits at once; bounded, since a
+        // dead connection must not hold up the end of the command.
+        let session = &self.session;
+        self.rt.block_on(async {
+            let _ = tokio::time::timeout(Duration::from_secs(2), session.disconnect()).await;
+        });
+    }
+}
+
+impl Target for SftpTarget {
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn open(&self, create: bool) -> TargetResult<Opened> {
+        self.run(self.open_async(create))
+    }
+
+    fn create_lock(&self, contents: &[u8]) -> TargetResult<bool> {
+        self.run(self.create_lock_async(contents))
+    }
+
+    fn read_lock(&self) -> TargetResult<Option<Vec<u8>>> {
+        self.run(self.read_optional(&self.p(layout::LOCK)))
+    }
+
+    fn remove_lock(&self, expected: &[u8]) -> TargetResult<bool> {
+        self.run(self.remove_lock_async(expected))
+    }
+
+    fn current(&self) -> TargetResult<Option<ReleaseName>> {
+        let link = self.p(layout::CURRENT);
+        match self.run(self.client().readlink(&link)) {
+            Ok(target) => layout::release_from_link_target(&target)
+                .map(Some)
+                .ok_or_else(|| {
+                    other(format!(
+                        "{} points at {}, which is not a release",
+                        self.show(&link),
+                        escape(&target)
+                    ))
+                }),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(self.io_err("read symlink", &link, e)),
+        }
+    }
+
+    fn list_release_dirs(&self) -> TargetResult<Vec<String>> {
+        self.run(self.list_names(&self.p(layout::RELEASES), None))
+    }
+
+    fn list_manifests(&self) -> TargetResult<Vec<String>> {
+        self.run(self.list_names(&self.p(layout::MANIFESTS), Some(layout::MANIFEST_SUFFIX)))
+    }
+
+    fn read_manifest(&self, name: &ReleaseName) -> TargetResult<Vec<u8>> {
+        let p = self.p(&layout::manifest_file(name));
+        self.run(self.client().read_file(&p))
+            .map_err(|e| self.io_err("read", &p, e))
+    }
+
+    fn read_manifest_prefixes(&self, names: &[ReleaseName]) -> Vec<TargetResult<Vec<u8>>> {
+        self.run(
+            futures::stream::iter(names)
+                .map(|name| async move {
+                    let p = self.p(&layout::manifest_file(name));
+                    self.read_prefix(&p)
+                        .await
+                        .map_err(|e| self.io_err("read", &p, e))
+                })
+                .buffered(LISTINGS_IN_FLIGHT)
+                .collect(),
+        )
+    }
+
+    fn read_staged_manifest(&self, name: &ReleaseName) -> TargetResult<Option<Vec<u8>>> {
+        self.run(self.read_optional(&self.p(&layout::staged_manifest_file(name))))
+    }
+
+    fn stage_manifest(&self, name: &ReleaseName, bytes: &[u8]) -> TargetResult<()> {
+        self.run(self.write_atomic(&self.p(&layout::staged_manifest_file(name)), bytes))
+    }
+
+    fn commit_manifest(&self, name: &ReleaseName) -> TargetResult<()> {
+        let from = self.p(&layout::staged_manifest_file(name));
+        let to = self.p(&layout::manifest_file(name));
+        self.run(self.client().posix_rename(&from, &to))
+            .map_err(|e| self.io_err("rename into place", &to, e))
+    }
+
+    fn missing_objects(&self, ids: &[ObjectId]) -> TargetResult<Vec<ObjectId>> {
+        let flags: Vec<TargetResult<bool>> = self.run(
+            futures::stream::iter(ids)
+                .map(|id| async move {
+                    let p = self.p(&id.rel_path());
+                    self.exists(&p)
+                        .await
+                        .map(|e| !e)
+                        .map_err(|e| self.io_err("check", &p, e))
+                })
+                .buffered(SMALL_IN_FLIGHT)
+                .collect(),
+        );
+        let mut missing = Vec::new();
+        for (id, flag) in ids.iter().zip(flags) {
+            if flag? {
+                missing.push(*id);
+            }
+        }
+        Ok(missing)
+    }
+
+    fn put_objects(
+        &self,
+        uploads: &[Upload],
+        source: &dyn BlobSource,
+        progress: &dyn Progress,
+    ) -> TargetResult<()> {
+        upload::put_objects(self, uploads, source, progress)
+    }
+
+    fn assemble(
+        &self,
+        name: &ReleaseName,
+        entries: &[Entry],
+        progress: &dyn Progress,
+    ) -> TargetResult<AssembleStats> {
+        self.run(assemble::assemble(self, name, entries, progress))
+    }
+
+    fn activate(&self, name: &ReleaseName) -> TargetResult<()> {
+        self.run(self.activate_async(name))
+    }
+
+    fn remove_release_dir(&self, name: &str) -> TargetResult<Removal> {
+        self.run(self.remove_release_dir_async(name))
+    }
+
+    fn clear_tmp(&self) -> TargetResult<Removal> {
+        self.run(self.clear_tmp_async())
+    }
+
+    fn list_objects(&self) -> TargetResult<Vec<StoredObject>> {
+        self.run(inspect::list_objects(self))
+    }
+
+    fn remove_objects(
+        &self,
+        objects: &[StoredObject],
+        progress: &dyn Progress,
+    ) -> TargetResult<Removal> {
+        let left: Vec<Option<String>> = self.run(
+            futures::stream::iter(objects)
+                .map(|o| async move {
+                    if relstore_core::cancel::requested() {
+                        return None; // reported once, below
+                    }
+                    let p = self.p(&o.rel_path());
+                    let r = match self.client().remove(&p).await {
+                        Ok(()) => None,
+                        Err(e) if e.is_not_found() => None,
+                        Err(e) => Some(format!("{}: {e}", self.show(&p))),
+                    };
+                    progress.advance(1);
+                    kill_point("gc.removed");
+                    r
+                })
+                .buffer_unordered(SMALL_IN_FLIGHT)
+                .collect(),
+        );
+        relstore_core::cancel::check()?;
+        Ok(Removal {
+            left_behind: left.into_iter().flatten().collect(),
+        })
+    }
+
+    fn hash_objects(
+        &self,
+        objects: &[StoredObject],
+        progress: &dyn Progress,
+    ) -> Vec<TargetResult<ContentHash>> {
+        self.run(inspect::hash_objects(self, objects, progress))
+    }
+
+    fn object_inodes(&self, objects: &[StoredObject]) -> Vec<TargetResult<Option<u64>>> {
+        // SFTP v3 has no inode numbers.
+        objects.iter().map(|_| Ok(None)).collect()
+    }
+
+    fn list_release_tree(&self, name: &ReleaseName) -> TargetResult<Vec<TreeEntry>> {
+        self.run(inspect::list_release_tree(self, name))
+    }
+
+    fn relink(&self, name: &ReleaseName, entries: &[Entry]) -> TargetResult<()> {
+        self.run(assemble::relink(self, name, entries))
+    }
+
+    fn list_pins(&self) -> TargetResult<Vec<String>> {
+        self.run(async {
+            match self.client().stat(&self.p(layout::PINS)).await {
+                Err(e) if e.is_not_found() => Ok(Vec::new()),
+                _ => self.list_names(&self.p(layout::PINS), None).await,
+            }
+        })
+    }
+
+    fn set_pin(&self, name: &ReleaseName, pinned: bool) -> TargetResult<()> {
+        self.run(self.set_pin_async(name, pinned))
+    }
+
+    fn remove_store(&self) -> TargetResult<()> {
+        let left = self.run(self.remove_tree(self.root.clone(), None));
+        match left.first() {
+            None => Ok(()),
+            Some(first) => Err(other(format!(
+                "{}: could not delete {} path(s), first {first}",
+                self.location,
+                left.len()
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn normalize_paths() {
+        assert_eq!(normalize(b"/srv//www/./site/"), b"/srv/www/site");
+        assert_eq!(normalize(b"/"), b"/");
+        assert_eq!(normalize(b"/home/u/site"), b"/home/u/site");
+    }
+}
