@@ -22,8 +22,9 @@
 //! object's name on a target are a target-side concern, and one blob here serves every
 //! mode. Each blob is a plain zstd frame, so `zstd -d` reads it in an emergency.
 //!
-//! Durability: blobs are written to `tmp/`, made durable with one `syncfs(2)` per batch
-//! (an fsync per file is far too slow for 100k-file pushes) and only then renamed into
+//! Durability: blobs are written to `tmp/`, made durable per batch (each file's data,
+//! then one fsync for the journal; an fsync per file is far too slow for 100k-file
+//! pushes, and `syncfs` would flush unrelated data too) and only then renamed into
 //! `blobs/`. A crash can therefore lose a rename (the blob is simply missing and stored
 //! again by the next push) but never leave a name in `blobs/` over incomplete content.
 //! Every read is verified against the hash, so a blob damaged later is detected, moved
@@ -332,19 +333,4 @@ fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
             return Err(err);
         }
     }
-}
-
-/// Flushes everything written to the file system holding `dir` with one `syncfs(2)`.
-fn sync_filesystem(dir: &Path) -> Result<(), BlobStoreError> {
-    let f = File::open(dir).map_err(|e| io_err("open", dir, e))?;
-    // SAFETY: the fd is valid for the lifetime of `f`.
-    let rc = unsafe { libc::syncfs(f.as_raw_fd()) };
-    if rc != 0 {
-        return Err(io_err(
-            "sync file system of",
-            dir,
-            io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
 }

@@ -2,9 +2,9 @@
 //!
 //! A push hands over every (hash, source file, size) of its release; the ones the store
 //! lacks are read, verified against their hash while read, zstd-compressed and written
-//! to `tmp/`, in parallel on rayon's pool. Each batch is made durable with one
-//! `syncfs(2)` and then renamed into `blobs/`, so a name in `blobs/` always stands for
-//! complete content.
+//! to `tmp/`, in parallel on rayon's pool. Each batch is made durable (data of each
+//! file, then one fsync: [`relstore_core::durable`]) and then renamed into `blobs/`, so
+//! a name in `blobs/` always stands for complete content.
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -20,7 +20,7 @@ use relstore_core::verify_read::HashCheckingReader;
 use relstore_core::ContentHash;
 
 use crate::error::io_err;
-use crate::{sync_filesystem, BlobStore, BlobStoreError};
+use crate::{BlobStore, BlobStoreError};
 
 /// zstd level for content that compresses: level 3 (zstd's default) compresses text
 /// and markup 3–5x at several hundred MB/s per core, faster than the uploads it runs
@@ -32,7 +32,7 @@ const LEVEL: i32 = 3;
 /// [`STREAM_CHUNK`] pieces so memory stays bounded.
 const WHOLE_FILE_MAX: u64 = 1 << 20;
 const STREAM_CHUNK: usize = 1 << 20;
-/// A batch is made durable with one `syncfs` and published before the next one starts,
+/// A batch is made durable with one flush and published before the next one starts,
 /// so an interrupted push of a huge tree keeps most of what it stored and `tmp/` never
 /// holds more than one batch.
 const BATCH_FILES: usize = 8192;
@@ -213,7 +213,10 @@ impl BlobStore {
         if staged.is_empty() {
             return Ok(Vec::new());
         }
-        if let Err(e) = sync_filesystem(&self.tmp_dir()) {
+        let paths: Vec<PathBuf> = staged.iter().map(|s| s.tmp.clone()).collect();
+        if let Err(e) =
+            relstore_core::durable::flush_files(&paths).map_err(|e| io_err(e.op, e.path, e.source))
+        {
             for s in staged {
                 let _ = fs::remove_file(&s.tmp);
             }

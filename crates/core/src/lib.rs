@@ -13,6 +13,7 @@
 
 pub mod cancel;
 pub mod diff;
+pub mod durable;
 pub mod failpoint;
 pub mod hash;
 pub mod layout;

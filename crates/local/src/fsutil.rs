@@ -4,7 +4,6 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use relstore_core::path::escape;
@@ -31,46 +30,14 @@ pub fn fsync_dir(dir: &Path) -> Result<(), TargetError> {
         .map_err(|e| io_err("sync directory", dir, e))
 }
 
-/// Starts writing a file's dirty pages to disk without waiting, so that by the time
-/// the batch is flushed most of the I/O is done.
+/// Starts writeback of a just-written file (see [`relstore_core::durable`]).
 pub fn start_writeback(f: &File) {
-    // SAFETY: the fd is valid for the lifetime of `f`; a failure only loses the hint.
-    unsafe {
-        libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-    }
+    relstore_core::durable::start_writeback(f);
 }
 
-/// Makes a batch of just-written files durable: waits for each file's data to reach
-/// the disk, then fsyncs the last one. One fsync commits the file system's journal,
-/// which holds the metadata (sizes, block maps) of every file of the batch (ext4 and
-/// xfs keep one journal per file system). Unlike `syncfs`, this does not also flush
-/// unrelated dirty data — such as the build output that was just written next to it.
+/// Makes a batch of just-written files durable (see [`relstore_core::durable`]).
 pub fn sync_batch(paths: &[PathBuf]) -> Result<(), TargetError> {
-    use rayon::prelude::*;
-    paths.par_iter().try_for_each(|p| {
-        let f = File::open(p).map_err(|e| io_err("open", p, e))?;
-        // SAFETY: valid fd for the lifetime of `f`.
-        let rc = unsafe {
-            libc::sync_file_range(
-                f.as_raw_fd(),
-                0,
-                0,
-                libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                    | libc::SYNC_FILE_RANGE_WRITE
-                    | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-            )
-        };
-        if rc != 0 {
-            return Err(io_err("flush", p, io::Error::last_os_error()));
-        }
-        Ok(())
-    })?;
-    if let Some(last) = paths.last() {
-        File::open(last)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| io_err("sync", last, e))?;
-    }
-    Ok(())
+    relstore_core::durable::flush_files(paths).map_err(|e| io_err(e.op, &e.path, e.source))
 }
 
 /// Writes `bytes` to `path` durably: a temp file beside it, fsync, rename.
