@@ -31,16 +31,13 @@ fn refused(env: &Env, args: &[&str], needle: &str) -> Output {
     out
 }
 
-fn pushed_env() -> (Env, std::path::PathBuf) {
-    let env = Env::local();
+fn pushed_env(env: Env) -> (Env, std::path::PathBuf) {
     let src = env.site("src", 60, 30);
     env.push(&src, &["--release", "r1"]);
     (env, src)
 }
 
-#[test]
-fn missing_source_is_refused_and_creates_no_target() {
-    let env = Env::local();
+fn missing_source_is_refused_and_creates_no_target(env: Env) {
     let missing = env.path("nope");
     refused(
         &env,
@@ -53,9 +50,8 @@ fn missing_source_is_refused_and_creates_no_target() {
     );
 }
 
-#[test]
-fn fifo_in_source_is_refused_naming_it_and_skipped_on_request() {
-    let (env, src) = pushed_env();
+fn fifo_in_source_is_refused_naming_it_and_skipped_on_request(env: Env) {
+    let (env, src) = pushed_env(env);
     let fifo = src.join("docs/pipe");
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: valid NUL-terminated path.
@@ -72,9 +68,8 @@ fn fifo_in_source_is_refused_naming_it_and_skipped_on_request() {
     );
 }
 
-#[test]
-fn bad_release_names_are_refused() {
-    let (env, src) = pushed_env();
+fn bad_release_names_are_refused(env: Env) {
+    let (env, src) = pushed_env(env);
     for bad in ["../x", "a/b", ".hidden", ""] {
         refused(
             &env,
@@ -91,9 +86,8 @@ fn bad_release_names_are_refused() {
     }
 }
 
-#[test]
-fn an_existing_release_name_is_refused() {
-    let (env, src) = pushed_env();
+fn an_existing_release_name_is_refused(env: Env) {
+    let (env, src) = pushed_env(env);
     std::fs::write(src.join("new.html"), "new").unwrap();
     refused(
         &env,
@@ -108,9 +102,7 @@ fn an_existing_release_name_is_refused() {
     );
 }
 
-#[test]
-fn a_target_that_is_a_file_or_a_foreign_directory_is_refused() {
-    let env = Env::local();
+fn a_target_that_is_a_file_or_a_foreign_directory_is_refused(env: Env) {
     let src = env.site("src", 20, 31);
     std::fs::write(&env.root, "not a directory").unwrap();
     refused(
@@ -131,9 +123,8 @@ fn a_target_that_is_a_file_or_a_foreign_directory_is_refused() {
     refused(&env, &["releases", &env.target], "not a relstore store");
 }
 
-#[test]
-fn a_corrupt_manifest_on_the_target_is_refused() {
-    let (env, src) = pushed_env();
+fn a_corrupt_manifest_on_the_target_is_refused(env: Env) {
+    let (env, src) = pushed_env(env);
     let manifest = env.root.join("manifests/r1.manifest");
     let original = std::fs::read(&manifest).unwrap();
     let mut bytes = original.clone();
@@ -158,9 +149,11 @@ fn a_corrupt_manifest_on_the_target_is_refused() {
     refused(&env, &["rollback", &env.target, "r1"], "r1");
 }
 
+/// Local target only: the refusal comes from the client's scan, before any target is
+/// touched, and running as `nobody` (below) could not read the root-owned SSH test key.
 #[test]
 fn an_unreadable_source_file_is_refused_naming_it() {
-    let (env, src) = pushed_env();
+    let (env, src) = pushed_env(Env::local());
     let secret = src.join("docs/locked.html");
     std::fs::write(&secret, "no").unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
@@ -213,6 +206,7 @@ fn an_unreadable_source_file_is_refused_naming_it() {
     assert_eq!(store_fingerprint(&env.root), before);
 }
 
+/// Local target only: a store inside the source tree is a property of local paths.
 #[test]
 fn a_target_inside_the_source_is_refused() {
     let env = Env::local();
@@ -228,3 +222,12 @@ fn a_target_inside_the_source_is_refused() {
         "the source was changed"
     );
 }
+
+conformance!(
+    missing_source_is_refused_and_creates_no_target,
+    fifo_in_source_is_refused_naming_it_and_skipped_on_request,
+    bad_release_names_are_refused,
+    an_existing_release_name_is_refused,
+    a_target_that_is_a_file_or_a_foreign_directory_is_refused,
+    a_corrupt_manifest_on_the_target_is_refused,
+);

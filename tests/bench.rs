@@ -22,6 +22,8 @@ fn new_content(seen: &mut BTreeMap<String, u64>, now: &BTreeMap<String, u64>) ->
     (count, bytes)
 }
 
+// Local only: `relstore bench` measures on local scratch stores by design.
+
 #[test]
 fn bench_uploads_exactly_the_new_distinct_content_and_cleans_up() {
     let env = Env::local();

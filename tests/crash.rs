@@ -57,9 +57,7 @@ const KILL_POINTS: &[&str] = &[
     "push.swapped",
 ];
 
-#[test]
-fn sigkill_at_every_named_step_keeps_current_whole_and_a_rerun_finishes() {
-    let env = Env::local();
+fn sigkill_at_every_named_step_keeps_current_whole_and_a_rerun_finishes(env: Env) {
     let v1 = env.site("v1", 400, 50);
     env.push(&v1, &["--release", "r0"]);
     let mut old = v1.clone();
@@ -110,19 +108,18 @@ fn sigkill_at_every_named_step_keeps_current_whole_and_a_rerun_finishes() {
     }
 }
 
-#[test]
-fn sigkill_at_random_moments_keeps_current_whole_and_a_rerun_finishes() {
+fn sigkill_at_random_moments_keeps_current_whole_and_a_rerun_finishes(probe: Env) {
     // Calibrate: how long does one such push take here (debug build, busy machine)?
-    let probe = Env::local();
-    let p1 = probe.site("v1", 3000, 60);
+    let files = probe.scaled(3000, 3);
+    let p1 = probe.site("v1", files, 60);
     probe.push(&p1, &["--release", "r0"]);
     let p2 = probe.next_release(&p1, "v2", 0.1, 600);
     let t = std::time::Instant::now();
     probe.push(&p2, &["--release", "r1"]);
     let full_ms = (t.elapsed().as_millis() as u64).max(20);
 
-    let env = Env::local();
-    let v1 = env.site("v1", 3000, 60);
+    let env = probe.sibling();
+    let v1 = env.site("v1", files, 60);
     env.push(&v1, &["--release", "r0"]);
     let mut rng = fastrand::Rng::with_seed(61);
     let mut old = v1.clone();
@@ -160,3 +157,8 @@ fn sigkill_at_random_moments_keeps_current_whole_and_a_rerun_finishes() {
         "only {killed} of 10 pushes were still running when killed"
     );
 }
+
+conformance!(
+    sigkill_at_every_named_step_keeps_current_whole_and_a_rerun_finishes,
+    sigkill_at_random_moments_keeps_current_whole_and_a_rerun_finishes,
+);

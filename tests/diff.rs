@@ -43,9 +43,7 @@ fn check(env: &Env, a: &str, b: &str, dir_a: &std::path::Path, dir_b: &std::path
     }
 }
 
-#[test]
-fn diff_counts_match_an_independent_comparison() {
-    let env = Env::local();
+fn diff_counts_match_an_independent_comparison(env: Env) {
     let v1 = env.site("v1", 800, 20);
     let v2 = env.next_release(&v1, "v2", 0.05, 21);
     env.push(&v1, &["--release", "r1"]);
@@ -74,6 +72,7 @@ fn diff_counts_match_an_independent_comparison() {
     assert_eq!(same["counts"]["modified"], 0);
 }
 
+/// No target involved (two directories): runs once, not per target.
 #[test]
 fn diff_reports_type_mode_target_changes_and_renames() {
     use std::os::unix::fs::{symlink, PermissionsExt};
@@ -117,3 +116,5 @@ fn diff_reports_type_mode_target_changes_and_renames() {
     assert_eq!(d["counts"]["added"], 0);
     assert_eq!(d["counts"]["removed"], 0);
 }
+
+conformance!(diff_counts_match_an_independent_comparison,);

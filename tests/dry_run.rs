@@ -23,9 +23,7 @@ fn plan_keys(v: &serde_json::Value) -> Vec<(&'static str, serde_json::Value)> {
     .collect()
 }
 
-#[test]
-fn push_plan_equals_the_run_and_changes_nothing() {
-    let env = Env::local();
+fn push_plan_equals_the_run_and_changes_nothing(env: Env) {
     let v1 = env.site("v1", 300, 101);
 
     // A target that does not exist yet: plan everything, create nothing.
@@ -74,9 +72,7 @@ fn push_plan_equals_the_run_and_changes_nothing() {
     assert!(stdout.contains("nothing changed"), "{stdout}");
 }
 
-#[test]
-fn rollback_plan_of_an_evicted_release_equals_the_run_and_changes_nothing() {
-    let env = Env::local();
+fn rollback_plan_of_an_evicted_release_equals_the_run_and_changes_nothing(env: Env) {
     let v1 = env.site("v1", 200, 103);
     env.push(&v1, &["--release", "r1"]);
     let v2 = env.next_release(&v1, "v2", 0.3, 104);
@@ -110,3 +106,24 @@ fn rollback_plan_of_an_evicted_release_equals_the_run_and_changes_nothing() {
     assert_eq!(plan["reassembled"], false);
     assert_eq!(env.current().as_deref(), Some("r1"));
 }
+
+fn push_plan_into_an_empty_directory_plans_everything_and_writes_nothing(env: Env) {
+    let v1 = env.site("v1", 50, 105);
+    std::fs::create_dir(&env.root).unwrap();
+    let plan = env.push(&v1, &["--release", "r1", "--dry-run"]);
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["objects_uploaded"], blobs(&v1).len() as u64, "{plan}");
+    assert_eq!(
+        std::fs::read_dir(&env.root).unwrap().count(),
+        0,
+        "a dry run wrote into the empty target directory"
+    );
+    let run = env.push(&v1, &["--release", "r1"]);
+    assert_eq!(plan_keys(&plan), plan_keys(&run));
+}
+
+conformance!(
+    push_plan_into_an_empty_directory_plans_everything_and_writes_nothing,
+    push_plan_equals_the_run_and_changes_nothing,
+    rollback_plan_of_an_evicted_release_equals_the_run_and_changes_nothing,
+);

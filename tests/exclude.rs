@@ -51,9 +51,7 @@ fn expected(env: &Env, src: &Path) -> std::path::PathBuf {
 
 const EXCLUDES: [&str; 4] = ["--exclude", "node_modules/", "--exclude", "!keep.map"];
 
-#[test]
-fn excluded_paths_are_absent_from_the_release_and_its_manifest() {
-    let env = Env::local();
+fn excluded_paths_are_absent_from_the_release_and_its_manifest(env: Env) {
     let src = env.site("src", 80, 21);
     add_debris(&src);
     let exp = expected(&env, &src);
@@ -103,9 +101,7 @@ fn excluded_paths_are_absent_from_the_release_and_its_manifest() {
     assert_eq!(r["unchanged"], true, "{r}");
 }
 
-#[test]
-fn diff_of_a_directory_applies_its_ignore_file_and_the_excludes() {
-    let env = Env::local();
+fn diff_of_a_directory_applies_its_ignore_file_and_the_excludes(env: Env) {
     let src = env.site("src", 30, 22);
     add_debris(&src);
     // Diffed once without --exclude below, where the fifo would be refused.
@@ -129,9 +125,7 @@ fn diff_of_a_directory_applies_its_ignore_file_and_the_excludes() {
     assert_eq!(d["counts"]["removed"], 0, "{d}");
 }
 
-#[test]
-fn a_bad_pattern_is_one_line_naming_it_and_touches_nothing() {
-    let env = Env::local();
+fn a_bad_pattern_is_one_line_naming_it_and_touches_nothing(env: Env) {
     let src = env.site("src", 10, 23);
     let out = env.run(&[
         "push",
@@ -156,3 +150,9 @@ fn a_bad_pattern_is_one_line_naming_it_and_touches_nothing() {
     assert!(line.contains("\"[z-a]\""), "{line}");
     assert!(!env.root.exists(), "the target was created");
 }
+
+conformance!(
+    excluded_paths_are_absent_from_the_release_and_its_manifest,
+    diff_of_a_directory_applies_its_ignore_file_and_the_excludes,
+    a_bad_pattern_is_one_line_naming_it_and_touches_nothing,
+);

@@ -109,9 +109,7 @@ fn check_stopped_cleanly(env: &Env, v1: &Path, before: &[(Vec<u8>, String)]) {
     objects_are_complete(env);
 }
 
-#[test]
-fn sigint_during_upload_exits_130_releases_the_lock_and_a_rerun_finishes() {
-    let env = Env::local();
+fn sigint_during_upload_exits_130_releases_the_lock_and_a_rerun_finishes(env: Env) {
     let v1 = env.site("v1", 200, 31);
     env.push(&v1, &["--release", "r1"]);
     let v2 = env.next_release(&v1, "v2", 0.5, 32);
@@ -138,9 +136,7 @@ fn sigint_during_upload_exits_130_releases_the_lock_and_a_rerun_finishes() {
     assert!(!env.root.join("lock").exists());
 }
 
-#[test]
-fn sigterm_during_assembly_exits_143_and_leaves_the_partial_tree_in_tmp() {
-    let env = Env::local();
+fn sigterm_during_assembly_exits_143_and_leaves_the_partial_tree_in_tmp(env: Env) {
     let v1 = env.site("v1", 150, 33);
     env.push(&v1, &["--release", "r1"]);
     let v2 = env.next_release(&v1, "v2", 0.2, 34);
@@ -166,3 +162,8 @@ fn sigterm_during_assembly_exits_143_and_leaves_the_partial_tree_in_tmp() {
     let tmp_left = std::fs::read_dir(env.root.join("tmp")).unwrap().count();
     assert_eq!(tmp_left, 0, "tmp/ not cleaned by the re-run");
 }
+
+conformance!(
+    sigint_during_upload_exits_130_releases_the_lock_and_a_rerun_finishes,
+    sigterm_during_assembly_exits_143_and_leaves_the_partial_tree_in_tmp,
+);

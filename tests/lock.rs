@@ -27,9 +27,7 @@ fn sleeper() -> Child {
     Command::new("sleep").arg("60").spawn().unwrap()
 }
 
-#[test]
-fn a_held_lock_stops_a_second_push_at_once_naming_the_holder() {
-    let env = Env::local();
+fn a_held_lock_stops_a_second_push_at_once_naming_the_holder(env: Env) {
     let src = env.site("src", 30, 40);
     env.push(&src, &["--release", "r1"]);
     let mut holder = sleeper();
@@ -86,9 +84,7 @@ fn a_held_lock_stops_a_second_push_at_once_naming_the_holder() {
     holder.wait().unwrap();
 }
 
-#[test]
-fn a_lock_of_a_dead_process_on_this_host_is_broken_with_a_message() {
-    let env = Env::local();
+fn a_lock_of_a_dead_process_on_this_host_is_broken_with_a_message(env: Env) {
     let src = env.site("src", 30, 41);
     env.push(&src, &["--release", "r1"]);
     let mut gone = Command::new("true").spawn().unwrap();
@@ -117,9 +113,7 @@ fn a_lock_of_a_dead_process_on_this_host_is_broken_with_a_message() {
     assert!(!env.root.join("lock").exists(), "lock not released");
 }
 
-#[test]
-fn a_lock_from_another_host_needs_break_lock() {
-    let env = Env::local();
+fn a_lock_from_another_host_needs_break_lock(env: Env) {
     let src = env.site("src", 30, 42);
     env.push(&src, &["--release", "r1"]);
     hold(&env, "build-server-7", 4242);
@@ -150,11 +144,9 @@ fn a_lock_from_another_host_needs_break_lock() {
     assert_eq!(env.current().as_deref(), Some("r2"));
 }
 
-#[test]
-fn two_real_pushes_at_once_never_interleave() {
+fn two_real_pushes_at_once_never_interleave(env: Env) {
     // Race two real pushes: whichever takes the lock second fails naming the holder
     // (or finds the work done), and `current` is always one complete tree.
-    let env = Env::local();
     let a = env.site("a", 1500, 43);
     let b = env.site("b", 1500, 44);
     env.push(&a, &["--release", "r0"]);
@@ -187,3 +179,10 @@ fn two_real_pushes_at_once_never_interleave() {
     let expected = if cur == "ra" { &b } else { &a };
     crate::util::assert_same_tree(expected, &env.root.join("current"));
 }
+
+conformance!(
+    a_held_lock_stops_a_second_push_at_once_naming_the_holder,
+    a_lock_of_a_dead_process_on_this_host_is_broken_with_a_message,
+    a_lock_from_another_host_needs_break_lock,
+    two_real_pushes_at_once_never_interleave,
+);

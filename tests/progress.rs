@@ -13,6 +13,9 @@ fn has_control(bytes: &[u8]) -> bool {
     bytes.iter().any(|&b| b == 0x1b || b == b'\r')
 }
 
+// Local target only: progress output is drawn by the CLI the same way for every target
+// (the SSH variants of push, upload counts and Ctrl-C run in the conformance suite).
+
 #[test]
 fn without_a_terminal_stdout_is_one_json_object_and_stderr_has_no_bars() {
     let env = Env::local();

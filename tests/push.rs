@@ -6,9 +6,7 @@ use relstore_fixtures::touch_all;
 
 use crate::util::{assert_linked_from_objects, assert_same_tree, blobs, Env};
 
-#[test]
-fn first_push_makes_current_equal_the_source_and_links_every_file() {
-    let env = Env::local();
+fn first_push_makes_current_equal_the_source_and_links_every_file(env: Env) {
     let src = env.site("src", 400, 1);
     let r = env.push(&src, &["--release", "r1"]);
     assert_eq!(r["release"], "r1");
@@ -36,9 +34,7 @@ fn first_push_makes_current_equal_the_source_and_links_every_file() {
     }
 }
 
-#[test]
-fn unchanged_tree_reads_no_file_and_creates_no_release() {
-    let env = Env::local();
+fn unchanged_tree_reads_no_file_and_creates_no_release(env: Env) {
     let src = env.site("src", 300, 2);
     // Files written within the clock tick of the first scan are (correctly) not
     // trusted by the stat cache; make sure the tree is older than that.
@@ -59,9 +55,7 @@ fn unchanged_tree_reads_no_file_and_creates_no_release() {
     assert_same_tree(&src, &env.root.join("current"));
 }
 
-#[test]
-fn ci_rebuild_with_new_mtimes_stores_nothing_twice() {
-    let env = Env::local();
+fn ci_rebuild_with_new_mtimes_stores_nothing_twice(env: Env) {
     let src = env.site("src", 300, 3);
     env.push(&src, &["--release", "r1"]);
     let before = env.object_files();
@@ -79,9 +73,7 @@ fn ci_rebuild_with_new_mtimes_stores_nothing_twice() {
     assert_same_tree(&src, &env.root.join("current"));
 }
 
-#[test]
-fn one_percent_change_uploads_exactly_the_new_distinct_blobs() {
-    let env = Env::local();
+fn one_percent_change_uploads_exactly_the_new_distinct_blobs(env: Env) {
     let v1 = env.site("v1", 2000, 4);
     env.push(&v1, &["--release", "r1"]);
     let v2 = env.next_release(&v1, "v2", 0.01, 40);
@@ -104,10 +96,8 @@ fn one_percent_change_uploads_exactly_the_new_distinct_blobs() {
     assert_eq!(env.object_files(), all);
 }
 
-#[test]
-fn private_and_executable_modes_survive_and_objects_are_read_only() {
+fn private_and_executable_modes_survive_and_objects_are_read_only(env: Env) {
     use std::os::unix::fs::PermissionsExt;
-    let env = Env::local();
     let src = env.path("src");
     std::fs::create_dir_all(src.join("d")).unwrap();
     for (name, mode) in [
@@ -147,9 +137,7 @@ fn private_and_executable_modes_survive_and_objects_are_read_only() {
     assert_eq!(mode("d/same"), 0o555);
 }
 
-#[test]
-fn default_release_names_are_timestamps_and_never_collide() {
-    let env = Env::local();
+fn default_release_names_are_timestamps_and_never_collide(env: Env) {
     let src = env.site("src", 50, 5);
     let a = env.push(&src, &[]);
     let b = env.push(&src, &["--force"]);
@@ -161,3 +149,12 @@ fn default_release_names_are_timestamps_and_never_collide() {
     assert!(a.len() >= 16 && a.ends_with('Z') || a.contains("Z-"), "{a}");
     assert!(b > a, "names sort in push order: {a} {b}");
 }
+
+conformance!(
+    first_push_makes_current_equal_the_source_and_links_every_file,
+    unchanged_tree_reads_no_file_and_creates_no_release,
+    ci_rebuild_with_new_mtimes_stores_nothing_twice,
+    one_percent_change_uploads_exactly_the_new_distinct_blobs,
+    private_and_executable_modes_survive_and_objects_are_read_only,
+    default_release_names_are_timestamps_and_never_collide,
+);

@@ -35,9 +35,7 @@ fn lost_objects(env: &Env, src: &Path) -> (u64, u64) {
     (lost.len() as u64, lost.iter().sum())
 }
 
-#[test]
-fn rollback_to_a_pruned_release_uploads_exactly_its_lost_blobs_from_the_local_store() {
-    let env = Env::local();
+fn rollback_to_a_pruned_release_uploads_exactly_its_lost_blobs_from_the_local_store(env: Env) {
     let srcs = releases(&env, 6, 300, 91);
     let r = env.json(&["prune", &env.target, "--keep", "2"]);
     assert_eq!(r["evicted"], serde_json::json!(["r1", "r2", "r3", "r4"]));
@@ -78,9 +76,7 @@ fn rollback_to_a_pruned_release_uploads_exactly_its_lost_blobs_from_the_local_st
     assert!(stdout.contains("from local release store"), "{stdout}");
 }
 
-#[test]
-fn rollback_without_store_or_source_fails_naming_paths_and_changes_nothing() {
-    let env = Env::local();
+fn rollback_without_store_or_source_fails_naming_paths_and_changes_nothing(env: Env) {
     let srcs = releases(&env, 2, 150, 92);
     env.json(&["prune", &env.target, "--keep", "1"]);
     fs::remove_dir_all(&env.store).unwrap();
@@ -170,9 +166,7 @@ fn walk_names(root: &Path) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn verify_repair_takes_content_from_the_local_store() {
-    let env = Env::local();
+fn verify_repair_takes_content_from_the_local_store(env: Env) {
     let srcs = releases(&env, 2, 100, 93);
     // The sources are gone; flip a byte in an object r2 uses.
     let victim = walk_names(&srcs[1])
@@ -220,9 +214,7 @@ fn find_object_by_inode(objects: &Path, ino: u64) -> PathBuf {
         .expect("object of the file")
 }
 
-#[test]
-fn push_writes_through_unless_turned_off_and_store_prune_forgets_old_releases() {
-    let env = Env::local();
+fn push_writes_through_unless_turned_off_and_store_prune_forgets_old_releases(env: Env) {
     let v1 = env.site("v1", 120, 94);
     let r = env.push(&v1, &["--release", "r1", "--no-local-store"]);
     assert_eq!(r["store"], serde_json::Value::Null);
@@ -263,3 +255,10 @@ fn push_writes_through_unless_turned_off_and_store_prune_forgets_old_releases() 
         distinct.difference(&r3_blobs).count() as u64
     );
 }
+
+conformance!(
+    rollback_to_a_pruned_release_uploads_exactly_its_lost_blobs_from_the_local_store,
+    rollback_without_store_or_source_fails_naming_paths_and_changes_nothing,
+    verify_repair_takes_content_from_the_local_store,
+    push_writes_through_unless_turned_off_and_store_prune_forgets_old_releases,
+);

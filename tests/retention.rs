@@ -32,9 +32,7 @@ fn present(env: &Env) -> Vec<String> {
     v
 }
 
-#[test]
-fn prune_keeps_newest_and_removes_exactly_the_objects_only_evicted_releases_used() {
-    let env = Env::local();
+fn prune_keeps_newest_and_removes_exactly_the_objects_only_evicted_releases_used(env: Env) {
     let srcs = releases(&env, 6, 300, 70);
     let plan = env.json(&["prune", &env.target, "--keep", "2", "--dry-run"]);
     assert_eq!(plan["applied"], false);
@@ -67,9 +65,7 @@ fn prune_keeps_newest_and_removes_exactly_the_objects_only_evicted_releases_used
     );
 }
 
-#[test]
-fn pinned_current_and_newest_releases_are_never_evicted() {
-    let env = Env::local();
+fn pinned_current_and_newest_releases_are_never_evicted(env: Env) {
     let srcs = releases(&env, 5, 100, 71);
     env.json(&["pin", &env.target, "r2"]);
     env.json(&["rollback", &env.target, "r3"]);
@@ -85,9 +81,7 @@ fn pinned_current_and_newest_releases_are_never_evicted() {
     assert_eq!(out.status.code(), Some(1));
 }
 
-#[test]
-fn push_keep_prunes_after_the_swap() {
-    let env = Env::local();
+fn push_keep_prunes_after_the_swap(env: Env) {
     let v1 = env.site("v1", 100, 72);
     env.push(&v1, &["--release", "r1", "--keep", "1"]);
     let v2 = env.next_release(&v1, "v2", 0.2, 73);
@@ -97,9 +91,7 @@ fn push_keep_prunes_after_the_swap() {
     assert_eq!(env.object_files(), union_blobs(&[&v2]));
 }
 
-#[test]
-fn a_failed_push_never_takes_a_keep_slot() {
-    let env = Env::local();
+fn a_failed_push_never_takes_a_keep_slot(env: Env) {
     let srcs = releases(&env, 3, 100, 74);
     let v4 = env.next_release(&srcs[2], "v4", 0.1, 75);
     let out = env
@@ -119,10 +111,8 @@ fn a_failed_push_never_takes_a_keep_slot() {
     assert_same_tree(&srcs[2], &env.root.join("current"));
 }
 
-#[test]
-fn sigkill_during_prune_keeps_every_remaining_release_whole() {
+fn sigkill_during_prune_keeps_every_remaining_release_whole(probe: Env) {
     // Kill points are placed by how many objects the prune removes (from its plan).
-    let probe = Env::local();
     releases(&probe, 5, 150, 76);
     let n = probe.json(&["prune", &probe.target, "--keep", "1", "--dry-run"])["objects_removed"]
         .as_u64()
@@ -131,7 +121,7 @@ fn sigkill_during_prune_keeps_every_remaining_release_whole() {
     let mut points: Vec<String> = (1..=4).map(|i| format!("prune.evicted:{i}")).collect();
     points.extend([1, n / 4, n / 2, 3 * n / 4, n - 1, n].map(|k| format!("gc.removed:{k}")));
     for point in &points {
-        let env = Env::local();
+        let env = probe.sibling();
         let srcs = releases(&env, 5, 150, 76);
         let out = env
             .cmd()
@@ -153,8 +143,7 @@ fn sigkill_during_prune_keeps_every_remaining_release_whole() {
     }
 }
 
-#[test]
-fn undeletable_files_are_reported_by_path_and_the_rest_is_pruned() {
+fn undeletable_files_are_reported_by_path_and_the_rest_is_pruned(env: Env) {
     if std::process::Command::new("chattr")
         .arg("--help")
         .output()
@@ -162,7 +151,6 @@ fn undeletable_files_are_reported_by_path_and_the_rest_is_pruned() {
     {
         panic!("chattr (e2fsprogs) is needed to make a file undeletable for this test");
     }
-    let env = Env::local();
     let srcs = releases(&env, 3, 60, 77);
     let stuck = env.root.join("releases/r1/index.html");
     let st = std::process::Command::new("chattr")
@@ -175,11 +163,11 @@ fn undeletable_files_are_reported_by_path_and_the_rest_is_pruned() {
         "chattr +i failed (file system without immutable flag?)"
     );
     let out = env.run(&["prune", &env.target, "--keep", "1"]);
-    // The flag is on the inode: clearing it through the copy left in tmp/ also frees
-    // the object, so the temp dir can be removed.
+    // The flag is on the inode: clearing it through whichever path is left (in tmp/
+    // or releases/) also frees the object, so the temp dir can be removed.
     let _ = std::process::Command::new("chattr")
         .args(["-R", "-i"])
-        .arg(env.root.join("tmp"))
+        .arg(&env.root)
         .status();
     assert_eq!(
         out.status.code(),
@@ -192,3 +180,12 @@ fn undeletable_files_are_reported_by_path_and_the_rest_is_pruned() {
     assert_eq!(present(&env), ["r3"]);
     assert_same_tree(&srcs[2], &env.root.join("current"));
 }
+
+conformance!(
+    prune_keeps_newest_and_removes_exactly_the_objects_only_evicted_releases_used,
+    pinned_current_and_newest_releases_are_never_evicted,
+    push_keep_prunes_after_the_swap,
+    a_failed_push_never_takes_a_keep_slot,
+    undeletable_files_are_reported_by_path_and_the_rest_is_pruned,
+    sigkill_during_prune_keeps_every_remaining_release_whole,
+);

@@ -2,9 +2,7 @@
 
 use crate::util::{assert_same_tree, Env};
 
-#[test]
-fn rollback_flips_current_back_and_forth() {
-    let env = Env::local();
+fn rollback_flips_current_back_and_forth(env: Env) {
     let v1 = env.site("v1", 300, 10);
     let v2 = env.next_release(&v1, "v2", 0.05, 11);
     env.push(&v1, &["--release", "r1"]);
@@ -35,9 +33,7 @@ fn rollback_flips_current_back_and_forth() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
 }
 
-#[test]
-fn releases_lists_names_created_files_bytes_and_marks_current() {
-    let env = Env::local();
+fn releases_lists_names_created_files_bytes_and_marks_current(env: Env) {
     let v1 = env.site("v1", 120, 12);
     env.push(&v1, &["--release", "r1"]);
     let v2 = env.next_release(&v1, "v2", 0.1, 13);
@@ -60,9 +56,7 @@ fn releases_lists_names_created_files_bytes_and_marks_current() {
     assert!(text.lines().any(|l| l.starts_with("* r1")), "{text}");
 }
 
-#[test]
-fn rollback_reassembles_an_evicted_release_whose_objects_are_still_stored() {
-    let env = Env::local();
+fn rollback_reassembles_an_evicted_release_whose_objects_are_still_stored(env: Env) {
     let v1 = env.site("v1", 100, 14);
     let v2 = env.next_release(&v1, "v2", 0.1, 15);
     env.push(&v1, &["--release", "r1"]);
@@ -81,3 +75,9 @@ fn rollback_reassembles_an_evicted_release_whose_objects_are_still_stored() {
     assert_eq!(r["reassembled"], true);
     assert_same_tree(&v1, &env.root.join("current"));
 }
+
+conformance!(
+    rollback_flips_current_back_and_forth,
+    releases_lists_names_created_files_bytes_and_marks_current,
+    rollback_reassembles_an_evicted_release_whose_objects_are_still_stored,
+);

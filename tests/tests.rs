@@ -2,9 +2,38 @@
 //! kills of real processes. Each test builds its own trees under a temp directory.
 //!
 //! Tests that exercise a store are written once against [`util::Env`], which names a
-//! target kind; every kind runs the same conformance cases.
+//! target kind; every kind runs the same conformance cases (`conformance!` below):
+//! `MODULE::local::NAME` against a local path, `MODULE::ssh::NAME` against the same kind
+//! of store root reached over SSH through a real loopback sshd (one per test process,
+//! each test with its own store root). Tests that stay local-only say why. `ssh.rs`
+//! holds what only an SSH target can run into.
 
 #![allow(clippy::unwrap_used)]
+
+/// Turns target-agnostic test functions `fn name(env: Env)` into tests run against
+/// both targets: `MODULE::local::name` (a local path) and `MODULE::ssh::name` (the
+/// same store root reached over SSH through the loopback sshd). One test code, two
+/// targets: the conformance suite.
+macro_rules! conformance {
+    ($($name:ident),+ $(,)?) => {
+        mod local {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(crate::util::Env::local())
+                }
+            )+
+        }
+        mod ssh {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(crate::util::Env::ssh())
+                }
+            )+
+        }
+    };
+}
 
 mod util;
 
@@ -22,4 +51,5 @@ mod push;
 mod restore;
 mod retention;
 mod rollback;
+mod ssh;
 mod verify;

@@ -11,39 +11,175 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 
 use relstore_fixtures::{generate, mutate, MutationSpec, SiteSpec};
 use serde_json::Value;
 
+/// The shared loopback sshd of this test process (crates/ssh/tests/sshd).
+#[path = "../../crates/ssh/tests/sshd/mod.rs"]
+pub mod sshd;
+
+/// Which kind of target an [`Env`] deploys to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A local path.
+    Local,
+    /// `ssh://USER@127.0.0.1:PORT/ABS/PATH` on the shared loopback sshd: the same
+    /// directory on this machine's disk, reached over SSH and SFTP.
+    Ssh,
+}
+
+static SERVER: OnceLock<&'static sshd::Sshd> = OnceLock::new();
+
+/// The one sshd of this test process, started on first use. Each [`Env::ssh`] still
+/// gets its own store root (under its own temp dir): only the server is shared.
+pub fn server() -> &'static sshd::Sshd {
+    SERVER.get_or_init(private_server)
+}
+
+/// A new sshd of its own, for tests that kill the server's processes (every
+/// per-connection process of it then serves that test only). It lives as long as this
+/// test process: statics are never dropped, so a watchdog process stops the server and
+/// removes its temp dir once this process has exited (however it exits).
+pub fn private_server() -> &'static sshd::Sshd {
+    let s: &'static sshd::Sshd = Box::leak(Box::new(sshd::Sshd::start()));
+    let script = format!(
+        "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; kill {sshd_pid}; rm -rf '{dir}'",
+        me = std::process::id(),
+        sshd_pid = sshd_pid(s),
+        dir = s.dir.path().display()
+    );
+    // Never waited for: it outlives this process by design.
+    #[allow(clippy::zombie_processes)]
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the sshd watchdog");
+    s
+}
+
+/// The pid of a server's listening sshd (from its pid file).
+pub fn sshd_pid(s: &sshd::Sshd) -> u32 {
+    let pid_file = s.dir.path().join("sshd.pid");
+    let t = std::time::Instant::now();
+    loop {
+        if let Ok(text) = fs::read_to_string(&pid_file) {
+            if let Ok(pid) = text.trim().parse() {
+                return pid;
+            }
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "sshd wrote no pid file {}:\n{}",
+            pid_file.display(),
+            s.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// A scratch area for one test: sources, a target, a client cache.
 pub struct Env {
     pub dir: tempfile::TempDir,
-    /// Store root on this machine's disk (what a web server would serve from).
+    pub kind: Kind,
+    /// The server of an SSH environment.
+    ssh: Option<&'static sshd::Sshd>,
+    /// Extra environment variables of every command (an ssh config, say).
+    pub extra_env: Vec<(String, std::ffi::OsString)>,
+    /// Store root on this machine's disk (what a web server would serve from). For an
+    /// SSH target it is the server's disk: the server runs on this machine.
     pub root: PathBuf,
     /// The TARGET argument naming that root.
     pub target: String,
     pub cache: PathBuf,
     /// The client's local release store (`RELSTORE_STORE_DIR` of every command).
     pub store: PathBuf,
+    /// `HOME` of every command: an empty `.ssh/`, so no key, config or known_hosts of
+    /// the machine's user leaks into a test.
+    pub home: PathBuf,
 }
 
 impl Env {
-    /// A local-target environment.
-    pub fn local() -> Env {
+    /// An environment of `kind`.
+    pub fn new(kind: Kind) -> Env {
+        match kind {
+            Kind::Local => Env::local(),
+            Kind::Ssh => Env::ssh(),
+        }
+    }
+
+    fn scratch(kind: Kind) -> Env {
         let dir = tempfile::Builder::new()
-            .prefix("relstore-it-")
+            .prefix(match kind {
+                Kind::Local => "relstore-it-",
+                Kind::Ssh => "relstore-it-ssh-",
+            })
             .tempdir()
             .unwrap();
         let root = dir.path().join("site");
-        let cache = dir.path().join("cache");
-        let store = dir.path().join("local-store");
+        let home = dir.path().join("home");
+        fs::create_dir_all(home.join(".ssh")).unwrap();
         Env {
+            kind,
+            ssh: None,
+            extra_env: Vec::new(),
             target: root.to_str().unwrap().to_owned(),
             root,
-            cache,
-            store,
+            cache: dir.path().join("cache"),
+            store: dir.path().join("local-store"),
+            home,
             dir,
+        }
+    }
+
+    /// A local-target environment.
+    pub fn local() -> Env {
+        Env::scratch(Kind::Local)
+    }
+
+    /// An SSH-target environment: `target` is `ssh://USER@127.0.0.1:PORT/ROOT` on the
+    /// shared loopback sshd (started here if needed; a test fails if it cannot start),
+    /// `root` the same directory seen on disk.
+    pub fn ssh() -> Env {
+        Env::ssh_on(server())
+    }
+
+    /// [`Env::ssh`] on a given server.
+    pub fn ssh_on(server: &'static sshd::Sshd) -> Env {
+        let mut env = Env::scratch(Kind::Ssh);
+        env.target = server.url(&env.root);
+        env.ssh = Some(server);
+        env
+    }
+
+    /// Another, fresh environment of the same kind (on the same server).
+    pub fn sibling(&self) -> Env {
+        match self.ssh {
+            Some(s) => Env::ssh_on(s),
+            None => Env::local(),
+        }
+    }
+
+    pub fn is_ssh(&self) -> bool {
+        self.kind == Kind::Ssh
+    }
+
+    /// The sshd behind an SSH environment.
+    pub fn server(&self) -> &'static sshd::Sshd {
+        self.ssh.expect("a local environment has no server")
+    }
+
+    /// `n` for a local target, a smaller count over SSH (never below 1): where a case
+    /// needs many files only to be realistic, SSH runs it on a smaller tree.
+    pub fn scaled(&self, n: usize, ssh_divisor: usize) -> usize {
+        match self.kind {
+            Kind::Local => n,
+            Kind::Ssh => (n / ssh_divisor).max(1),
         }
     }
 
@@ -76,12 +212,32 @@ impl Env {
     }
 
     /// A `relstore` command with this environment's cache.
+    ///
+    /// Never the machine's SSH setup: `HOME` is the environment's own (empty `.ssh/`),
+    /// no agent, no ssh config; an SSH environment adds the test key and the server's
+    /// known_hosts (`RELSTORE_SSH_IDENTITY`, `RELSTORE_KNOWN_HOSTS`).
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_relstore"));
         c.env("RELSTORE_CACHE_DIR", &self.cache)
             .env("RELSTORE_STORE_DIR", &self.store)
+            .env("HOME", &self.home)
+            .env_remove("XDG_CACHE_HOME")
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("RELSTORE_SSH_IDENTITY")
+            .env_remove("RELSTORE_KNOWN_HOSTS")
+            .env_remove("RELSTORE_SSH_CONFIG")
+            .env_remove("RELSTORE_ACCEPT_NEW_HOST_KEY")
             .env_remove("RELSTORE_KILL_AT")
             .env_remove("RELSTORE_PAUSE_AT");
+        if let Some(s) = self.ssh {
+            c.env("RELSTORE_SSH_IDENTITY", &s.user_key)
+                .env("RELSTORE_KNOWN_HOSTS", &s.known_hosts);
+        }
+        // Last, so that a test can override any of the above.
+        for (k, v) in &self.extra_env {
+            c.env(k, v);
+        }
         c
     }
 

@@ -13,7 +13,7 @@
 //! directory of the same manifest (so assembly can never write through a symlink).
 
 use std::collections::HashSet;
-use std::io::Read;
+use std::io::{self, Read};
 
 use serde::{Deserialize, Serialize};
 
@@ -223,25 +223,9 @@ impl Manifest {
     /// Decodes and fully validates a manifest. `expected_name`, when given, must match
     /// the header (a manifest renamed on the target is refused).
     pub fn decode(bytes: &[u8], expected_name: Option<&str>) -> Result<Manifest, ManifestError> {
-        let (header, header_end) = decode_header_at(bytes)?;
-        if bytes.len() < header_end + 16 + 32 {
-            return Err(ManifestError::Truncated);
-        }
-        let (payload, sum) = bytes.split_at(bytes.len() - 32);
-        if blake3::hash(payload).as_bytes() != sum {
-            return Err(ManifestError::Checksum);
-        }
-        let body_len = read_u64(payload, header_end)?;
-        let zbody_len = read_u64(payload, header_end + 8)?;
-        if body_len > MAX_BODY_LEN {
-            return Err(ManifestError::TooLarge(body_len));
-        }
-        let zstart = header_end + 16;
-        if (payload.len() - zstart) as u64 != zbody_len {
-            return Err(ManifestError::Truncated);
-        }
+        let (header, zbody, body_len) = open_checked(bytes)?;
         let mut body = Vec::with_capacity(body_len.min(64 << 20) as usize);
-        let decoder = zstd::stream::read::Decoder::new(&payload[zstart..])
+        let decoder = zstd::stream::read::Decoder::new(zbody)
             .map_err(|e| ManifestError::Decode(e.to_string()))?;
         decoder
             .take(body_len + 1)
@@ -261,6 +245,42 @@ impl Manifest {
         let manifest = Manifest { header, entries };
         manifest.validate(expected_name)?;
         Ok(manifest)
+    }
+
+    /// Whether the manifest in `bytes` lists exactly `entries` (sorted, as
+    /// [`Manifest::new`] leaves them), without materialising its own entries: the body
+    /// is decompressed and decoded one entry at a time and compared as it streams, so a
+    /// no-change push of a million-file tree holds one copy of the tree in memory, not
+    /// two. The checksum and header are verified as by [`Manifest::decode`]; the body is
+    /// not validated, which is sound because it is only ever found equal to entries
+    /// that are valid. Returns the header for the report.
+    pub fn equals_entries(
+        bytes: &[u8],
+        expected_name: Option<&str>,
+        entries: &[Entry],
+    ) -> Result<(bool, Header), ManifestError> {
+        let (header, zbody, body_len) = open_checked(bytes)?;
+        validate_header(&header, expected_name)?;
+        if header.totals != Totals::of(entries) {
+            return Ok((false, header));
+        }
+        let decoder = zstd::stream::read::Decoder::new(zbody)
+            .map_err(|e| ManifestError::Decode(e.to_string()))?;
+        let mut body = io::BufReader::new(decoder.take(body_len));
+        let decode_err = |e: bincode::error::DecodeError| ManifestError::Decode(e.to_string());
+        let count: u64 = bincode::serde::decode_from_std_read(&mut body, bincode_config())
+            .map_err(decode_err)?;
+        if count != entries.len() as u64 {
+            return Ok((false, header));
+        }
+        for want in entries {
+            let got: Entry = bincode::serde::decode_from_std_read(&mut body, bincode_config())
+                .map_err(decode_err)?;
+            if &got != want {
+                return Ok((false, header));
+            }
+        }
+        Ok((true, header))
     }
 
     /// Checks every invariant a manifest from an untrusted source must hold.
@@ -335,6 +355,29 @@ fn validate_header(h: &Header, expected_name: Option<&str>) -> Result<(), Manife
 fn read_u32(b: &[u8], at: usize) -> Result<u32, ManifestError> {
     let s = b.get(at..at + 4).ok_or(ManifestError::Truncated)?;
     Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+/// Checks magic, format, header and checksum; returns the header, the compressed body
+/// and the body's declared (bounded) length.
+fn open_checked(bytes: &[u8]) -> Result<(Header, &[u8], u64), ManifestError> {
+    let (header, header_end) = decode_header_at(bytes)?;
+    if bytes.len() < header_end + 16 + 32 {
+        return Err(ManifestError::Truncated);
+    }
+    let (payload, sum) = bytes.split_at(bytes.len() - 32);
+    if blake3::hash(payload).as_bytes() != sum {
+        return Err(ManifestError::Checksum);
+    }
+    let body_len = read_u64(payload, header_end)?;
+    let zbody_len = read_u64(payload, header_end + 8)?;
+    if body_len > MAX_BODY_LEN {
+        return Err(ManifestError::TooLarge(body_len));
+    }
+    let zstart = header_end + 16;
+    if (payload.len() - zstart) as u64 != zbody_len {
+        return Err(ManifestError::Truncated);
+    }
+    Ok((header, &payload[zstart..], body_len))
 }
 
 fn read_u64(b: &[u8], at: usize) -> Result<u64, ManifestError> {
@@ -446,6 +489,42 @@ mod tests {
             2,
             "same content, two modes: two objects"
         );
+    }
+
+    #[test]
+    fn streaming_equality_matches_decoded_equality() {
+        let m = sample();
+        let bytes = m.encode();
+        let (same, header) = Manifest::equals_entries(&bytes, Some("r1"), &m.entries).unwrap();
+        assert!(same);
+        assert_eq!(header, m.header);
+        // One field of one entry differs (totals equal): found while streaming.
+        let mut other = m.entries.clone();
+        if let Some(EntryKind::File { hash, .. }) =
+            other.iter_mut().rev().find_map(|e| match e.kind {
+                EntryKind::File { .. } => Some(&mut e.kind),
+                _ => None,
+            })
+        {
+            *hash = ContentHash::from(blake3::hash(b"other"));
+        }
+        assert!(
+            !Manifest::equals_entries(&bytes, Some("r1"), &other)
+                .unwrap()
+                .0
+        );
+        // Fewer entries: different totals.
+        assert!(
+            !Manifest::equals_entries(&bytes, Some("r1"), &m.entries[1..])
+                .unwrap()
+                .0
+        );
+        // Damage is still refused.
+        let mut bad = bytes.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 1;
+        assert!(Manifest::equals_entries(&bad, Some("r1"), &m.entries).is_err());
+        assert!(Manifest::equals_entries(&bytes, Some("r2"), &m.entries).is_err());
     }
 
     #[test]

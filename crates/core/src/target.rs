@@ -29,6 +29,10 @@ pub enum TargetError {
     /// The location exists but is not something relstore may use as a store root.
     #[error("{location}: {reason}")]
     NotAStore { location: String, reason: String },
+    /// Nothing is there yet: the root does not exist or is an empty directory. A push
+    /// creates the store there; `push --dry-run` plans against an empty store.
+    #[error("{location}: {reason}")]
+    NoStore { location: String, reason: String },
     /// A manifest on the target could not be decoded or failed validation.
     #[error("corrupt manifest {path}")]
     Manifest {

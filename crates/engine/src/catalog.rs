@@ -127,18 +127,32 @@ impl Catalog {
 /// Reads and validates the full manifest of `name`, falling back to the staged copy of
 /// a current release whose push died right after its swap.
 pub fn read_manifest(target: &dyn Target, name: &ReleaseName) -> EngineResult<Manifest> {
-    let bytes = match target.read_manifest(name) {
-        Ok(b) => b,
+    let bytes = read_manifest_bytes(target, name)?;
+    Manifest::decode(&bytes, Some(name.as_str()))
+        .map_err(|source| manifest_error(target, name, source))
+}
+
+/// The encoded manifest of `name`, recorded or (after a push that died right after its
+/// swap) staged; for callers that decode it their own way.
+pub fn read_manifest_bytes(target: &dyn Target, name: &ReleaseName) -> EngineResult<Vec<u8>> {
+    match target.read_manifest(name) {
+        Ok(b) => Ok(b),
         Err(e) => match target.read_staged_manifest(name)? {
-            Some(b) => b,
-            None => return Err(e.into()),
+            Some(b) => Ok(b),
+            None => Err(e.into()),
         },
-    };
-    Manifest::decode(&bytes, Some(name.as_str())).map_err(|source| {
-        EngineError::Target(TargetError::Manifest {
-            path: format!("{}/{}", target.location(), layout::manifest_file(name)),
-            source,
-        })
+    }
+}
+
+/// A manifest of `name` that does not decode, as an error naming its file.
+pub fn manifest_error(
+    target: &dyn Target,
+    name: &ReleaseName,
+    source: relstore_core::manifest::ManifestError,
+) -> EngineError {
+    EngineError::Target(TargetError::Manifest {
+        path: format!("{}/{}", target.location(), layout::manifest_file(name)),
+        source,
     })
 }
 

@@ -528,6 +528,10 @@ fn check(target: &dyn Target, scope: &Scope, progress: &dyn Progress) -> EngineR
         .filter(|o| needed.contains(&o.id))
         .copied()
         .collect();
+    let mut stored: HashMap<ObjectId, Vec<StoredObject>> = HashMap::new();
+    for o in &linkable {
+        stored.entry(o.id).or_default().push(*o);
+    }
     for (o, ino) in linkable.iter().zip(target.object_inodes(&linkable)) {
         if let Ok(Some(ino)) = ino {
             inodes.entry(o.id).or_default().push((*o, ino));
@@ -563,7 +567,7 @@ fn check(target: &dyn Target, scope: &Scope, progress: &dyn Progress) -> EngineR
                     }
                 }
             }
-            let found = check_entry(e, tree.get(&e.path), &inodes, &mut bad_copies);
+            let found = check_entry(e, tree.get(&e.path), &inodes, &stored, &mut bad_copies);
             if !found.is_empty() {
                 release_broken.insert(e.path.clone());
             }
@@ -660,11 +664,15 @@ fn tree_kind_name(k: TreeKind) -> &'static str {
 }
 
 /// Problems of one manifest entry against what is on disk at its path. A path linked to
-/// an object copy whose mode was changed marks that copy for replacement.
+/// an object copy whose mode was changed marks that copy for replacement; where the
+/// target cannot tell which copy a path is linked to (no inode numbers over SFTP),
+/// every stored copy of its object is marked (the mode was most likely changed through
+/// a link, i.e. on the object itself).
 fn check_entry(
     e: &Entry,
     on_disk: Option<&TreeEntry>,
     inodes: &HashMap<ObjectId, Vec<(StoredObject, u64)>>,
+    stored: &HashMap<ObjectId, Vec<StoredObject>>,
     bad_copies: &mut BTreeMap<(ObjectId, u32), StoredObject>,
 ) -> Vec<(ProblemKind, String)> {
     let Some(t) = on_disk else {
@@ -727,6 +735,10 @@ fn check_entry(
                         o.rel_path()
                     ));
                     bad_copies.insert((o.id, o.copy), o);
+                } else if let (None, Some(id)) = (t.ino, e.object()) {
+                    for o in stored.get(&id).map(Vec::as_slice).unwrap_or(&[]) {
+                        bad_copies.insert((o.id, o.copy), *o);
+                    }
                 }
                 found.push((ProblemKind::WrongMode, detail));
             }

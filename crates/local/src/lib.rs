@@ -81,6 +81,13 @@ impl LocalTarget {
         }
     }
 
+    fn no_store(&self, reason: &str) -> TargetError {
+        TargetError::NoStore {
+            location: self.location.clone(),
+            reason: reason.into(),
+        }
+    }
+
     fn create_layout_dirs(&self) -> TargetResult<()> {
         for d in [
             layout::RELEASES,
@@ -208,9 +215,7 @@ impl Target for LocalTarget {
                     .map_err(|e| io_err("create directory", &self.root, e))?;
                 true
             }
-            None => {
-                return Err(self.not_a_store("no relstore store here (the path does not exist)"))
-            }
+            None => return Err(self.no_store("no relstore store here (the path does not exist)")),
             Some(m) if !m.is_dir() => {
                 return Err(self.not_a_store("is a file, not a directory"));
             }
@@ -240,9 +245,7 @@ impl Target for LocalTarget {
                             ));
                         }
                         if !create {
-                            return Err(
-                                self.not_a_store("no relstore store here (empty directory)")
-                            );
+                            return Err(self.no_store("no relstore store here (empty directory)"));
                         }
                         true
                     }

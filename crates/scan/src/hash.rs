@@ -146,7 +146,7 @@ pub(crate) fn hash_missing(
                 stat,
                 hash: slot @ None,
                 ..
-            } => Some((node.path.as_slice(), &*stat, slot)),
+            } => Some((&node.path[..], &*stat, slot)),
             _ => None,
         })
         .collect();

@@ -79,10 +79,18 @@ pub(crate) enum Loaded {
     Unusable(String),
 }
 
-/// Reads and verifies the cache file (checksum, format, bounds) and decompresses it.
+/// Reads and verifies the cache file (checksum, format, bounds) and decompresses it,
+/// streaming (see [`format::unpack_stream`]).
 pub(crate) fn read(path: &Path) -> Loaded {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
+    let opened = fs::File::open(path).and_then(|f| {
+        let meta = f.metadata()?;
+        if !meta.is_file() {
+            return Err(io::Error::other("not a regular file"));
+        }
+        Ok((meta.len(), f))
+    });
+    let (len, file) = match opened {
+        Ok(x) => x,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Loaded::Missing,
         Err(e) => {
             return Loaded::Unusable(format!(
@@ -91,7 +99,7 @@ pub(crate) fn read(path: &Path) -> Loaded {
             ))
         }
     };
-    match format::unpack(&bytes) {
+    match format::unpack_stream(io::BufReader::new(file), len) {
         Ok(body) => Loaded::Body(body),
         Err(Unpack::Format(v)) => Loaded::Unusable(format!(
             "stat cache {} has format {v}, this relstore uses {CACHE_FORMAT}; hashing every file",
@@ -134,7 +142,7 @@ fn merge(body: &[u8], nodes: &mut [Node]) -> Result<usize, &'static str> {
         // Records before this file are of files that are gone. (Equal paths, the
         // common case, are settled by a memcmp before the component-wise order.)
         while have
-            && reader.path() != node.path.as_slice()
+            && reader.path() != &node.path[..]
             && cmp_paths(reader.path(), &node.path).is_lt()
         {
             have = reader.advance()?;
@@ -142,7 +150,7 @@ fn merge(body: &[u8], nodes: &mut [Node]) -> Result<usize, &'static str> {
         if !have {
             break;
         }
-        if reader.path() == node.path.as_slice() {
+        if reader.path() == &node.path[..] {
             if reader.stat() == *stat && trusted(stat, stamp) {
                 *hash = Some(reader.hash());
             }
@@ -167,7 +175,7 @@ fn hashed_files(nodes: &[Node]) -> impl Iterator<Item = (&[u8], &FileStat, &Cont
             stat,
             hash: Some(hash),
             ..
-        } => Some((n.path.as_slice(), stat, hash)),
+        } => Some((&n.path[..], stat, hash)),
         _ => None,
     })
 }
@@ -222,7 +230,7 @@ pub(crate) fn forge(path: &Path, stamp: impl Fn(i64, i64) -> i64, fake_hash: [u8
     let mut nodes = Vec::new();
     while reader.advance().unwrap_or_else(|e| panic!("{e}")) {
         nodes.push(Node {
-            path: reader.path().to_vec(),
+            path: reader.path().into(),
             kind: NodeKind::File {
                 mode: 0o644,
                 stat: reader.stat(),
@@ -251,7 +259,7 @@ mod tests {
 
     fn file_node(path: &[u8], n: u64, hashed: bool) -> Node {
         Node {
-            path: path.to_vec(),
+            path: path.into(),
             kind: NodeKind::File {
                 mode: 0o644,
                 stat: FileStat {
@@ -268,7 +276,7 @@ mod tests {
 
     fn dir_node(path: &[u8]) -> Node {
         Node {
-            path: path.to_vec(),
+            path: path.into(),
             kind: NodeKind::Dir { mode: 0o755 },
         }
     }
@@ -442,7 +450,8 @@ mod perf {
         let mut nodes: Vec<Node> = (0..1_000_000u64)
             .map(|i| Node {
                 path: format!("site/section-{}/page-{}/index-{i}.html", i % 97, i % 1013)
-                    .into_bytes(),
+                    .into_bytes()
+                    .into(),
                 kind: NodeKind::File {
                     mode: 0o644,
                     stat: FileStat {
@@ -461,7 +470,7 @@ mod perf {
         // Reallocate paths in sorted order, as the walk's per-directory allocation
         // would have them: memory locality is most of the cost here.
         for n in &mut nodes {
-            n.path = std::mem::take(&mut n.path).into_boxed_slice().to_vec();
+            n.path = n.path.to_vec().into_boxed_slice();
         }
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.cache");

@@ -63,8 +63,9 @@ impl FileStat {
 /// One entry of the scanned tree, before it becomes a manifest [`relstore_core::Entry`].
 #[derive(Debug)]
 pub(crate) struct Node {
-    /// Relative path, raw bytes, `/`-separated.
-    pub path: Vec<u8>,
+    /// Relative path, raw bytes, `/`-separated. A boxed slice, not a `Vec`: 8 bytes
+    /// less per entry, which a million-file scan holds twice at its peak.
+    pub path: Box<[u8]>,
     pub kind: NodeKind,
 }
 
@@ -94,7 +95,7 @@ pub(crate) struct Walked {
 
 /// An entry inside one directory's listing; directories point at their own listing.
 struct RawEntry {
-    path: Vec<u8>,
+    path: Box<[u8]>,
     kind: RawKind,
 }
 
@@ -261,6 +262,8 @@ fn list_dir<'s>(
     match read_listing(s, shared, &fd, &rel) {
         Ok(mut entries) => {
             entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+            // Held until the walk ends: no growth slack for a million entries.
+            entries.shrink_to_fit();
             shared.total.fetch_add(entries.len(), Ordering::Relaxed);
             shared.progress.advance(entries.len() as u64);
             if let Ok(mut l) = shared.listings.lock() {
@@ -299,7 +302,10 @@ fn read_listing<'s>(
                 });
             }
             if let Some(kind) = classify_entry(s, shared, fd, name, d_type, &path)? {
-                entries.push(RawEntry { path, kind });
+                entries.push(RawEntry {
+                    path: path.into_boxed_slice(),
+                    kind,
+                });
             }
         }
     }
@@ -442,7 +448,7 @@ fn flatten(mut listings: Vec<Option<Listing>>, total: usize) -> Walked {
             },
             RawKind::Symlink { target } => NodeKind::Symlink { target },
             RawKind::Special(kind) => {
-                skipped.push((entry.path, kind));
+                skipped.push((entry.path.into_vec(), kind));
                 continue;
             }
         };

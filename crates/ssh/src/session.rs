@@ -323,6 +323,22 @@ pub fn client_config(opts: &ConnectOptions) -> client::Config {
         order.extend(preferred.key.iter().filter(|a| !matches(a)).cloned());
         preferred.key = Cow::Owned(order);
     }
+    if aes_in_hardware() {
+        // With AES instructions AES-GCM costs a fraction of ChaCha20-Poly1305 on both
+        // ends (measured: ring's chacha20 + poly1305 were ~10% of the client's CPU in a
+        // 340 MB upload; OpenSSL's AES-GCM in sshd is likewise far cheaper than
+        // OpenSSH's chacha20-poly1305). Both are AEAD ciphers every OpenSSH ≥ 6.5
+        // offers; without AES instructions russh's default (ChaCha20 first) stands.
+        let mut order = vec![russh::cipher::AES_256_GCM];
+        order.extend(
+            preferred
+                .cipher
+                .iter()
+                .filter(|c| **c != russh::cipher::AES_256_GCM)
+                .cloned(),
+        );
+        preferred.cipher = Cow::Owned(order);
+    }
     if opts.compression {
         let mut order = vec![russh::compression::ZLIB_LEGACY];
         order.extend(
@@ -344,6 +360,25 @@ pub fn client_config(opts: &ConnectOptions) -> client::Config {
         inactivity_timeout: None,
         preferred,
         ..client::Config::default()
+    }
+}
+
+/// Whether this CPU has AES (and carry-less multiply) instructions, which make
+/// AES-GCM the cheapest cipher on the client and, usually, on the server too.
+fn aes_in_hardware() -> bool {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        std::arch::is_x86_feature_detected!("aes")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes")
+            && std::arch::is_aarch64_feature_detected!("pmull")
+    }
+    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
     }
 }
 

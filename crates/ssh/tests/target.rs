@@ -706,3 +706,55 @@ fn many_small_objects_and_links_are_pipelined() {
         n
     );
 }
+
+/// The wide paths of a large push: more channels for uploads, objects created with
+/// their final mode when the umask allows (others fixed by fsetstat), large objects
+/// streamed among small ones, and the existence check by directory listing (≥ 2048
+/// ids) — each object lands complete, with its exact mode, and the check reports
+/// exactly the ones not uploaded.
+#[test]
+fn wide_upload_and_listing_check_are_exact() {
+    let sshd = Sshd::start();
+    let root = sshd.work().join("site");
+    let t = connect(&sshd.url(&root), &sshd.remote_options(), &sshd);
+    t.open(true).expect("create");
+    let n = 3000;
+    let modes = [0o644, 0o755, 0o600, 0o640];
+    let mut entries = vec![dir(b"d", 0o755)];
+    let mut contents = HashMap::new();
+    for i in 0..n {
+        let path = format!("d/f{i:05}").into_bytes();
+        // Every 500th file spans several WRITE requests.
+        let len = if i % 500 == 7 { 700_000 } else { 1 + i % 3000 };
+        let data = pattern(len, i as u64);
+        entries.push(file(&path, &data, modes[i % modes.len()]));
+        contents.insert(path, data);
+    }
+    let (ups, src) = uploads_for(&entries, &contents);
+    let ids: Vec<ObjectId> = ups.iter().map(|u| u.id).collect();
+    assert_eq!(
+        t.missing_objects(&ids).expect("missing on empty store"),
+        ids
+    );
+    // Upload every other object, then ask about all of them.
+    let first: Vec<Upload> = ups.iter().step_by(2).cloned().collect();
+    t.put_objects(&first, &src, &NoProgress)
+        .expect("upload half");
+    let expected: Vec<ObjectId> = ids.iter().skip(1).step_by(2).copied().collect();
+    assert_eq!(t.missing_objects(&ids).expect("missing"), expected);
+    let rest: Vec<Upload> = ups.iter().skip(1).step_by(2).cloned().collect();
+    t.put_objects(&rest, &src, &NoProgress)
+        .expect("upload rest");
+    assert!(t.missing_objects(&ids).expect("missing").is_empty());
+    for u in &ups {
+        let p = root.join(u.id.rel_path());
+        let meta = std::fs::metadata(&p).expect("object");
+        assert_eq!(meta.mode() & 0o7777, u.id.mode, "{}", p.display());
+        assert_eq!(std::fs::read(&p).expect("read"), src.0[&u.id]);
+    }
+    assert_eq!(
+        std::fs::read_dir(root.join("tmp")).expect("tmp").count(),
+        0,
+        "nothing left in tmp/"
+    );
+}

@@ -22,7 +22,7 @@
 //! through serde: for a million rows serde's per-field machinery cost more than
 //! everything else put together. The tests check the bytes against bincode itself.
 
-use std::io::Cursor;
+use std::io::{self, Cursor, Read};
 
 use relstore_core::path::MAX_PATH_LEN;
 use relstore_core::ContentHash;
@@ -199,35 +199,84 @@ pub(crate) enum Unpack {
     Corrupt(&'static str),
 }
 
-/// Checks magic, format, checksum and bounds, and decompresses the body.
+/// Checks magic, format, checksum and bounds, and decompresses the body (the tests'
+/// entry point to [`unpack_stream`]).
+#[cfg(test)]
 pub(crate) fn unpack(bytes: &[u8]) -> Result<Vec<u8>, Unpack> {
-    if bytes.len() < PREFIX_LEN + SUM_LEN || &bytes[..8] != MAGIC {
+    unpack_stream(bytes, bytes.len() as u64)
+}
+
+/// Checks magic, format, checksum and bounds, and decompresses the body, reading the
+/// cache file of `len` bytes as a stream: the
+/// compressed bytes (about 42 per record, hashes do not compress) are never held in
+/// memory next to the decompressed body. The checksum is computed while reading, so a
+/// damaged file is still refused, only after it was decompressed.
+pub(crate) fn unpack_stream(mut file: impl Read, len: u64) -> Result<Vec<u8>, Unpack> {
+    let unreadable = |_| Unpack::Corrupt("cannot be read to the end");
+    if len < (PREFIX_LEN + SUM_LEN) as u64 {
         return Err(Unpack::Corrupt("not a relstore stat cache"));
     }
-    let (payload, sum) = bytes.split_at(bytes.len() - SUM_LEN);
-    let version = u32::from_le_bytes([payload[8], payload[9], payload[10], payload[11]]);
+    let mut prefix = [0u8; PREFIX_LEN];
+    file.read_exact(&mut prefix).map_err(unreadable)?;
+    if &prefix[..8] != MAGIC {
+        return Err(Unpack::Corrupt("not a relstore stat cache"));
+    }
+    let version = u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]);
     if version != CACHE_FORMAT {
         return Err(Unpack::Format(version));
     }
-    if blake3::hash(payload).as_bytes() != sum {
-        return Err(Unpack::Corrupt("checksum mismatch"));
-    }
-    let mut len = [0u8; 8];
-    len.copy_from_slice(&payload[12..PREFIX_LEN]);
-    let body_len = u64::from_le_bytes(len);
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&prefix[12..PREFIX_LEN]);
+    let body_len = u64::from_le_bytes(n);
     if body_len > MAX_BODY_LEN {
         return Err(Unpack::Corrupt("declared size too large"));
     }
-    let body_len = usize::try_from(body_len).map_err(|_| Unpack::Corrupt("too large"))?;
-    let body = zstd::bulk::decompress(&payload[PREFIX_LEN..], body_len)
-        .map_err(|_| Unpack::Corrupt("cannot decompress"))?;
-    if body.len() != body_len {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&prefix);
+    let zlen = len - (PREFIX_LEN + SUM_LEN) as u64;
+    let mut hashed = Hashing {
+        inner: (&mut file).take(zlen),
+        hasher: &mut hasher,
+    };
+    let body = {
+        let mut decoder = zstd::stream::read::Decoder::new(&mut hashed)
+            .map_err(|_| Unpack::Corrupt("cannot decompress"))?;
+        let mut body = Vec::with_capacity(usize::try_from(body_len).unwrap_or(0));
+        // A stream longer than declared is read one byte past, and refused below.
+        (&mut decoder)
+            .take(body_len + 1)
+            .read_to_end(&mut body)
+            .map_err(|_| Unpack::Corrupt("cannot decompress"))?;
+        body
+    };
+    // Whatever the decoder did not need still counts for the checksum.
+    io::copy(&mut hashed, &mut io::sink()).map_err(unreadable)?;
+    let mut sum = [0u8; SUM_LEN];
+    file.read_exact(&mut sum).map_err(unreadable)?;
+    if hasher.finalize().as_bytes() != &sum {
+        return Err(Unpack::Corrupt("checksum mismatch"));
+    }
+    if body.len() as u64 != body_len {
         return Err(Unpack::Corrupt("body length differs from header"));
     }
     Ok(body)
 }
 
-/// Streams the records of a body returned by [`unpack`].
+/// A reader that feeds what passes through it to a hasher.
+struct Hashing<'h, R> {
+    inner: R,
+    hasher: &'h mut blake3::Hasher,
+}
+
+impl<R: Read> Read for Hashing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Streams the records of a body returned by [`unpack_stream`].
 pub(crate) struct Reader<'a> {
     scan_started_ns: i64,
     hashes: &'a [u8],

@@ -142,6 +142,8 @@ struct Response {
 }
 
 type Responder = oneshot::Sender<SftpResult<Response>>;
+/// Where the reply of a queued request arrives.
+type ReplyRx = oneshot::Receiver<SftpResult<Response>>;
 
 struct State {
     /// Responders by request id, each with the in-flight permit it holds.
@@ -531,7 +533,18 @@ impl SftpClient {
 
     /// Sends one request packet (built with a zero id placeholder at bytes 5..9) and
     /// waits for its reply. Holds one in-flight permit until the reply arrives.
-    async fn send(&self, mut pkt: Vec<u8>) -> SftpResult<Response> {
+    async fn send(&self, pkt: Vec<u8>) -> SftpResult<Response> {
+        let rx = self.enqueue(pkt).await?;
+        self.reply(rx).await
+    }
+
+    /// Queues one request packet and returns where its reply will arrive, without
+    /// waiting for it. Requests queued one after another by one task go on the wire
+    /// in that order (the in-flight semaphore is fair, and the packet is queued under
+    /// the state lock), which is what lets [`FileWriter::finish`] send fsync and close
+    /// right behind the writes: OpenSSH handles one channel's requests strictly in
+    /// order, so they act on the data written before them.
+    async fn enqueue(&self, mut pkt: Vec<u8>) -> SftpResult<ReplyRx> {
         let permit = self
             .inner
             .permits
@@ -540,28 +553,31 @@ impl SftpClient {
             .await
             .map_err(|_| SftpError::Closed("request limiter closed".into()))?;
         let (tx, rx) = oneshot::channel();
-        {
-            let mut st = self.inner.shared.lock();
-            if let Some(e) = &st.closed {
-                return Err(replicate_fatal(e));
-            }
-            let mut id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-            // Ids wrap after 4 billion requests; skip any still outstanding.
-            while st.pending.contains_key(&id) {
-                id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-            }
-            pkt[5..9].copy_from_slice(&id.to_be_bytes());
-            if st.pending.is_empty() {
-                st.last_progress = Instant::now();
-            }
-            st.pending.insert(id, (tx, permit));
-            // Queue under the lock so that packets go out in id order (cheap: an
-            // unbounded channel push never waits).
-            if self.inner.tx.send(pkt).is_err() {
-                st.pending.remove(&id);
-                return Err(SftpError::Closed("the SFTP writer task has ended".into()));
-            }
+        let mut st = self.inner.shared.lock();
+        if let Some(e) = &st.closed {
+            return Err(replicate_fatal(e));
         }
+        let mut id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        // Ids wrap after 4 billion requests; skip any still outstanding.
+        while st.pending.contains_key(&id) {
+            id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        }
+        pkt[5..9].copy_from_slice(&id.to_be_bytes());
+        if st.pending.is_empty() {
+            st.last_progress = Instant::now();
+        }
+        st.pending.insert(id, (tx, permit));
+        // Queue under the lock so that packets go out in id order (cheap: an
+        // unbounded channel push never waits).
+        if self.inner.tx.send(pkt).is_err() {
+            st.pending.remove(&id);
+            return Err(SftpError::Closed("the SFTP writer task has ended".into()));
+        }
+        Ok(rx)
+    }
+
+    /// Waits for the reply of a request queued with [`SftpClient::enqueue`].
+    async fn reply(&self, rx: ReplyRx) -> SftpResult<Response> {
         match rx.await {
             Ok(r) => r,
             Err(_) => Err(self
@@ -573,6 +589,17 @@ impl SftpClient {
                 .map(replicate_fatal)
                 .unwrap_or_else(|| SftpError::Closed("session ended".into()))),
         }
+    }
+
+    /// Waits for a queued request's reply and checks it is an OK status.
+    async fn reply_status(
+        &self,
+        rx: ReplyRx,
+        op: &'static str,
+        subject: Subject,
+    ) -> SftpResult<()> {
+        let r = self.reply(rx).await?;
+        expect_status(r, op, subject)
     }
 
     fn request(kind: u8, capacity: usize) -> Encoder {
@@ -661,10 +688,18 @@ impl SftpClient {
     /// Closes a file or directory handle. OpenSSH reports errors of `close(2)` here
     /// (e.g. a full disk on NFS): always check it after writing.
     pub async fn close(&self, handle: &Handle) -> SftpResult<()> {
+        self.status(
+            Self::close_packet(handle),
+            "close",
+            Subject::one(&handle.path),
+        )
+        .await
+    }
+
+    fn close_packet(handle: &Handle) -> Vec<u8> {
         let mut e = Self::request(proto::FXP_CLOSE, handle.raw.len() + 4);
         e.string(&handle.raw);
-        self.status(e.finish(), "close", Subject::one(&handle.path))
-            .await
+        e.finish()
     }
 
     /// Reads up to `len` bytes at `offset`; `None` at end of file. The server may
@@ -763,10 +798,18 @@ impl SftpClient {
 
     /// Changes attributes of an open file.
     pub async fn fsetstat(&self, handle: &Handle, attrs: &FileAttrs) -> SftpResult<()> {
+        self.status(
+            Self::fsetstat_packet(handle, attrs),
+            "fsetstat",
+            Subject::one(&handle.path),
+        )
+        .await
+    }
+
+    fn fsetstat_packet(handle: &Handle, attrs: &FileAttrs) -> Vec<u8> {
         let mut e = Self::request(proto::FXP_FSETSTAT, handle.raw.len() + 40);
         e.string(&handle.raw).attrs(attrs);
-        self.status(e.finish(), "fsetstat", Subject::one(&handle.path))
-            .await
+        e.finish()
     }
 
     /// Opens a directory for [`SftpClient::readdir`].
@@ -893,10 +936,18 @@ impl SftpClient {
     /// returns.
     pub async fn fsync(&self, handle: &Handle) -> SftpResult<()> {
         self.require(EXT_FSYNC)?;
+        self.status(
+            Self::fsync_packet(handle),
+            "fsync",
+            Subject::one(&handle.path),
+        )
+        .await
+    }
+
+    fn fsync_packet(handle: &Handle) -> Vec<u8> {
         let mut e = Self::extended_packet(EXT_FSYNC, handle.raw.len() + 4);
         e.string(&handle.raw);
-        self.status(e.finish(), "fsync", Subject::one(&handle.path))
-            .await
+        e.finish()
     }
 
     /// `statvfs(3)` of the file system holding `path` (`statvfs@openssh.com`).

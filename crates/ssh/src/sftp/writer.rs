@@ -2,15 +2,27 @@
 //!
 //! One WRITE at a time costs a round trip per chunk; over a 20 ms link that caps a
 //! 255 KiB chunk size at ~12 MiB/s. [`FileWriter`] keeps up to
-//! [`super::SftpConfig::writes_in_flight_per_file`] writes outstanding (each in its own
-//! task, so they progress while the caller produces the next chunk), checks every
-//! reply, and closes the handle with its status checked — the data-losing traps of
-//! fire-and-forget writes and unchecked closes do not exist here.
+//! [`super::SftpConfig::writes_in_flight_per_file`] writes outstanding (queued on the
+//! wire at once; the server works on them while the caller produces the next chunk),
+//! checks every reply, and closes the handle with its status checked — the
+//! data-losing traps of fire-and-forget writes and unchecked closes do not exist here.
+//!
+//! [`FileWriter::finish`] does not wait for the writes before sending what ends the
+//! file: the writes, an optional fsetstat, fsync and close go out back to back and
+//! their replies are checked together, so a small file costs one round trip after
+//! its open instead of four. That is sound because the requests are queued in order
+//! by one task (see `SftpClient::enqueue`) and OpenSSH's server handles a channel's
+//! requests one after another, in order (the SFTP drafts require in-order processing
+//! of requests on the same handle): the fsync runs after every write it must cover.
+//! Anything that must not happen unless the file is complete (the rename that
+//! publishes it) still waits for `finish` to return.
 
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::task::JoinSet;
 
-use super::{Handle, SftpClient, SftpError, SftpResult, Subject};
+use super::{FileAttrs, Handle, SftpClient, SftpError, SftpResult, Subject, EXT_FSYNC};
 
 /// A file being written; obtained from [`SftpClient::create_file`].
 ///
@@ -24,7 +36,7 @@ pub struct FileWriter {
     offset: u64,
     chunk: usize,
     window: usize,
-    in_flight: JoinSet<SftpResult<()>>,
+    in_flight: FuturesUnordered<BoxFuture<'static, SftpResult<()>>>,
 }
 
 impl FileWriter {
@@ -37,7 +49,7 @@ impl FileWriter {
             offset: 0,
             chunk,
             window,
-            in_flight: JoinSet::new(),
+            in_flight: FuturesUnordered::new(),
         }
     }
 
@@ -60,16 +72,20 @@ impl FileWriter {
         self.handle.as_ref().map(|h| h.path()).unwrap_or(b"")
     }
 
-    /// Waits for one outstanding write; its failure is returned.
+    /// Waits for one outstanding request; its failure is returned.
     async fn reap_one(&mut self) -> SftpResult<()> {
-        match self.in_flight.join_next().await {
-            None => Ok(()),
-            Some(Ok(r)) => r,
-            Some(Err(e)) => Err(SftpError::Closed(format!(
-                "write task for {} did not finish: {e}",
-                Subject::one(self.path())
-            ))),
-        }
+        self.in_flight.next().await.unwrap_or(Ok(()))
+    }
+
+    /// Queues `pkt` behind everything this writer queued before and tracks its reply.
+    async fn queue(&mut self, pkt: Vec<u8>, op: &'static str, handle: &Handle) -> SftpResult<()> {
+        let rx = self.client.enqueue(pkt).await?;
+        let client = self.client.clone();
+        let subject = Subject::one(handle.path());
+        self.in_flight.push(Box::pin(async move {
+            client.reply_status(rx, op, subject).await
+        }));
+        Ok(())
     }
 
     /// Queues `data` at the current offset, split into chunks; returns once every
@@ -84,22 +100,11 @@ impl FileWriter {
                 self.reap_one().await?;
             }
             // Reap finished writes early so an error surfaces promptly.
-            while let Some(done) = self.in_flight.try_join_next() {
-                match done {
-                    Ok(r) => r?,
-                    Err(e) => {
-                        return Err(SftpError::Closed(format!(
-                            "write task for {} did not finish: {e}",
-                            Subject::one(handle.path())
-                        )))
-                    }
-                }
+            while let Some(Some(done)) = futures::FutureExt::now_or_never(self.in_flight.next()) {
+                done?;
             }
             let pkt = SftpClient::write_packet(&handle, self.offset, chunk);
-            let client = self.client.clone();
-            let subject = Subject::one(handle.path());
-            self.in_flight
-                .spawn(async move { client.status(pkt, "write", subject).await });
+            self.queue(pkt, "write", &handle).await?;
             self.offset += chunk.len() as u64;
         }
         Ok(())
@@ -141,24 +146,47 @@ impl FileWriter {
         }
     }
 
-    /// Waits for every write, fsyncs if asked (`fsync@openssh.com`; an error if the
-    /// server lacks it), then closes. Returns the file's length. The handle is closed
-    /// even when a write failed; the first error wins.
-    pub async fn finish(mut self, fsync: bool) -> SftpResult<u64> {
+    /// Ends the file: fsync if asked (`fsync@openssh.com`; an error if the server
+    /// lacks it), then close, sent right behind the writes (see the module docs), and
+    /// waits for every reply. Returns the file's length. The handle is closed even
+    /// when a write failed; the first error wins.
+    pub async fn finish(self, fsync: bool) -> SftpResult<u64> {
+        self.finish_with(None, fsync).await
+    }
+
+    /// Like [`FileWriter::finish`], setting `attrs` on the open file (fsetstat)
+    /// before the fsync — e.g. the exact permission bits, which the server's umask may
+    /// have changed at create time — in the same round trip.
+    pub async fn finish_with(mut self, attrs: Option<&FileAttrs>, fsync: bool) -> SftpResult<u64> {
+        let Some(handle) = self.handle.take() else {
+            return Err(SftpError::Closed("file writer already finished".into()));
+        };
         let mut result = Ok(());
+        if fsync && !self.client.has_extension(EXT_FSYNC) {
+            result = Err(SftpError::ExtensionUnsupported(EXT_FSYNC.to_string()));
+        }
+        if result.is_ok() {
+            if let Some(a) = attrs {
+                result = self
+                    .queue(SftpClient::fsetstat_packet(&handle, a), "fsetstat", &handle)
+                    .await;
+            }
+        }
+        if result.is_ok() && fsync {
+            result = self
+                .queue(SftpClient::fsync_packet(&handle), "fsync", &handle)
+                .await;
+        }
+        // Close whatever happened: a handle must not leak for the rest of the session.
+        let closed = self
+            .queue(SftpClient::close_packet(&handle), "close", &handle)
+            .await;
         while !self.in_flight.is_empty() {
             let r = self.reap_one().await;
             if result.is_ok() {
                 result = r;
             }
         }
-        let Some(handle) = self.handle.take() else {
-            return Err(SftpError::Closed("file writer already finished".into()));
-        };
-        if fsync && result.is_ok() {
-            result = self.client.fsync(&handle).await;
-        }
-        let closed = self.client.close(&handle).await;
         result?;
         closed?;
         Ok(self.offset)

@@ -87,6 +87,8 @@ pub(super) async fn assemble(
         });
     }
     let partial = t.p(&layout::partial_dir(name));
+    // Many mkdir/link requests: spread them over more sftp-server processes.
+    t.widen(entries.len()).await;
     let left = t.remove_tree(partial.clone(), None).await;
     if let Some(first) = left.first() {
         return Err(other(format!(

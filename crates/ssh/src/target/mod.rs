@@ -61,6 +61,12 @@ pub struct SftpTarget {
     rt: tokio::runtime::Runtime,
     session: SshSession,
     channels: Vec<SftpClient>,
+    /// More SFTP channels, opened on the first large upload or assembly (see
+    /// `SftpTarget::widen`): each is its own sftp-server process on the server.
+    extra: std::sync::OnceLock<Vec<SftpClient>>,
+    /// The permission bits the server's umask removes from created files, probed
+    /// once (see `SftpTarget::umask`).
+    umask: std::sync::OnceLock<u32>,
     next_channel: AtomicUsize,
     /// Absolute path of the store root on the server, no trailing slash.
     root: Vec<u8>,
@@ -171,6 +177,8 @@ impl SftpTarget {
             rt,
             session,
             channels,
+            extra: std::sync::OnceLock::new(),
+            umask: std::sync::OnceLock::new(),
             next_channel: AtomicUsize::new(0),
             root,
             location: spec.to_string(),
@@ -195,10 +203,16 @@ impl SftpTarget {
         self.rt.block_on(f)
     }
 
-    /// One of the SFTP channels, round robin: requests spread over all of them.
+    /// One of the SFTP channels, round robin: requests spread over all of them
+    /// (including the extra ones once [`SftpTarget::widen`] opened them).
     fn client(&self) -> &SftpClient {
-        let i = self.next_channel.fetch_add(1, Ordering::Relaxed) % self.channels.len();
-        &self.channels[i]
+        let extra = self.extra.get().map(Vec::as_slice).unwrap_or(&[]);
+        let n = self.channels.len() + extra.len();
+        let i = self.next_channel.fetch_add(1, Ordering::Relaxed) % n;
+        match self.channels.get(i) {
+            Some(c) => c,
+            None => &extra[i - self.channels.len()],
+        }
     }
 
     /// Absolute server path of `rel` (relative to the root).
@@ -235,6 +249,13 @@ impl SftpTarget {
 
     fn not_a_store(&self, reason: impl Into<String>) -> TargetError {
         TargetError::NotAStore {
+            location: self.location.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    fn no_store(&self, reason: &str) -> TargetError {
+        TargetError::NoStore {
             location: self.location.clone(),
             reason: reason.into(),
         }
@@ -357,9 +378,7 @@ impl SftpTarget {
         let fresh = match c.stat(&self.root).await {
             Err(e) if e.is_not_found() => {
                 if !create {
-                    return Err(
-                        self.not_a_store("no relstore store here (the path does not exist)")
-                    );
+                    return Err(self.no_store("no relstore store here (the path does not exist)"));
                 }
                 self.mkdir_all(&self.root).await?;
                 true
@@ -396,9 +415,7 @@ impl SftpTarget {
                             ));
                         }
                         if !create {
-                            return Err(
-                                self.not_a_store("no relstore store here (empty directory)")
-                            );
+                            return Err(self.no_store("no relstore store here (empty directory)"));
                         }
                         true
                     }
@@ -713,25 +730,7 @@ impl Target for SftpTarget {
     }
 
     fn missing_objects(&self, ids: &[ObjectId]) -> TargetResult<Vec<ObjectId>> {
-        let flags: Vec<TargetResult<bool>> = self.run(
-            futures::stream::iter(ids)
-                .map(|id| async move {
-                    let p = self.p(&id.rel_path());
-                    self.exists(&p)
-                        .await
-                        .map(|e| !e)
-                        .map_err(|e| self.io_err("check", &p, e))
-                })
-                .buffered(SMALL_IN_FLIGHT)
-                .collect(),
-        );
-        let mut missing = Vec::new();
-        for (id, flag) in ids.iter().zip(flags) {
-            if flag? {
-                missing.push(*id);
-            }
-        }
-        Ok(missing)
+        self.run(upload::missing_objects(self, ids))
     }
 
     fn put_objects(
