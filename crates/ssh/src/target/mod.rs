@@ -513,16 +513,24 @@ impl SftpTarget {
             return Err(self.io_err("write", &private, e));
         }
         // link(2) fails if the lock exists: it appears atomically and always complete.
-        let linked = c.hardlink(&private, &lock).await;
+        // SFTP v3 reports that as a generic failure, so a failure is followed by a look
+        // at the lock; when its holder released it in between, the link is tried again.
+        let mut attempts = 0;
+        let result = loop {
+            attempts += 1;
+            let linked = c.hardlink(&private, &lock).await;
+            match linked {
+                Ok(()) => break Ok(true),
+                Err(e) if is_failure(&e) => match self.exists(&lock).await {
+                    Ok(true) => break Ok(false),
+                    Ok(false) if attempts < 5 => continue,
+                    _ => break Err(self.io_err("create lock", &lock, e)),
+                },
+                Err(e) => break Err(self.io_err("create lock", &lock, e)),
+            }
+        };
         let _ = c.remove(&private).await;
-        match linked {
-            Ok(()) => Ok(true),
-            Err(e) if is_failure(&e) => match self.exists(&lock).await {
-                Ok(true) => Ok(false),
-                _ => Err(self.io_err("create lock", &lock, e)),
-            },
-            Err(e) => Err(self.io_err("create lock", &lock, e)),
-        }
+        result
     }
 
     async fn remove_lock_async(&self, expected: &[u8]) -> TargetResult<bool> {
