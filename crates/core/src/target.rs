@@ -138,6 +138,9 @@ pub struct TreeEntry {
     pub size: u64,
     /// Inode number, where the target can tell (tells a hardlink from a copy).
     pub ino: Option<u64>,
+    /// Link count, where the target can tell: without inode numbers (SFTP), a
+    /// non-empty file with one link is certainly not linked to its object.
+    pub nlink: Option<u64>,
     /// Symlink target, for symlinks.
     pub link_target: Option<Vec<u8>>,
 }

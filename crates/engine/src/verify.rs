@@ -12,7 +12,9 @@
 //!    directory modes equal (`wrong-mode`); regular files of the right size
 //!    (`wrong-size`) and permission bits, write bits masked (`wrong-mode`), non-empty
 //!    ones a hardlink to their object or one of its numbered copies (`not-linked`: a
-//!    different inode, e.g. a copy someone wrote in its place); symlink targets equal
+//!    different inode, e.g. a copy someone wrote in its place; over SFTP, which has no
+//!    inode numbers, a link count of 1 — a copy with more links of its own, or a link
+//!    to the wrong object of the same size, goes unnoticed there); symlink targets equal
 //!    (`wrong-target`); nothing on disk that the manifest lacks (`extra-path`, reported
 //!    once at its top-most path). A path can have more than one problem. Evicted
 //!    releases (manifest only) have no tree to check and are listed as such. A
@@ -724,6 +726,17 @@ fn check_entry(
                     } else {
                         None
                     }
+                }
+                (Some(id), None) if t.nlink == Some(1) => {
+                    // No inode numbers (SFTP), but one link: certainly a copy.
+                    found.push((
+                        ProblemKind::NotLinked,
+                        format!(
+                            "not a hardlink to its object {} (a separate file in its place: link count 1)",
+                            id.rel_path()
+                        ),
+                    ));
+                    None
                 }
                 _ => None,
             };

@@ -149,6 +149,7 @@ fn walk(dir: &Path, prefix: &[u8], out: &mut Vec<TreeEntry>) -> TargetResult<()>
             mode: meta.mode() & 0o7777,
             size: meta.len(),
             ino: Some(meta.ino()),
+            nlink: Some(meta.nlink()),
             link_target,
         });
         if kind == TreeKind::Dir {

@@ -157,6 +157,7 @@ pub(super) async fn list_release_tree(
                     mode: e.attrs.mode().unwrap_or(0),
                     size: e.attrs.size.unwrap_or(0),
                     ino: None,
+                    nlink: longname_link_count(&e.longname),
                     link_target: None,
                 });
             }
@@ -252,8 +253,14 @@ pub(super) async fn link_count(
     name: &[u8],
 ) -> Result<Option<u64>, SftpError> {
     let entries = t.client().read_dir(dir).await?;
-    Ok(entries.into_iter().find(|e| e.name == name).and_then(|e| {
-        let text = String::from_utf8_lossy(&e.longname).into_owned();
-        text.split_whitespace().nth(1)?.parse().ok()
-    }))
+    Ok(entries
+        .into_iter()
+        .find(|e| e.name == name)
+        .and_then(|e| longname_link_count(&e.longname)))
+}
+
+/// The link count in an `ls -l`-style long name (`-r--r--r--    2 user group …`).
+pub(super) fn longname_link_count(longname: &[u8]) -> Option<u64> {
+    let text = String::from_utf8_lossy(longname);
+    text.split_whitespace().nth(1)?.parse().ok()
 }
