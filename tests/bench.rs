@@ -22,7 +22,8 @@ fn new_content(seen: &mut BTreeMap<String, u64>, now: &BTreeMap<String, u64>) ->
     (count, bytes)
 }
 
-// Local only: `relstore bench` measures on local scratch stores by design.
+// `relstore bench` measures on local scratch stores by default; `--target` also takes an
+// SSH target (tested below).
 
 #[test]
 fn bench_uploads_exactly_the_new_distinct_content_and_cleans_up() {
@@ -156,4 +157,39 @@ fn bench_prints_a_table_and_never_touches_the_source() {
     let out = env.run(&["bench", env.path("nope").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(crate::util::one_line_error(&out).contains("nope: not a directory"));
+}
+
+#[test]
+fn bench_on_an_ssh_target_runs_the_series_there_and_removes_its_scratch_store() {
+    let env = Env::ssh();
+    fs::create_dir_all(&env.root).unwrap();
+    let v = env.json(&[
+        "bench",
+        "--generate",
+        "300",
+        "--changes",
+        "10",
+        "--target",
+        &env.target,
+    ]);
+    assert_eq!(
+        v["rsync_note"], "rsync is compared on local targets only",
+        "{v}"
+    );
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 5, "{v}");
+    assert!(steps[0]["objects_uploaded"].as_u64().unwrap() > 200, "{v}");
+    assert_eq!(steps[1]["objects_uploaded"], 0);
+    assert!(steps[3]["objects_uploaded"].as_u64().unwrap() > 0);
+    assert!(
+        steps[4]["objects_uploaded"].as_u64().unwrap() > 0,
+        "rollback uploaded nothing"
+    );
+    // The scratch store under the target directory is gone; the directory stays.
+    assert!(env.root.is_dir());
+    assert_eq!(
+        fs::read_dir(&env.root).unwrap().count(),
+        0,
+        "bench left scratch data on the server"
+    );
 }
