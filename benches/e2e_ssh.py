@@ -5,16 +5,19 @@ Regenerates the SSH table of BENCHMARKS.md (printed as markdown on stdout; with
 --update also written between the e2e-ssh markers of BENCHMARKS.md).
 
     python3 benches/e2e_ssh.py [--files 100000] [--runs 3] [--work /tmp/relstore-ssh-bench]
-                               [--update] [--no-build]
+                               [--update] [--no-build] [--local-store]
 
 Starts its own throwaway OpenSSH server on 127.0.0.1 (fresh host and user keys, as in
 crates/ssh/tests/sshd/mod.rs), generates a tree with relstore-fixtures, and then, per
 run, against fresh empty targets, deploys the same sequence of source states with both
-tools, alternating (relstore, rsync, relstore, rsync, ...):
+tools, alternating (relstore first in even runs, rsync first in odd ones), each command
+started with the source in the page cache and after a `sync` (see `settle`):
 
   first push (v1) -> no-change push (v1 again) -> 1% change -> 10% change
 
-relstore: `relstore push SRC ssh://root@127.0.0.1:PORT/ROOT --json` (release build).
+relstore: `relstore push SRC ssh://root@127.0.0.1:PORT/ROOT --json --no-local-store`
+          (release build; the local release store, a client-side zstd copy of every
+          release that rsync has no counterpart of, is left out unless --local-store).
 rsync:    `rsync -a [--link-dest=../PREV] SRC/ root@127.0.0.1:ROOT/releases/NAME/` over
           `ssh -p PORT -i KEY`, then `ssh ... 'ln -sfn releases/NAME current.tmp &&
           mv -T current.tmp current'` (the classic atomic release-dir deploy).
@@ -55,6 +58,15 @@ def sh(cmd, **kw):
 
 def warm(path):
     sh(f"find {path} -type f -print0 | xargs -0 -P2 cat > /dev/null")
+
+
+def settle(path):
+    """Before each timed command: the source in the page cache, and no dirty data of
+    the previous command waiting to be written back. rsync does not fsync, so without
+    the `sync` the 1.5 GB it just wrote would be flushed during the next command —
+    which, if it is relstore, fsyncs every object and would pay for rsync's writes."""
+    warm(path)
+    sh("sync")
 
 
 def free_port():
@@ -306,7 +318,7 @@ def main():
                 rname = f"r{si + 1}"
 
                 def relstore():
-                    warm(src)
+                    settle(src)
                     before = wire.read()
                     secs, out = timed(
                         f"{rel} push {src} {sshd.url(store)} -i {sshd.key} "
@@ -322,7 +334,7 @@ def main():
                     r["uploaded"].append(j["bytes_uploaded"])
 
                 def rsync():
-                    warm(src)
+                    settle(src)
                     link = f"--link-dest=../r{si} " if si else ""
                     before = wire.read()
                     secs, _ = timed(
