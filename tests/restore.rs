@@ -7,21 +7,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::util::{
-    assert_linked_from_objects, assert_same_tree, blobs, object_rel, one_line_error, snapshot,
-    store_fingerprint, Env, Node,
+    assert_linked_from_objects, assert_same_tree, blobs, object_rel, one_line_error, releases,
+    snapshot, store_fingerprint, Env, Node,
 };
-
-/// Pushes r1..rn of a tree mutating 10% per release; returns the sources.
-fn releases(env: &Env, n: usize, files: usize, seed: u64) -> Vec<PathBuf> {
-    let mut srcs = vec![env.site("v1", files, seed)];
-    env.push(&srcs[0], &["--release", "r1"]);
-    for i in 2..=n {
-        let next = env.next_release(&srcs[i - 2], &format!("v{i}"), 0.1, seed * 100 + i as u64);
-        env.push(&next, &["--release", &format!("r{i}")]);
-        srcs.push(next);
-    }
-    srcs
-}
 
 /// Objects of `src` that are no longer under the target's objects/, with total size:
 /// what a rebuild of its release must upload (computed from the files themselves).

@@ -5,19 +5,7 @@ use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 
-use crate::util::{assert_same_tree, blobs, Env};
-
-/// Pushes `n` successive releases r1..rn of a mutating tree; returns their sources.
-fn releases(env: &Env, n: usize, files: usize, seed: u64) -> Vec<PathBuf> {
-    let mut srcs = vec![env.site("v1", files, seed)];
-    env.push(&srcs[0], &["--release", "r1"]);
-    for i in 2..=n {
-        let next = env.next_release(&srcs[i - 2], &format!("v{i}"), 0.1, seed * 100 + i as u64);
-        env.push(&next, &["--release", &format!("r{i}")]);
-        srcs.push(next);
-    }
-    srcs
-}
+use crate::util::{assert_same_tree, blobs, releases, Env};
 
 fn union_blobs(srcs: &[&PathBuf]) -> BTreeSet<String> {
     srcs.iter().flat_map(|s| blobs(s).into_keys()).collect()

@@ -14,21 +14,9 @@ use std::process::Output;
 use serde_json::Value;
 
 use crate::util::{
-    assert_linked_from_objects, assert_same_tree, blobs, object_rel, one_line_error, snapshot,
-    store_fingerprint, Env, Node,
+    assert_linked_from_objects, assert_same_tree, blobs, object_rel, one_line_error, releases,
+    snapshot, store_fingerprint, Env, Node,
 };
-
-/// Pushes `n` successive releases r1..rn of a mutating tree; returns their sources.
-fn releases(env: &Env, n: usize, files: usize, seed: u64) -> Vec<PathBuf> {
-    let mut srcs = vec![env.site("v1", files, seed)];
-    env.push(&srcs[0], &["--release", "r1"]);
-    for i in 2..=n {
-        let next = env.next_release(&srcs[i - 2], &format!("v{i}"), 0.1, seed * 100 + i as u64);
-        env.push(&next, &["--release", &format!("r{i}")]);
-        srcs.push(next);
-    }
-    srcs
-}
 
 /// Runs `relstore verify ARGS --json` whatever its exit status; returns the output and
 /// the parsed report.

@@ -512,3 +512,16 @@ pub fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
+
+/// Pushes `n` successive releases r1..rn of a tree mutating 10% per release (seeded by
+/// `seed`); returns their sources.
+pub fn releases(env: &Env, n: usize, files: usize, seed: u64) -> Vec<PathBuf> {
+    let mut srcs = vec![env.site("v1", files, seed)];
+    env.push(&srcs[0], &["--release", "r1"]);
+    for i in 2..=n {
+        let next = env.next_release(&srcs[i - 2], &format!("v{i}"), 0.1, seed * 100 + i as u64);
+        env.push(&next, &["--release", &format!("r{i}")]);
+        srcs.push(next);
+    }
+    srcs
+}

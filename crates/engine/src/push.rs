@@ -461,14 +461,7 @@ fn plan_release(
     let missing = missing_objects(&unknown)?;
     progress.advance(objects.len() as u64);
     progress.finish();
-    let sizes = object_sizes(&manifest);
-    let uploads: Vec<Upload> = missing
-        .iter()
-        .map(|id| Upload {
-            id: *id,
-            size: sizes.get(id).copied().unwrap_or(0),
-        })
-        .collect();
+    let uploads = uploads_for(&manifest, &missing);
     report.objects_uploaded = uploads.len() as u64;
     report.bytes_uploaded = uploads.iter().map(|u| u.size).sum();
     report.objects_reused = report.objects_total - report.objects_uploaded;
@@ -541,10 +534,20 @@ fn dry_run(
     Ok(report)
 }
 
+/// The uploads of the `missing` objects of `manifest`, each with its size.
+pub(crate) fn uploads_for(manifest: &Manifest, missing: &[ObjectId]) -> Vec<Upload> {
+    let sizes = object_sizes(manifest);
+    missing
+        .iter()
+        .map(|id| Upload {
+            id: *id,
+            size: sizes.get(id).copied().unwrap_or(0),
+        })
+        .collect()
+}
+
 /// The size of each object a manifest uses (what an upload of it costs).
-pub(crate) fn object_sizes(
-    m: &Manifest,
-) -> std::collections::HashMap<relstore_core::ObjectId, u64> {
+fn object_sizes(m: &Manifest) -> std::collections::HashMap<relstore_core::ObjectId, u64> {
     m.entries
         .iter()
         .filter_map(|e| match (e.object(), &e.kind) {

@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use relstore_core::path::escape;
 use relstore_core::progress::{Phase, Progress};
-use relstore_core::target::Upload;
 use relstore_core::{Manifest, ObjectId, ReleaseName, Target};
 use serde_json::{json, Value};
 
@@ -214,14 +213,7 @@ fn restore_objects(
             &sources,
         ));
     }
-    let sizes = crate::push::object_sizes(manifest);
-    let uploads: Vec<Upload> = missing
-        .iter()
-        .map(|id| Upload {
-            id: *id,
-            size: sizes.get(id).copied().unwrap_or(0),
-        })
-        .collect();
+    let uploads = crate::push::uploads_for(manifest, &missing);
     report.objects_uploaded = uploads.len() as u64;
     report.bytes_uploaded = uploads.iter().map(|u| u.size).sum();
     let mut from: Vec<String> = uploads
