@@ -138,7 +138,7 @@ impl BenchReport {
 
 /// Runs the series `opts.runs` times and returns the medians.
 pub fn bench(opts: &BenchOptions, progress: &dyn Progress) -> EngineResult<BenchReport> {
-    let tree = match (&opts.source, opts.generate) {
+    let (tree, origin) = match (&opts.source, opts.generate) {
         (Some(_), Some(_)) => {
             return Err(EngineError::Refused(
                 "give either a SOURCE or --generate N, not both".into(),
@@ -156,9 +156,12 @@ pub fn bench(opts: &BenchOptions, progress: &dyn Progress) -> EngineResult<Bench
                     src.display()
                 )));
             }
-            src.display().to_string()
+            (src.display().to_string(), Origin::Copy(src.clone()))
         }
-        (None, Some(n)) => format!("generated: {n} files, seed {}", opts.seed),
+        (None, Some(n)) => (
+            format!("generated: {n} files, seed {}", opts.seed),
+            Origin::Generate(n),
+        ),
     };
     if opts.changes.iter().any(|c| !(0.0..=100.0).contains(c)) {
         return Err(EngineError::Refused(
@@ -188,7 +191,7 @@ pub fn bench(opts: &BenchOptions, progress: &dyn Progress) -> EngineResult<Bench
     let mut runs = Vec::new();
     for run in 1..=opts.runs.max(1) {
         let dir = scratch.path().join(format!("run{run}"));
-        let result = run_series(opts, &dir, run, rsync_note.is_none(), progress);
+        let result = run_series(opts, &origin, &dir, run, rsync_note.is_none(), progress);
         // Scratch on the target goes whatever happened; local scratch goes with `scratch`.
         let steps = result?;
         runs.push(steps);
@@ -208,6 +211,7 @@ pub fn bench(opts: &BenchOptions, progress: &dyn Progress) -> EngineResult<Bench
 /// One run of the series under `dir`.
 fn run_series(
     opts: &BenchOptions,
+    origin: &Origin,
     dir: &Path,
     run: usize,
     with_rsync: bool,
@@ -216,17 +220,16 @@ fn run_series(
     let work = dir.join("tree");
     std::fs::create_dir_all(dir)
         .map_err(|e| EngineError::Refused(format!("cannot create {}: {e}", dir.display())))?;
-    match (&opts.source, opts.generate) {
-        (Some(src), _) => copy_tree(src, &work)?,
-        (None, Some(n)) => {
-            generate(&work, &SiteSpec::new(n, opts.seed)).map_err(|e| {
+    match origin {
+        Origin::Copy(src) => copy_tree(src, &work)?,
+        Origin::Generate(n) => {
+            generate(&work, &SiteSpec::new(*n, opts.seed)).map_err(|e| {
                 EngineError::Refused(format!(
                     "cannot generate a site in {}: {e:#}",
                     work.display()
                 ))
             })?;
         }
-        (None, None) => unreachable_tree()?,
     }
     let (target_spec, local_target_root) = match &opts.target {
         Some(t) => (
@@ -254,10 +257,12 @@ fn run_series(
     Ok(steps)
 }
 
-fn unreachable_tree() -> EngineResult<()> {
-    Err(EngineError::Refused(
-        "give a SOURCE directory or --generate N".into(),
-    ))
+/// Where each run's scratch tree comes from.
+enum Origin {
+    /// A copy of the user's tree.
+    Copy(PathBuf),
+    /// A generated site of this many files.
+    Generate(usize),
 }
 
 fn series(
