@@ -146,30 +146,34 @@ impl Out {
         } else {
             0.0
         };
-        if r.dry_run {
-            writeln!(
-                self.stdout,
-                "plan for {}: {} files ({}); would upload {} objects ({}, {pct:.1}%); would link {}; nothing changed",
-                r.release,
-                thousands(r.files_total),
-                human_bytes(r.bytes_total),
-                thousands(r.objects_uploaded),
-                human_bytes(r.bytes_uploaded),
-                thousands(r.links),
-            )?;
-            return Ok(());
-        }
+        // A plan reads like the run, in the conditional.
+        let (head, upload, link, tail) = if r.dry_run {
+            (
+                format!("plan for {}", r.release),
+                "would upload",
+                "would link",
+                "nothing changed".to_owned(),
+            )
+        } else {
+            (
+                r.release.clone(),
+                "uploaded",
+                "linked",
+                format!("{:.1} s", r.seconds),
+            )
+        };
         writeln!(
             self.stdout,
-            "{}: {} files ({}); uploaded {} objects ({}, {pct:.1}%); linked {}; {:.1} s",
-            r.release,
+            "{head}: {} files ({}); {upload} {} objects ({}, {pct:.1}%); {link} {}; {tail}",
             thousands(r.files_total),
             human_bytes(r.bytes_total),
             thousands(r.objects_uploaded),
             human_bytes(r.bytes_uploaded),
             thousands(r.links),
-            r.seconds
         )?;
+        if r.dry_run {
+            return Ok(());
+        }
         if let Some(p) = &r.pruned {
             if !p.plan.evict.is_empty() || !p.plan.objects.is_empty() {
                 writeln!(

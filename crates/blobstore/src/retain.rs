@@ -187,6 +187,15 @@ impl BlobStore {
     }
 
     /// `manifests/KEY` for a target location.
+    /// Whether the manifest of `release` pushed to `target_location` is recorded here.
+    /// A record is written only once all its blobs are stored, and pruning removes
+    /// records before blobs, so a recorded release's blobs are all present.
+    pub fn has_record(&self, target_location: &str, release: &str) -> bool {
+        self.target_dir(target_location)
+            .join(format!("{release}{MANIFEST_SUFFIX}"))
+            .is_file()
+    }
+
     fn target_dir(&self, target_location: &str) -> PathBuf {
         let key = blake3::hash(target_location.as_bytes()).to_hex();
         self.root.join(MANIFESTS_DIR).join(&key.as_str()[..32])

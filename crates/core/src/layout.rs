@@ -39,6 +39,22 @@ pub const STORE_FORMAT: u32 = 1;
 /// File name suffix of manifests.
 pub const MANIFEST_SUFFIX: &str = ".manifest";
 
+/// The names a target lists in one of its directories, as relstore uses them: UTF-8
+/// only (every name relstore creates is), with `suffix` stripped and required when
+/// given, sorted. Shared by every target so they list alike.
+pub fn listed_names(names: impl IntoIterator<Item = Vec<u8>>, suffix: Option<&str>) -> Vec<String> {
+    let mut out: Vec<String> = names
+        .into_iter()
+        .filter_map(|n| String::from_utf8(n).ok())
+        .filter_map(|name| match suffix {
+            Some(s) => name.strip_suffix(s).map(str::to_owned),
+            None => Some(name),
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// Content of a fresh `relstore.toml`.
 pub fn config_contents() -> String {
     format!(

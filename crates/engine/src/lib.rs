@@ -8,7 +8,8 @@
 //! - [`compare`]: diff releases, directories and manifest files;
 //! - [`lock`]: the store lock every mutating command holds;
 //! - [`target_spec`]: which target a TARGET argument names;
-//! - [`sources`]: object content from the local release store or `--source` trees;
+//! - [`sources`]: object content from the source tree, `--source` trees or the local
+//!   release store;
 //! - [`local_store`]: the client-side release store (write-through, retention);
 //! - [`verify`]: re-hash objects, check release trees against manifests, repair.
 //!
@@ -23,7 +24,6 @@ pub mod lock;
 pub mod push;
 pub mod retention;
 pub mod rollback;
-mod source;
 pub mod sources;
 pub mod target_spec;
 pub mod verify;

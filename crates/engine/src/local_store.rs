@@ -8,6 +8,7 @@
 //! user spelled it, so its retention (`relstore store prune --keep N`) counts the
 //! releases of one target together.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -15,7 +16,7 @@ use relstore_blobstore::BlobStore;
 pub use relstore_blobstore::PruneStats;
 use relstore_core::path::join;
 use relstore_core::progress::NoProgress;
-use relstore_core::{EntryKind, Manifest, Target};
+use relstore_core::{ContentHash, EntryKind, Manifest, ObjectId, Target};
 use serde_json::{json, Value};
 
 use crate::error::{error_chain, EngineResult};
@@ -70,25 +71,46 @@ pub fn open_existing(dir: &Path) -> EngineResult<Option<BlobStore>> {
     Ok(Some(BlobStore::open(dir)?))
 }
 
+/// The release a push builds on, as the store knows it: when its manifest is recorded
+/// for this target, all its blobs are stored, and only `new` (the objects it lacks)
+/// need a look — not every file of a million-file release on every push.
+pub struct Previous<'a> {
+    pub key: &'a str,
+    pub release: &'a str,
+    pub new: &'a [ObjectId],
+}
+
 /// Stores every blob of `manifest` (read from `source`) the store lacks. Runs while the
 /// upload runs; errors end up in the report, not in the push.
-pub fn write_through(dir: &Path, source: &Path, manifest: &Manifest) -> StoreReport {
+pub fn write_through(
+    dir: &Path,
+    source: &Path,
+    manifest: &Manifest,
+    previous: Option<Previous<'_>>,
+) -> StoreReport {
     let started = Instant::now();
     let mut report = StoreReport {
         root: dir.to_path_buf(),
         ..StoreReport::default()
     };
-    let items: Vec<_> = manifest
-        .entries
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EntryKind::File { size, hash, .. } if *size > 0 => {
-                Some((*hash, join(source, &e.path), *size))
-            }
-            _ => None,
-        })
-        .collect();
-    let result = BlobStore::open(dir).and_then(|store| store.put_files(&items, &NoProgress));
+    let result = BlobStore::open(dir).and_then(|store| {
+        let only: Option<HashSet<ContentHash>> = previous
+            .filter(|p| store.has_record(p.key, p.release))
+            .map(|p| p.new.iter().map(|id| id.hash).collect());
+        let items: Vec<_> = manifest
+            .entries
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EntryKind::File { size, hash, .. }
+                    if *size > 0 && only.as_ref().is_none_or(|o| o.contains(hash)) =>
+                {
+                    Some((*hash, join(source, &e.path), *size))
+                }
+                _ => None,
+            })
+            .collect();
+        store.put_files(&items, &NoProgress)
+    });
     match result {
         Ok(stats) => {
             report.blobs_added = stats.blobs_added;

@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 use crate::catalog::{manifest_error, read_manifest_bytes, recover, Catalog};
 use crate::error::{EngineError, EngineResult};
 use crate::lock::{acquire, LockPolicy};
-use crate::source::SourceTree;
+use crate::sources::DirSource;
 
 /// How to push.
 #[derive(Clone, Debug, Default)]
@@ -255,6 +255,7 @@ pub fn push(
         name,
         manifest,
         uploads,
+        new_objects,
     }) = plan
     else {
         lock.release()?;
@@ -265,13 +266,23 @@ pub fn push(
 
     let t = Instant::now();
     progress.start(Phase::Upload, report.bytes_uploaded);
-    let blobs = SourceTree::new(source.to_path_buf(), &manifest.entries);
+    // Content is keyed by hash alone: the target gives each object its mode.
+    let blobs = DirSource::new(source.to_path_buf(), &manifest.entries);
+    let store_key = crate::local_store::store_key(target.as_ref());
     // The store write-through reads the same files as the upload (mostly from the page
     // cache) and compresses them: run it alongside, on its own thread.
     let (uploaded, mut stored) = std::thread::scope(|scope| {
         let store = opts.store.as_deref().map(|dir| {
             let manifest = &manifest;
-            scope.spawn(move || crate::local_store::write_through(dir, source, manifest))
+            let previous = report
+                .previous
+                .as_deref()
+                .map(|release| crate::local_store::Previous {
+                    key: &store_key,
+                    release,
+                    new: &new_objects,
+                });
+            scope.spawn(move || crate::local_store::write_through(dir, source, manifest, previous))
         });
         let uploaded = target.put_objects(&uploads, &blobs, progress);
         let stored = store.map(|h| {
@@ -394,6 +405,8 @@ struct PlannedRelease {
     name: ReleaseName,
     manifest: Manifest,
     uploads: Vec<Upload>,
+    /// Objects the current release does not have (all of them without one).
+    new_objects: Vec<ObjectId>,
 }
 
 /// The part of a push that decides what to do, shared by the real run and `--dry-run`
@@ -459,6 +472,7 @@ fn plan_release(
         .copied()
         .collect();
     let missing = missing_objects(&unknown)?;
+    drop(known);
     progress.advance(objects.len() as u64);
     progress.finish();
     let uploads = uploads_for(&manifest, &missing);
@@ -469,6 +483,7 @@ fn plan_release(
         name,
         manifest,
         uploads,
+        new_objects: unknown,
     }))
 }
 

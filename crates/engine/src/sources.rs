@@ -1,6 +1,7 @@
-//! Where object content comes from when it is not in the source being pushed: the
-//! local release store and `--source DIR` trees. Used by `rollback` (to rebuild an
-//! evicted release) and by `verify --repair` (to replace corrupt or missing objects).
+//! Where object content comes from: the source tree being pushed, and — when it is
+//! not there — `--source DIR` trees and the local release store, used by `rollback`
+//! (to rebuild an evicted release) and `verify --repair` (to replace corrupt or
+//! missing objects).
 //! Every source hands content out verified against its hash while it is read, so a
 //! wrong byte can never reach a target.
 
@@ -28,7 +29,8 @@ pub trait RepairSource: BlobSource + Send {
     fn label(&self) -> String;
 }
 
-/// A directory (`--source DIR`): any file in it whose content has the wanted hash.
+/// A directory whose files supply content by hash: the source of a push, or a
+/// `--source DIR` of rollback and repair. Reads are verified against the hash.
 pub struct DirSource {
     root: PathBuf,
     paths: HashMap<ContentHash, Vec<u8>>,

@@ -17,6 +17,7 @@ mod inspect;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -606,25 +607,13 @@ impl Target for LocalTarget {
     }
 }
 
-/// File names in `dir` (UTF-8 only: every name relstore creates is), with `suffix`
-/// stripped and required when given.
+/// File names in `dir`, as [`layout::listed_names`] filters them.
 fn list_names(dir: &Path, suffix: Option<&str>) -> TargetResult<Vec<String>> {
     let rd = fs::read_dir(dir).map_err(|e| io_err("list", dir, e))?;
     let mut names = Vec::new();
     for entry in rd {
         let entry = entry.map_err(|e| io_err("list", dir, e))?;
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
-        match suffix {
-            Some(s) => {
-                if let Some(stem) = name.strip_suffix(s) {
-                    names.push(stem.to_owned());
-                }
-            }
-            None => names.push(name),
-        }
+        names.push(entry.file_name().into_vec());
     }
-    names.sort();
-    Ok(names)
+    Ok(layout::listed_names(names, suffix))
 }

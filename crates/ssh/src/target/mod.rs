@@ -461,22 +461,10 @@ impl SftpTarget {
             .read_dir(dir)
             .await
             .map_err(|e| self.io_err("list", dir, e))?;
-        let mut names = Vec::new();
-        for e in entries {
-            let Ok(name) = String::from_utf8(e.name) else {
-                continue;
-            };
-            match suffix {
-                Some(s) => {
-                    if let Some(stem) = name.strip_suffix(s) {
-                        names.push(stem.to_owned());
-                    }
-                }
-                None => names.push(name),
-            }
-        }
-        names.sort();
-        Ok(names)
+        Ok(layout::listed_names(
+            entries.into_iter().map(|e| e.name),
+            suffix,
+        ))
     }
 
     async fn read_prefix(&self, path: &[u8]) -> Result<Vec<u8>, SftpError> {
