@@ -34,10 +34,10 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("manifest");
     for files in [10_000usize, 100_000] {
         let m = manifest(files, 1);
-        let encoded = m.encode();
+        let encoded = m.encode().expect("encode");
         g.throughput(Throughput::Elements(files as u64));
         g.bench_with_input(BenchmarkId::new("encode", files), &m, |b, m| {
-            b.iter(|| m.encode())
+            b.iter(|| m.encode().expect("encode"))
         });
         g.bench_with_input(
             BenchmarkId::new("decode+validate", files),

@@ -298,7 +298,9 @@ fn manifest_of(name: &str, created: i64, files: &[&Item]) -> Vec<u8> {
             },
         })
         .collect();
-    Manifest::new(&ReleaseName::parse(name).unwrap(), created, entries).encode()
+    Manifest::new(&ReleaseName::parse(name).unwrap(), created, entries)
+        .encode()
+        .unwrap()
 }
 
 #[test]

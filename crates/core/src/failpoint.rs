@@ -1,52 +1,110 @@
-//! Named kill points for crash tests.
+//! Named kill points for crash tests, compiled in only for tests.
 //!
 //! The invariants ("`current` is always a complete release", "a re-run finishes an
 //! interrupted push") are defended by killing the real process with a real SIGKILL at
-//! precise moments. With `RELSTORE_KILL_AT=NAME` (or `NAME:N` for the N-th time the
-//! point is reached) the process sends SIGKILL to itself there. Without the variable a
-//! kill point costs one relaxed atomic load.
+//! precise moments. That machinery must never ship: the shipped tool would kill itself
+//! whenever an environment variable said so. So it exists only with the `failpoints`
+//! cargo feature, which the workspace enables through a dev-dependency of the binary
+//! package: `cargo test` builds the binary with it, `cargo build --release` does not,
+//! and then [`kill_point`] is an empty inline function and the variable names below are
+//! not in the executable at all.
 //!
-//! `RELSTORE_PAUSE_AT=NAME:MS` makes the process sleep MS milliseconds every time it
-//! reaches the point NAME instead: interrupt tests use it to stretch a step (the upload
-//! of each object, say) so that a real SIGINT reliably lands in the middle of it.
+//! With the feature, `RELSTORE_KILL_AT=NAME` (or `NAME:N` for the N-th time the point is
+//! reached) makes the process send SIGKILL to itself there, and `RELSTORE_PAUSE_AT=NAME:MS`
+//! makes it sleep MS milliseconds every time it reaches NAME instead: interrupt tests use
+//! it to stretch a step (the upload of each object, say) so that a real SIGINT reliably
+//! lands in the middle of it. Without either variable a kill point costs one relaxed
+//! atomic load.
+//!
+//! Point names are the constants of [`points`], so a test and the code it kills agree
+//! on the spelling.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
-
-static SPEC: OnceLock<Option<(String, u64)>> = OnceLock::new();
-static HITS: AtomicU64 = AtomicU64::new(0);
-static PAUSE: OnceLock<Option<(String, u64)>> = OnceLock::new();
-
-fn pause() -> &'static Option<(String, u64)> {
-    PAUSE.get_or_init(|| {
-        let raw = std::env::var("RELSTORE_PAUSE_AT").ok()?;
-        let (name, ms) = raw.rsplit_once(':')?;
-        Some((name.to_owned(), ms.parse().ok()?))
-    })
+/// The name of every kill point, for the code that marks it and the tests that use it.
+pub mod points {
+    /// After each object is uploaded (local and SFTP targets).
+    pub const UPLOAD_OBJECT: &str = "upload.object";
+    /// After a batch of objects is written, before it is flushed.
+    pub const UPLOAD_BEFORE_SYNC: &str = "upload.before_sync";
+    /// After a batch of objects is renamed into `objects/`.
+    pub const UPLOAD_PUBLISHED: &str = "upload.published";
+    /// After each entry of a release under assembly.
+    pub const ASSEMBLE_ENTRY: &str = "assemble.entry";
+    /// Before `tmp/NAME.partial` is renamed to `releases/NAME`.
+    pub const ASSEMBLE_BEFORE_RENAME: &str = "assemble.before_rename";
+    /// Before the new `current` symlink is renamed over the old one.
+    pub const SWAP_BEFORE_RENAME: &str = "swap.before_rename";
+    /// After each unreferenced object is removed by garbage collection.
+    pub const GC_REMOVED: &str = "gc.removed";
+    /// After every object of a push is uploaded.
+    pub const PUSH_UPLOADED: &str = "push.uploaded";
+    /// After the release directory is in place.
+    pub const PUSH_ASSEMBLED: &str = "push.assembled";
+    /// After the manifest is committed, before the swap.
+    pub const PUSH_STAGED: &str = "push.staged";
+    /// Right after the swap.
+    pub const PUSH_SWAPPED: &str = "push.swapped";
+    /// Right after a lock file is renamed aside to be checked and removed (the moment
+    /// its name is free for another process to take).
+    pub const LOCK_ASIDE: &str = "lock.aside";
+    /// After each release directory evicted by prune.
+    pub const PRUNE_EVICTED: &str = "prune.evicted";
 }
 
-fn spec() -> &'static Option<(String, u64)> {
-    SPEC.get_or_init(|| {
-        let raw = std::env::var("RELSTORE_KILL_AT").ok()?;
-        match raw.rsplit_once(':') {
-            Some((name, n)) => Some((name.to_owned(), n.parse().ok()?)),
-            None => Some((raw, 1)),
-        }
-    })
-}
+/// Marks a point where a crash test may kill (or pause) the process.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn kill_point(_name: &str) {}
 
-/// Marks a point where a crash test may kill the process.
+/// Marks a point where a crash test may kill (or pause) the process.
+#[cfg(feature = "failpoints")]
 pub fn kill_point(name: &str) {
-    if let Some((want, ms)) = pause() {
-        if want == name {
-            std::thread::sleep(std::time::Duration::from_millis(*ms));
-        }
+    armed::kill_point(name);
+}
+
+#[cfg(feature = "failpoints")]
+mod armed {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+
+    /// Environment variable naming the point (and occurrence) to die at.
+    const KILL_VAR: &str = "RELSTORE_KILL_AT";
+    /// Environment variable naming a point to stretch, and by how many milliseconds.
+    const PAUSE_VAR: &str = "RELSTORE_PAUSE_AT";
+
+    static SPEC: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    static HITS: AtomicU64 = AtomicU64::new(0);
+    static PAUSE: OnceLock<Option<(String, u64)>> = OnceLock::new();
+
+    fn pause() -> &'static Option<(String, u64)> {
+        PAUSE.get_or_init(|| {
+            let raw = std::env::var(PAUSE_VAR).ok()?;
+            let (name, ms) = raw.rsplit_once(':')?;
+            Some((name.to_owned(), ms.parse().ok()?))
+        })
     }
-    if let Some((want, nth)) = spec() {
-        if want == name && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *nth {
-            // SAFETY: kill(2) with our own pid has no memory-safety preconditions.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
+
+    fn spec() -> &'static Option<(String, u64)> {
+        SPEC.get_or_init(|| {
+            let raw = std::env::var(KILL_VAR).ok()?;
+            match raw.rsplit_once(':') {
+                Some((name, n)) => Some((name.to_owned(), n.parse().ok()?)),
+                None => Some((raw, 1)),
+            }
+        })
+    }
+
+    pub(super) fn kill_point(name: &str) {
+        if let Some((want, ms)) = pause() {
+            if want == name {
+                std::thread::sleep(std::time::Duration::from_millis(*ms));
+            }
+        }
+        if let Some((want, nth)) = spec() {
+            if want == name && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *nth {
+                // SAFETY: kill(2) with our own pid has no memory-safety preconditions.
+                unsafe {
+                    libc::kill(libc::getpid(), libc::SIGKILL);
+                }
             }
         }
     }

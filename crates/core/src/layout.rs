@@ -32,6 +32,31 @@ pub const TMP: &str = "tmp";
 pub const PINS: &str = "pins";
 /// The lock file.
 pub const LOCK: &str = "lock";
+/// The second-level lock held while breaking `lock` (see [`LockFile::Breaker`]).
+pub const BREAK_LOCK: &str = "lock.break";
+
+/// The lock files of a store root. Both are created exclusively (link(2) of a complete
+/// private file) and hold a [`crate::lock::LockInfo`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LockFile {
+    /// `lock`: held by every mutating command for its whole run.
+    Store,
+    /// `lock.break`: held for the few operations of breaking a stale `lock`. Without it
+    /// two processes that found the same stale lock race: the slower one would remove
+    /// the live lock that a third process took after the faster one broke the stale
+    /// one, and two commands would then run at once.
+    Breaker,
+}
+
+impl LockFile {
+    /// The file's name in the store root.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            LockFile::Store => LOCK,
+            LockFile::Breaker => BREAK_LOCK,
+        }
+    }
+}
 /// The store's format marker.
 pub const CONFIG: &str = "relstore.toml";
 /// Version of this layout; a root with another version is refused.

@@ -36,11 +36,12 @@ impl LockInfo {
         }
     }
 
-    /// Serialised form written to the lock file.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+    /// Serialised form written to the lock file. An error here would otherwise write an
+    /// empty lock that no one could attribute.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let mut v = serde_json::to_vec_pretty(self)?;
         v.push(b'\n');
-        v
+        Ok(v)
     }
 
     /// Parses a lock file; `None` when it is not one of ours (then it is never
@@ -119,7 +120,7 @@ mod tests {
         let me = LockInfo::for_this_process("test");
         assert!(me.pid_start.is_some());
         assert!(!me.is_stale_here());
-        assert_eq!(LockInfo::parse(&me.to_bytes()), Some(me.clone()));
+        assert_eq!(LockInfo::parse(&me.to_bytes().unwrap()), Some(me.clone()));
 
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();

@@ -148,6 +148,17 @@ pub enum ManifestError {
     Checksum,
     #[error("declared size {0} exceeds the limit")]
     TooLarge(u64),
+    #[error(
+        "declares {declared} entries in a {compressed}-byte compressed body (limit {limit}): \
+         refused as a decompression bomb"
+    )]
+    TooManyEntries {
+        declared: u64,
+        compressed: u64,
+        limit: u64,
+    },
+    #[error("cannot encode: {0}")]
+    Encode(String),
     #[error("undecodable: {0}")]
     Decode(String),
     #[error("invalid path {path:?}: {problem}")]
@@ -198,49 +209,54 @@ impl Manifest {
             .collect()
     }
 
-    /// Encodes to the on-disk form.
-    pub fn encode(&self) -> Vec<u8> {
-        // Encoding plain data into a Vec cannot fail; fall back to empty on the
-        // impossible path rather than panic.
+    /// Encodes to the on-disk form. Fails only if serialisation or compression does,
+    /// which would otherwise produce a manifest with a valid checksum and a wrong body.
+    pub fn encode(&self) -> Result<Vec<u8>, ManifestError> {
+        let encode_err = |e: bincode::error::EncodeError| ManifestError::Encode(e.to_string());
         let header =
-            bincode::serde::encode_to_vec(&self.header, bincode_config()).unwrap_or_default();
+            bincode::serde::encode_to_vec(&self.header, bincode_config()).map_err(encode_err)?;
         let body =
-            bincode::serde::encode_to_vec(&self.entries, bincode_config()).unwrap_or_default();
-        let zbody = zstd::bulk::compress(&body, 3).unwrap_or_default();
+            bincode::serde::encode_to_vec(&self.entries, bincode_config()).map_err(encode_err)?;
+        let zbody =
+            zstd::bulk::compress(&body, 3).map_err(|e| ManifestError::Encode(e.to_string()))?;
+        let header_len = u32::try_from(header.len())
+            .map_err(|_| ManifestError::Encode("header too large".into()))?;
         let mut out = Vec::with_capacity(PREFIX_LEN + header.len() + 16 + zbody.len() + 32);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&MANIFEST_FORMAT.to_le_bytes());
-        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        out.extend_from_slice(&header_len.to_le_bytes());
         out.extend_from_slice(&header);
         out.extend_from_slice(&(body.len() as u64).to_le_bytes());
         out.extend_from_slice(&(zbody.len() as u64).to_le_bytes());
         out.extend_from_slice(&zbody);
         let sum = blake3::hash(&out);
         out.extend_from_slice(sum.as_bytes());
-        out
+        Ok(out)
     }
 
     /// Decodes and fully validates a manifest. `expected_name`, when given, must match
     /// the header (a manifest renamed on the target is refused).
+    ///
+    /// The body is decompressed and decoded as a stream, one entry at a time, after the
+    /// header's entry count has been checked against [`entry_limit`]: a small hostile
+    /// file that would decompress into tens of millions of entries is refused before
+    /// any of them is allocated.
     pub fn decode(bytes: &[u8], expected_name: Option<&str>) -> Result<Manifest, ManifestError> {
         let (header, zbody, body_len) = open_checked(bytes)?;
-        let mut body = Vec::with_capacity(body_len.min(64 << 20) as usize);
+        let count = check_entry_count(&header, zbody.len(), body_len)?;
         let decoder = zstd::stream::read::Decoder::new(zbody)
             .map_err(|e| ManifestError::Decode(e.to_string()))?;
-        decoder
-            .take(body_len + 1)
-            .read_to_end(&mut body)
+        let mut body = CountingReader::new(decoder);
+        let entries = decode_entries(&mut body, body_len, count)?;
+        let mut extra = [0u8; 1];
+        let trailing = body
+            .inner
+            .read(&mut extra)
             .map_err(|e| ManifestError::Decode(e.to_string()))?;
-        if body.len() as u64 != body_len {
+        if trailing != 0 {
             return Err(ManifestError::Decode(
                 "body length differs from header".into(),
             ));
-        }
-        let (entries, used): (Vec<Entry>, usize) =
-            bincode::serde::decode_from_slice(&body, bincode_config())
-                .map_err(|e| ManifestError::Decode(e.to_string()))?;
-        if used != body.len() {
-            return Err(ManifestError::Decode("trailing bytes after entries".into()));
         }
         let manifest = Manifest { header, entries };
         manifest.validate(expected_name)?;
@@ -334,6 +350,106 @@ fn check_mode(p: &[u8], mode: u32) -> Result<(), ManifestError> {
         });
     }
     Ok(())
+}
+
+/// Hard cap on the entries of one manifest, whatever its size: about 20 times the
+/// largest trees relstore is built for.
+pub const MAX_ENTRIES: u64 = 20_000_000;
+/// Entries a manifest may hold however small its compressed body is.
+const MIN_ENTRY_LIMIT: u64 = 1 << 20;
+/// Entries allowed per compressed body byte above [`MIN_ENTRY_LIMIT`]. A real entry
+/// carries a distinct path (and, for a file, a 32-byte hash that does not compress), so
+/// real manifests stay far below one entry per compressed byte; a decompression bomb
+/// of millions of identical tiny entries is far above this.
+const ENTRIES_PER_COMPRESSED_BYTE: u64 = 8;
+/// Largest encoding of one entry: a path and a symlink target of the maximum length plus
+/// the fixed fields.
+const MAX_ENTRY_ENCODED: u64 = 2 * path::MAX_PATH_LEN as u64 + 64;
+
+/// How many entries a manifest whose compressed body has `compressed_len` bytes may
+/// declare before it is refused as a decompression bomb.
+pub fn entry_limit(compressed_len: usize) -> u64 {
+    (compressed_len as u64)
+        .saturating_mul(ENTRIES_PER_COMPRESSED_BYTE)
+        .clamp(MIN_ENTRY_LIMIT, MAX_ENTRIES)
+}
+
+/// Checks the header's entry count and the declared body length against the limits
+/// before anything is decompressed; returns the count.
+fn check_entry_count(
+    h: &Header,
+    compressed_len: usize,
+    body_len: u64,
+) -> Result<u64, ManifestError> {
+    let count = h.totals.entries;
+    let limit = entry_limit(compressed_len);
+    if count > limit {
+        return Err(ManifestError::TooManyEntries {
+            declared: count,
+            compressed: compressed_len as u64,
+            limit,
+        });
+    }
+    if body_len > count.saturating_add(1).saturating_mul(MAX_ENTRY_ENCODED) {
+        return Err(ManifestError::TooLarge(body_len));
+    }
+    Ok(count)
+}
+
+/// Decodes exactly `count` entries that must fill exactly `body_len` bytes of `body`.
+fn decode_entries<R: Read>(
+    body: &mut CountingReader<R>,
+    body_len: u64,
+    count: u64,
+) -> Result<Vec<Entry>, ManifestError> {
+    let decode_err = |e: bincode::error::DecodeError| ManifestError::Decode(e.to_string());
+    let mut limited = io::BufReader::new(body.by_ref().take(body_len));
+    let stored: u64 =
+        bincode::serde::decode_from_std_read(&mut limited, bincode_config()).map_err(decode_err)?;
+    if stored != count {
+        return Err(ManifestError::BadTotals);
+    }
+    let mut entries = Vec::with_capacity(count.min(MIN_ENTRY_LIMIT) as usize);
+    for _ in 0..count {
+        entries.push(
+            bincode::serde::decode_from_std_read(&mut limited, bincode_config())
+                .map_err(decode_err)?,
+        );
+    }
+    let mut rest = [0u8; 1];
+    let left = limited
+        .read(&mut rest)
+        .map_err(|e| ManifestError::Decode(e.to_string()))?;
+    drop(limited);
+    if left != 0 {
+        return Err(ManifestError::Decode("trailing bytes after entries".into()));
+    }
+    if body.count != body_len {
+        return Err(ManifestError::Decode(
+            "body length differs from header".into(),
+        ));
+    }
+    Ok(entries)
+}
+
+/// Counts the bytes read through it (the decoded body's true length).
+struct CountingReader<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R> CountingReader<R> {
+    fn new(inner: R) -> Self {
+        CountingReader { inner, count: 0 }
+    }
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
 }
 
 fn validate_header(h: &Header, expected_name: Option<&str>) -> Result<(), ManifestError> {
@@ -477,7 +593,7 @@ mod tests {
     #[test]
     fn encode_decode_round_trip() {
         let m = sample();
-        let bytes = m.encode();
+        let bytes = m.encode().unwrap();
         let back = Manifest::decode(&bytes, Some("r1")).unwrap();
         assert_eq!(back, m);
         assert_eq!(
@@ -494,7 +610,7 @@ mod tests {
     #[test]
     fn streaming_equality_matches_decoded_equality() {
         let m = sample();
-        let bytes = m.encode();
+        let bytes = m.encode().unwrap();
         let (same, header) = Manifest::equals_entries(&bytes, Some("r1"), &m.entries).unwrap();
         assert!(same);
         assert_eq!(header, m.header);
@@ -529,7 +645,7 @@ mod tests {
 
     #[test]
     fn rejects_wrong_name_and_every_single_bit_flip() {
-        let bytes = sample().encode();
+        let bytes = sample().encode().unwrap();
         assert!(matches!(
             Manifest::decode(&bytes, Some("r2")),
             Err(ManifestError::NameMismatch { .. })
@@ -550,7 +666,7 @@ mod tests {
     #[test]
     fn random_garbage_never_panics() {
         let mut rng = fastrand::Rng::with_seed(7);
-        let valid = sample().encode();
+        let valid = sample().encode().unwrap();
         for round in 0..3000 {
             let mut b: Vec<u8> = if round % 3 == 0 {
                 (0..rng.usize(0..400)).map(|_| rng.u8(..)).collect()
@@ -618,7 +734,7 @@ mod tests {
         ];
         for entries in cases {
             let m = with_entries(entries.clone());
-            let bytes = m.encode();
+            let bytes = m.encode().unwrap();
             assert!(
                 Manifest::decode(&bytes, None).is_err(),
                 "accepted {entries:?}"
@@ -627,11 +743,86 @@ mod tests {
         let mut m = sample();
         m.header.totals.files += 1;
         assert!(matches!(
-            Manifest::decode(&m.encode(), None),
+            Manifest::decode(&m.encode().unwrap(), None),
             Err(ManifestError::BadTotals)
         ));
         let mut m = sample();
         m.header.release = "../x".into();
-        assert!(Manifest::decode(&m.encode(), None).is_err());
+        assert!(Manifest::decode(&m.encode().unwrap(), None).is_err());
+    }
+
+    /// A manifest file whose header declares `entries` entries and whose body repeats
+    /// one tiny directory entry that many times: a few KB that decompress to far more.
+    fn bomb(entries: u64) -> Vec<u8> {
+        let header = Header {
+            release: "r1".into(),
+            created_unix_ns: 0,
+            tool_version: "0".into(),
+            totals: Totals {
+                entries,
+                dirs: entries,
+                ..Totals::default()
+            },
+        };
+        let one = Entry {
+            path: b"a".to_vec(),
+            kind: EntryKind::Dir { mode: 0o755 },
+        };
+        let one = bincode::serde::encode_to_vec(&one, bincode_config()).unwrap();
+        let mut body = bincode::serde::encode_to_vec(entries, bincode_config()).unwrap();
+        for _ in 0..entries {
+            body.extend_from_slice(&one);
+        }
+        let header = bincode::serde::encode_to_vec(&header, bincode_config()).unwrap();
+        let zbody = zstd::bulk::compress(&body, 19).unwrap();
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&MANIFEST_FORMAT.to_le_bytes());
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(zbody.len() as u64).to_le_bytes());
+        out.extend_from_slice(&zbody);
+        let sum = blake3::hash(&out);
+        out.extend_from_slice(sum.as_bytes());
+        out
+    }
+
+    /// Regression: an 11–33 KB manifest decompressing to tens of millions of tiny
+    /// entries stayed under the body cap, and verify, prune and rollback then took
+    /// gigabytes or aborted on a failed allocation. It is refused before decompression.
+    #[test]
+    fn manifest_decompression_bomb_is_refused_before_decoding() {
+        let bytes = bomb(4_000_000);
+        assert!(bytes.len() < 64 * 1024, "a bomb is small: {}", bytes.len());
+        match Manifest::decode(&bytes, Some("r1")) {
+            Err(ManifestError::TooManyEntries {
+                declared, limit, ..
+            }) => {
+                assert_eq!(declared, 4_000_000);
+                assert!(limit < declared);
+            }
+            other => panic!("expected a refusal as a bomb, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn entry_limit_allows_real_manifests_and_caps_everything() {
+        // A real manifest costs tens of bytes per entry compressed.
+        assert!(entry_limit(42 * 1_000_000) >= 1_000_000);
+        assert_eq!(entry_limit(0), MIN_ENTRY_LIMIT);
+        assert_eq!(entry_limit(usize::MAX), MAX_ENTRIES);
+    }
+
+    /// A header that understates the entries of a body is refused as soon as the
+    /// body's own count disagrees, without decoding the rest.
+    #[test]
+    fn body_count_must_match_the_header() {
+        let mut m = sample();
+        m.header.totals.entries = 1;
+        let bytes = m.encode().unwrap();
+        assert!(matches!(
+            Manifest::decode(&bytes, None),
+            Err(ManifestError::BadTotals)
+        ));
     }
 }

@@ -11,6 +11,7 @@
 use std::io::{self, Read};
 
 use crate::hash::{ContentHash, ObjectId};
+use crate::layout::LockFile;
 use crate::manifest::{Entry, ManifestError};
 use crate::progress::Progress;
 use crate::release::ReleaseName;
@@ -168,13 +169,17 @@ pub trait Target: Send + Sync {
     /// path that is a file, is refused either way.
     fn open(&self, create: bool) -> TargetResult<Opened>;
 
-    /// Creates the lock file with `contents` exclusively; `false` when one exists.
-    fn create_lock(&self, contents: &[u8]) -> TargetResult<bool>;
-    /// Contents of the lock file, `None` when there is none.
-    fn read_lock(&self) -> TargetResult<Option<Vec<u8>>>;
-    /// Removes the lock file if its contents are still `expected` (so breaking a stale
-    /// lock never removes a lock another process just took). Returns whether it did.
-    fn remove_lock(&self, expected: &[u8]) -> TargetResult<bool>;
+    /// Creates the lock file `which` with `contents` exclusively; `false` when it
+    /// exists. The file appears atomically and always complete.
+    fn create_lock(&self, which: LockFile, contents: &[u8]) -> TargetResult<bool>;
+    /// Contents of the lock file `which`, `None` when there is none.
+    fn read_lock(&self, which: LockFile) -> TargetResult<Option<Vec<u8>>>;
+    /// Removes the lock file `which` if its contents are still `expected`. Returns
+    /// whether it did. On its own this is not safe against every race (a lock that is
+    /// not `expected` is put back, and another process may take the lock in between):
+    /// the engine breaks other processes' locks only while holding
+    /// [`LockFile::Breaker`].
+    fn remove_lock(&self, which: LockFile, expected: &[u8]) -> TargetResult<bool>;
 
     /// The release `current` points at, `None` before the first push. A `current`
     /// that points anywhere else is an error.

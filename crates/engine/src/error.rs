@@ -16,6 +16,16 @@ pub enum EngineError {
     Name(#[from] NameError),
     #[error(transparent)]
     Store(#[from] relstore_blobstore::BlobStoreError),
+    /// A manifest this command wrote could not be encoded (nothing was written).
+    #[error("cannot encode the manifest of release {release}")]
+    EncodeManifest {
+        release: String,
+        #[source]
+        source: relstore_core::manifest::ManifestError,
+    },
+    /// This process's lock record could not be serialised (nothing was written).
+    #[error("cannot write a lock record")]
+    LockRecord(#[source] serde_json::Error),
     /// Another process holds the lock.
     #[error("{location} is locked by {holder}; add --wait to wait for it, or --break-lock if that process is gone for good")]
     Locked { location: String, holder: String },

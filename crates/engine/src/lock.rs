@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use relstore_core::layout::LockFile;
 use relstore_core::lock::LockInfo;
 use relstore_core::progress::Progress;
 use relstore_core::Target;
@@ -38,7 +39,7 @@ impl LockGuard {
     /// Releases the lock, reporting failure (dropping the guard ignores it).
     pub fn release(mut self) -> EngineResult<()> {
         self.released = true;
-        self.target.remove_lock(&self.contents)?;
+        self.target.remove_lock(LockFile::Store, &self.contents)?;
         Ok(())
     }
 }
@@ -46,7 +47,7 @@ impl LockGuard {
 impl Drop for LockGuard {
     fn drop(&mut self) {
         if !self.released {
-            let _ = self.target.remove_lock(&self.contents);
+            let _ = self.target.remove_lock(LockFile::Store, &self.contents);
         }
     }
 }
@@ -58,19 +59,22 @@ pub fn acquire(
     policy: &LockPolicy,
     progress: &dyn Progress,
 ) -> EngineResult<LockGuard> {
-    let mine = LockInfo::for_this_process(command).to_bytes();
+    let mine = LockInfo::for_this_process(command)
+        .to_bytes()
+        .map_err(EngineError::LockRecord)?;
     let started = Instant::now();
     let mut may_break = policy.break_lock;
     let mut announced_wait = false;
+    let mut backoff = Duration::from_millis(10);
     loop {
-        if target.create_lock(&mine)? {
+        if target.create_lock(LockFile::Store, &mine)? {
             return Ok(LockGuard {
                 target: Arc::clone(target),
                 contents: mine,
                 released: false,
             });
         }
-        let Some(held) = target.read_lock()? else {
+        let Some(held) = target.read_lock(LockFile::Store)? else {
             continue; // released between our attempt and the read
         };
         let info = LockInfo::parse(&held);
@@ -83,7 +87,7 @@ pub fn acquire(
                 "breaking stale lock on {}: held by {holder}, a process that no longer exists",
                 target.location()
             ));
-            target.remove_lock(&held)?;
+            break_lock(target, &held)?;
             continue;
         }
         if may_break {
@@ -91,7 +95,7 @@ pub fn acquire(
                 "breaking lock on {} held by {holder} (--break-lock)",
                 target.location()
             ));
-            target.remove_lock(&held)?;
+            break_lock(target, &held)?;
             may_break = false;
             continue;
         }
@@ -118,6 +122,65 @@ pub fn acquire(
             announced_wait = true;
         }
         relstore_core::cancel::check()?;
-        sleep(Duration::from_millis(100));
+        sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// How long to wait for another process to finish breaking a lock (a few file
+/// operations) before giving up.
+const BREAKER_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Removes the store lock whose contents were `held`, but only if it is still exactly
+/// that lock. The check and the removal happen under the breaker lock: every process
+/// that removes a lock other than its own holds it, creators cannot replace a lock that
+/// exists, and the holder of a stale lock is gone, so between the check and the removal
+/// nothing can put another lock in its place. (An explicitly broken *live* lock can
+/// still be released by its owner in between; `--break-lock` is the user's word that it
+/// is gone.) Returns whether the lock was removed.
+fn break_lock(target: &Arc<dyn Target>, held: &[u8]) -> EngineResult<bool> {
+    let breaker = take_breaker(target)?;
+    let removed = match target.read_lock(LockFile::Store) {
+        Ok(Some(now)) if now == held => target.remove_lock(LockFile::Store, held),
+        Ok(_) => Ok(false),
+        Err(e) => Err(e),
+    };
+    let released = target.remove_lock(LockFile::Breaker, &breaker);
+    let removed = removed?;
+    released?;
+    Ok(removed)
+}
+
+/// Takes the breaker lock, waiting for another breaker to finish. A breaker lock whose
+/// holder died (killed in the middle of breaking) is itself removed; that last step can
+/// race only with another process that found the same dead breaker in the same instant.
+fn take_breaker(target: &Arc<dyn Target>) -> EngineResult<Vec<u8>> {
+    let mine = LockInfo::for_this_process("break-lock")
+        .to_bytes()
+        .map_err(EngineError::LockRecord)?;
+    let started = Instant::now();
+    loop {
+        if target.create_lock(LockFile::Breaker, &mine)? {
+            return Ok(mine);
+        }
+        let Some(held) = target.read_lock(LockFile::Breaker)? else {
+            continue;
+        };
+        let info = LockInfo::parse(&held);
+        if info.as_ref().is_some_and(LockInfo::is_stale_here) {
+            target.remove_lock(LockFile::Breaker, &held)?;
+            continue;
+        }
+        if started.elapsed() >= BREAKER_PATIENCE {
+            return Err(EngineError::LockTimeout {
+                location: format!("{} ({})", target.location(), LockFile::Breaker.file_name()),
+                holder: info.as_ref().map_or_else(
+                    || "an unrecognised lock file".to_owned(),
+                    LockInfo::describe,
+                ),
+            });
+        }
+        relstore_core::cancel::check()?;
+        sleep(Duration::from_millis(5));
     }
 }

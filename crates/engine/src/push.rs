@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use relstore_core::failpoint::kill_point;
+use relstore_core::failpoint::{kill_point, points};
 use relstore_core::progress::{Phase, Progress};
 use relstore_core::release::now_unix_ns;
 use relstore_core::target::Upload;
@@ -302,7 +302,7 @@ pub fn push(
         ));
     }
     report.phases.upload = t.elapsed().as_secs_f64();
-    kill_point("push.uploaded");
+    kill_point(points::PUSH_UPLOADED);
     relstore_core::cancel::check()?;
 
     let t = Instant::now();
@@ -310,7 +310,7 @@ pub fn push(
     report.links = stats.links;
     report.object_copies = stats.object_copies;
     report.phases.assemble = t.elapsed().as_secs_f64();
-    kill_point("push.assembled");
+    kill_point(points::PUSH_ASSEMBLED);
     // The last point where an interruption may stop the push: from staging the
     // manifest through the swap to its commit, the flag is deliberately ignored, so a
     // push that started to publish its release always finishes publishing it.
@@ -318,11 +318,16 @@ pub fn push(
 
     let t = Instant::now();
     progress.start(Phase::Swap, 1);
-    let encoded = manifest.encode();
+    let encoded = manifest
+        .encode()
+        .map_err(|source| EngineError::EncodeManifest {
+            release: name.to_string(),
+            source,
+        })?;
     target.stage_manifest(&name, &encoded)?;
-    kill_point("push.staged");
+    kill_point(points::PUSH_STAGED);
     target.activate(&name)?;
-    kill_point("push.swapped");
+    kill_point(points::PUSH_SWAPPED);
     target.commit_manifest(&name)?;
     progress.finish();
     report.phases.swap = t.elapsed().as_secs_f64();

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use relstore_core::failpoint::kill_point;
+use relstore_core::failpoint::{kill_point, points};
 use relstore_core::progress::Progress;
 use relstore_core::target::StoredObject;
 use relstore_core::{ObjectId, ReleaseName, Target};
@@ -109,7 +109,7 @@ pub fn apply_prune(
         relstore_core::cancel::check()?;
         let removal = target.remove_release_dir(name)?;
         left_behind.extend(removal.left_behind);
-        kill_point("prune.evicted");
+        kill_point(points::PRUNE_EVICTED);
     }
     progress.start(
         relstore_core::progress::Phase::Prune,

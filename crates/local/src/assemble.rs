@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
-use relstore_core::failpoint::kill_point;
+use relstore_core::failpoint::{kill_point, points};
 use relstore_core::path::join;
 use relstore_core::progress::{Phase, Progress};
 use relstore_core::target::{AssembleStats, TargetError, TargetResult};
@@ -82,7 +82,7 @@ pub(crate) fn build_tree(
                 EntryKind::Dir { .. } => Ok((0, 0, 0)),
             };
             progress.advance(1);
-            kill_point("assemble.entry");
+            kill_point(points::ASSEMBLE_ENTRY);
             r
         })
         .collect();

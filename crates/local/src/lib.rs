@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
-use relstore_core::failpoint::kill_point;
-use relstore_core::layout;
+use relstore_core::failpoint::{kill_point, points};
+use relstore_core::layout::{self, LockFile};
 use relstore_core::manifest::HEADER_PREFIX_LEN;
 use relstore_core::progress::Progress;
 use relstore_core::target::{
@@ -142,7 +142,7 @@ impl LocalTarget {
             source: e,
         };
         relstore_core::cancel::check()?;
-        kill_point("upload.object");
+        kill_point(points::UPLOAD_OBJECT);
         let mut reader = source.open(upload).map_err(blob_err)?;
         let tmp = self.tmp_name("obj");
         let mut out = OpenOptions::new()
@@ -273,11 +273,11 @@ impl Target for LocalTarget {
         Ok(Opened::Existing)
     }
 
-    fn create_lock(&self, contents: &[u8]) -> TargetResult<bool> {
-        // Written under a private name, then hardlinked to `lock`: link(2) fails if the
+    fn create_lock(&self, which: LockFile, contents: &[u8]) -> TargetResult<bool> {
+        // Written under a private name, then hardlinked to the lock: link(2) fails if the
         // lock exists, so the lock appears atomically and always complete.
-        let lock = self.p(layout::LOCK);
-        let private = self.p(&format!("{}.{}.new", layout::LOCK, std::process::id()));
+        let lock = self.p(which.file_name());
+        let private = self.p(&format!("{}.{}.new", which.file_name(), unique_suffix()));
         write_atomic(&private, contents)?;
         let result = fs::hard_link(&private, &lock);
         let _ = fs::remove_file(&private);
@@ -288,18 +288,19 @@ impl Target for LocalTarget {
         }
     }
 
-    fn read_lock(&self) -> TargetResult<Option<Vec<u8>>> {
-        self.read_optional(&self.p(layout::LOCK))
+    fn read_lock(&self, which: LockFile) -> TargetResult<Option<Vec<u8>>> {
+        self.read_optional(&self.p(which.file_name()))
     }
 
-    fn remove_lock(&self, expected: &[u8]) -> TargetResult<bool> {
-        let lock = self.p(layout::LOCK);
-        let aside = self.p(&format!("{}.{}.old", layout::LOCK, std::process::id()));
+    fn remove_lock(&self, which: LockFile, expected: &[u8]) -> TargetResult<bool> {
+        let lock = self.p(which.file_name());
+        let aside = self.p(&format!("{}.{}.old", which.file_name(), unique_suffix()));
         match fs::rename(&lock, &aside) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(io_err("remove lock", &lock, e)),
         }
+        kill_point(points::LOCK_ASIDE);
         let found = fs::read(&aside).map_err(|e| io_err("read", &aside, e))?;
         if found == expected {
             fs::remove_file(&aside).map_err(|e| io_err("remove", &aside, e))?;
@@ -434,14 +435,14 @@ impl Target for LocalTarget {
                     .and_then(Result::err)
                     .unwrap_or_else(|| TargetError::Other("upload failed".into())));
             }
-            kill_point("upload.before_sync");
+            kill_point(points::UPLOAD_BEFORE_SYNC);
             // Flush the whole batch, then publish: an object is never visible in
             // objects/ before its bytes are on disk.
             let written: Vec<PathBuf> = written.into_iter().flatten().collect();
             sync_batch(&written)?;
             for (tmp, up) in written.into_iter().zip(batch) {
                 self.publish_object(&tmp, &up.id)?;
-                kill_point("upload.published");
+                kill_point(points::UPLOAD_PUBLISHED);
             }
             start = end;
         }
@@ -469,7 +470,7 @@ impl Target for LocalTarget {
             )));
         }
         let stats = assemble::build_tree(self, &partial, entries, progress)?;
-        kill_point("assemble.before_rename");
+        kill_point(points::ASSEMBLE_BEFORE_RENAME);
         fs::rename(&partial, &dest).map_err(|e| io_err("rename into place", &dest, e))?;
         fsync_dir(&self.p(layout::RELEASES))?;
         Ok(stats)
@@ -480,7 +481,7 @@ impl Target for LocalTarget {
         let _ = fs::remove_file(&tmp);
         std::os::unix::fs::symlink(layout::current_link_target(name), &tmp)
             .map_err(|e| io_err("create symlink", &tmp, e))?;
-        kill_point("swap.before_rename");
+        kill_point(points::SWAP_BEFORE_RENAME);
         let current = self.p(layout::CURRENT);
         fs::rename(&tmp, &current).map_err(|e| {
             let _ = fs::remove_file(&tmp);
@@ -539,7 +540,7 @@ impl Target for LocalTarget {
                     Err(e) => Some(format!("{}: {e}", show(&p))),
                 };
                 progress.advance(1);
-                kill_point("gc.removed");
+                kill_point(points::GC_REMOVED);
                 r
             })
             .collect();
@@ -616,4 +617,13 @@ fn list_names(dir: &Path, suffix: Option<&str>) -> TargetResult<Vec<String>> {
         names.push(entry.file_name().into_vec());
     }
     Ok(layout::listed_names(names, suffix))
+}
+
+/// A name suffix no other thread or process of this host uses at the same time: the
+/// pid, and a counter for the threads of one process (the helper and the tests take
+/// locks from several threads).
+fn unique_suffix() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{n}", std::process::id())
 }

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use relstore_core::layout::LockFile;
 use relstore_core::progress::NoProgress;
 use relstore_core::target::{BlobSource, Opened, StoredObject, TreeKind, Upload};
 use relstore_core::{ContentHash, Entry, EntryKind, ObjectId, ReleaseName, Target};
@@ -153,16 +154,25 @@ fn target_round_trip_lands_right_on_disk() {
     assert!(root.join("relstore.toml").is_file());
 
     // Lock: exclusive, complete, removed only by its holder.
-    assert!(t.create_lock(b"holder one").expect("lock"));
-    assert!(!t.create_lock(b"holder two").expect("second lock"));
-    assert_eq!(t.read_lock().expect("read"), Some(b"holder one".to_vec()));
-    assert!(!t.remove_lock(b"holder two").expect("remove other"));
+    assert!(t.create_lock(LockFile::Store, b"holder one").expect("lock"));
+    assert!(!t
+        .create_lock(LockFile::Store, b"holder two")
+        .expect("second lock"));
+    assert_eq!(
+        t.read_lock(LockFile::Store).expect("read"),
+        Some(b"holder one".to_vec())
+    );
+    assert!(!t
+        .remove_lock(LockFile::Store, b"holder two")
+        .expect("remove other"));
     assert_eq!(
         std::fs::read(root.join("lock")).expect("lock kept"),
         b"holder one"
     );
-    assert!(t.remove_lock(b"holder one").expect("remove"));
-    assert_eq!(t.read_lock().expect("read"), None);
+    assert!(t
+        .remove_lock(LockFile::Store, b"holder one")
+        .expect("remove"));
+    assert_eq!(t.read_lock(LockFile::Store).expect("read"), None);
 
     // A tree with everything: nested and read-only dirs, modes, empty files,
     // symlinks, a non-UTF-8 name, duplicate content, a large file.

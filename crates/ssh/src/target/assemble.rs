@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use futures::StreamExt;
-use relstore_core::failpoint::kill_point;
+use relstore_core::failpoint::{kill_point, points};
 use relstore_core::layout;
 use relstore_core::path::escape;
 use relstore_core::progress::{Phase, Progress};
@@ -96,7 +96,7 @@ pub(super) async fn assemble(
         )));
     }
     let stats = build_tree(t, &partial, entries, progress).await?;
-    kill_point("assemble.before_rename");
+    kill_point(points::ASSEMBLE_BEFORE_RENAME);
     t.client()
         .posix_rename(&partial, &dest)
         .await
@@ -176,7 +176,7 @@ async fn build_tree(
             EntryKind::Dir { .. } => Ok((0, 0, 0)),
         };
         progress.advance(1);
-        kill_point("assemble.entry");
+        kill_point(points::ASSEMBLE_ENTRY);
         r
     })
     .buffer_unordered(SMALL_IN_FLIGHT)

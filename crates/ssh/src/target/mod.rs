@@ -27,8 +27,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use relstore_core::failpoint::kill_point;
-use relstore_core::layout;
+use relstore_core::failpoint::{kill_point, points};
+use relstore_core::layout::{self, LockFile};
 use relstore_core::manifest::HEADER_PREFIX_LEN;
 use relstore_core::path::escape;
 use relstore_core::progress::Progress;
@@ -488,10 +488,10 @@ impl SftpTarget {
         Ok(out)
     }
 
-    async fn create_lock_async(&self, contents: &[u8]) -> TargetResult<bool> {
+    async fn create_lock_async(&self, which: LockFile, contents: &[u8]) -> TargetResult<bool> {
         let c = self.client();
-        let lock = self.p(layout::LOCK);
-        let private = self.p(&format!("{}.{}.new", layout::LOCK, self.tag));
+        let lock = self.p(which.file_name());
+        let private = self.p(&format!("{}.{}.new", which.file_name(), self.tag));
         let _ = c.remove(&private).await;
         if let Err(e) = c
             .write_file(&private, contents, 0o644, self.has_fsync)
@@ -521,10 +521,10 @@ impl SftpTarget {
         result
     }
 
-    async fn remove_lock_async(&self, expected: &[u8]) -> TargetResult<bool> {
+    async fn remove_lock_async(&self, which: LockFile, expected: &[u8]) -> TargetResult<bool> {
         let c = self.client();
-        let lock = self.p(layout::LOCK);
-        let aside = self.p(&format!("{}.{}.old", layout::LOCK, self.tag));
+        let lock = self.p(which.file_name());
+        let aside = self.p(&format!("{}.{}.old", which.file_name(), self.tag));
         match c.posix_rename(&lock, &aside).await {
             Ok(()) => {}
             Err(e) if e.is_not_found() => return Ok(false),
@@ -555,7 +555,7 @@ impl SftpTarget {
         c.symlink(layout::current_link_target(name).as_bytes(), &tmp)
             .await
             .map_err(|e| self.io_err("create symlink", &tmp, e))?;
-        kill_point("swap.before_rename");
+        kill_point(points::SWAP_BEFORE_RENAME);
         let current = self.p(layout::CURRENT);
         if let Err(e) = c.posix_rename(&tmp, &current).await {
             let _ = c.remove(&tmp).await;
@@ -653,16 +653,16 @@ impl Target for SftpTarget {
         self.run(self.open_async(create))
     }
 
-    fn create_lock(&self, contents: &[u8]) -> TargetResult<bool> {
-        self.run(self.create_lock_async(contents))
+    fn create_lock(&self, which: LockFile, contents: &[u8]) -> TargetResult<bool> {
+        self.run(self.create_lock_async(which, contents))
     }
 
-    fn read_lock(&self) -> TargetResult<Option<Vec<u8>>> {
-        self.run(self.read_optional(&self.p(layout::LOCK)))
+    fn read_lock(&self, which: LockFile) -> TargetResult<Option<Vec<u8>>> {
+        self.run(self.read_optional(&self.p(which.file_name())))
     }
 
-    fn remove_lock(&self, expected: &[u8]) -> TargetResult<bool> {
-        self.run(self.remove_lock_async(expected))
+    fn remove_lock(&self, which: LockFile, expected: &[u8]) -> TargetResult<bool> {
+        self.run(self.remove_lock_async(which, expected))
     }
 
     fn current(&self) -> TargetResult<Option<ReleaseName>> {
@@ -781,7 +781,7 @@ impl Target for SftpTarget {
                         Err(e) => Some(format!("{}: {e}", self.show(&p))),
                     };
                     progress.advance(1);
-                    kill_point("gc.removed");
+                    kill_point(points::GC_REMOVED);
                     r
                 })
                 .buffer_unordered(SMALL_IN_FLIGHT)

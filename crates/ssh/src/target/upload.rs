@@ -28,7 +28,7 @@ use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use futures::{StreamExt, TryStreamExt};
-use relstore_core::failpoint::kill_point;
+use relstore_core::failpoint::{kill_point, points};
 use relstore_core::layout;
 use relstore_core::progress::Progress;
 use relstore_core::target::{BlobSource, TargetError, TargetResult, Upload};
@@ -217,7 +217,7 @@ async fn upload_one(
 ) -> TargetResult<()> {
     // Interrupted: stop before starting another object (what is written is in tmp/).
     relstore_core::cancel::check()?;
-    kill_point("upload.object");
+    kill_point(points::UPLOAD_OBJECT);
     let c = t.client();
     let tmp = t.tmp_path("obj");
     let blob_err = |e: io::Error| TargetError::Blob {
@@ -254,7 +254,7 @@ async fn upload_one(
     .await;
     let result = match streamed {
         Ok(()) => {
-            kill_point("upload.before_sync");
+            kill_point(points::UPLOAD_BEFORE_SYNC);
             let attrs = FileAttrs::with_permissions(up.id.mode);
             let set_mode = (!exact_at_create).then_some(&attrs);
             match w.finish_with(set_mode, t.has_fsync).await {
@@ -279,7 +279,7 @@ async fn upload_one(
         let _ = c.remove(&tmp).await;
         return Err(e);
     }
-    kill_point("upload.published");
+    kill_point(points::UPLOAD_PUBLISHED);
     Ok(())
 }
 
