@@ -297,7 +297,7 @@ impl client::Handler for KnownHostsCheck {
     }
 }
 
-/// russh settings for relstore's traffic (see SSH-NOTES.md): Nagle off (pipelined
+/// russh settings for relstore's traffic: Nagle off (pipelined
 /// small requests must not wait for ACKs), a larger receive window and channel buffer
 /// (deep pipelines of replies), keepalives so a dead server is noticed, host key
 /// algorithms already known for this host offered first (russh would otherwise offer

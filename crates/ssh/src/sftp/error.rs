@@ -3,6 +3,7 @@
 //! message, so a failed deploy step says exactly which file and why.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::proto::{self, escape_bytes};
@@ -111,6 +112,14 @@ pub enum SftpError {
     /// request in flight fails with this.
     #[error("SFTP session closed: {0}")]
     Closed(String),
+    /// Reading or writing the session's stream failed (`context` says which); every
+    /// request in flight fails with this. The I/O error is shared by all of them.
+    #[error("SFTP session closed: {context}")]
+    Broken {
+        context: String,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
     /// Requests were outstanding and the server sent nothing for this long.
     #[error(
         "SFTP server sent no reply for {} s while requests were outstanding; session given up",
@@ -126,6 +135,9 @@ pub enum SftpError {
         source: std::io::Error,
     },
 }
+
+/// Result of SFTP operations.
+pub type SftpResult<T> = Result<T, SftpError>;
 
 impl SftpError {
     /// Maps a non-OK status reply to an error.
@@ -210,6 +222,7 @@ impl SftpError {
         matches!(
             self,
             SftpError::Closed(_)
+                | SftpError::Broken { .. }
                 | SftpError::Timeout(_)
                 | SftpError::Protocol(_)
                 | SftpError::PacketTooLarge { .. }
@@ -228,7 +241,7 @@ impl SftpError {
             }
             SftpError::UnexpectedEof { .. } => ErrorKind::UnexpectedEof,
             SftpError::Timeout(_) => ErrorKind::TimedOut,
-            SftpError::Closed(_) => ErrorKind::ConnectionAborted,
+            SftpError::Closed(_) | SftpError::Broken { .. } => ErrorKind::ConnectionAborted,
             SftpError::Protocol(_) | SftpError::PacketTooLarge { .. } => ErrorKind::InvalidData,
             SftpError::Io { source, .. } => source.kind(),
             _ => ErrorKind::Other,
