@@ -85,20 +85,25 @@ impl RemoteOptions {
 /// Why a connection could not even be attempted.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read ssh config {}: {source}", path.display())]
+    /// The ssh config file (default or `--ssh-config`) could not be read.
+    #[error("cannot read ssh config {}", path.display())]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    /// A config line this parser cannot read (e.g. an unterminated quote).
     #[error("{}:{line}: {reason}", path.display())]
     Syntax {
         path: PathBuf,
         line: usize,
         reason: String,
     },
+    /// A key file named on the command line is missing (config files' missing
+    /// `IdentityFile`s are skipped, as OpenSSH does).
     #[error("identity file {} (given with -i) does not exist", .0.display())]
     MissingIdentity(PathBuf),
+    /// `~/.ssh` is needed but `HOME` is unset.
     #[error("no home directory (HOME is unset) to find ~/.ssh in; pass --known-hosts")]
     NoHome,
 }
@@ -353,48 +358,15 @@ pub fn local_user() -> String {
     "root".into()
 }
 
-/// Everything needed to connect to the host of `spec`, with the config applied.
-pub fn resolve(spec: &RemoteSpec, opts: &RemoteOptions) -> Result<ConnectOptions, ConfigError> {
-    let home = opts.home.as_deref();
-    let config = match (&opts.ssh_config, home) {
-        (Some(explicit), _) => SshConfig::load(explicit)?,
-        (None, Some(h)) => {
-            let p = h.join(".ssh/config");
-            if p.exists() {
-                SshConfig::load(&p)?
-            } else {
-                SshConfig::default()
-            }
-        }
-        (None, None) => SshConfig::default(),
-    };
-    let hc = config.resolve(&spec.host);
-    let hostname = hc.hostname.clone().unwrap_or_else(|| spec.host.clone());
-    let local = local_user();
-    let user = spec
-        .user
-        .clone()
-        .or(hc.user.clone())
-        .unwrap_or_else(|| local.clone());
-    let port = spec.port.or(hc.port).unwrap_or(22);
-    let home_s = home.map(|h| h.display().to_string()).unwrap_or_default();
-    let port_s = port.to_string();
-    let table = [
-        ('d', home_s.as_str()),
-        ('u', local.as_str()),
-        ('h', hostname.as_str()),
-        ('r', user.as_str()),
-        ('p', port_s.as_str()),
-        ('n', spec.host.as_str()),
-    ];
-    let expand = |s: &str| expand_tilde(&expand_tokens(s, &table), home);
-
-    let known_hosts = match (&opts.known_hosts, &hc.user_known_hosts_file) {
-        (Some(k), _) => k.clone(),
-        (None, Some(k)) => expand(k),
-        (None, None) => home.ok_or(ConfigError::NoHome)?.join(".ssh/known_hosts"),
-    };
-
+/// The identities to try, in order: the agent, `-i` files (which must exist), the
+/// config's `IdentityFile`s, then the default `~/.ssh/id_*` keys; each file once, and
+/// only if it exists.
+fn identities(
+    opts: &RemoteOptions,
+    hc: &HostConfig,
+    home: Option<&Path>,
+    expand: impl Fn(&str) -> PathBuf,
+) -> Result<Vec<Identity>, ConfigError> {
     let mut identities = Vec::new();
     if let Some(sock) = &opts.agent_socket {
         identities.push(Identity::Agent {
@@ -426,6 +398,57 @@ pub fn resolve(spec: &RemoteSpec, opts: &RemoteOptions) -> Result<ConnectOptions
             });
         }
     }
+    Ok(identities)
+}
+
+/// The ssh config in effect: `--ssh-config`, else `~/.ssh/config` if it exists, else
+/// none.
+fn load_config(opts: &RemoteOptions) -> Result<SshConfig, ConfigError> {
+    match (&opts.ssh_config, opts.home.as_deref()) {
+        (Some(explicit), _) => SshConfig::load(explicit),
+        (None, Some(h)) => {
+            let p = h.join(".ssh/config");
+            if p.exists() {
+                SshConfig::load(&p)
+            } else {
+                Ok(SshConfig::default())
+            }
+        }
+        (None, None) => Ok(SshConfig::default()),
+    }
+}
+
+/// Everything needed to connect to the host of `spec`, with the config applied.
+pub fn resolve(spec: &RemoteSpec, opts: &RemoteOptions) -> Result<ConnectOptions, ConfigError> {
+    let home = opts.home.as_deref();
+    let hc = load_config(opts)?.resolve(&spec.host);
+    let hostname = hc.hostname.clone().unwrap_or_else(|| spec.host.clone());
+    let local = local_user();
+    let user = spec
+        .user
+        .clone()
+        .or(hc.user.clone())
+        .unwrap_or_else(|| local.clone());
+    let port = spec.port.or(hc.port).unwrap_or(22);
+    let home_s = home.map(|h| h.display().to_string()).unwrap_or_default();
+    let port_s = port.to_string();
+    let table = [
+        ('d', home_s.as_str()),
+        ('u', local.as_str()),
+        ('h', hostname.as_str()),
+        ('r', user.as_str()),
+        ('p', port_s.as_str()),
+        ('n', spec.host.as_str()),
+    ];
+    let expand = |s: &str| expand_tilde(&expand_tokens(s, &table), home);
+
+    let known_hosts = match (&opts.known_hosts, &hc.user_known_hosts_file) {
+        (Some(k), _) => k.clone(),
+        (None, Some(k)) => expand(k),
+        (None, None) => home.ok_or(ConfigError::NoHome)?.join(".ssh/known_hosts"),
+    };
+
+    let identities = identities(opts, &hc, home, expand)?;
 
     let mut c = ConnectOptions::new(hostname, user, known_hosts);
     c.port = port;

@@ -3,6 +3,7 @@
 //! message, so a failed deploy step says exactly which file and why.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::proto::{self, escape_bytes};
@@ -11,12 +12,14 @@ use super::proto::{self, escape_bytes};
 /// operations. Kept as raw bytes and escaped only when displayed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Subject {
+    /// The path the request named (for a symlink: the link's own path).
     pub path: Vec<u8>,
     /// The second path of rename, hardlink and symlink (shown as `path -> other`).
     pub other: Option<Vec<u8>>,
 }
 
 impl Subject {
+    /// A request about one path.
     pub fn one(path: &[u8]) -> Subject {
         Subject {
             path: path.to_vec(),
@@ -24,6 +27,7 @@ impl Subject {
         }
     }
 
+    /// A request about two paths (rename, link), shown as `path -> other`.
     pub fn two(path: &[u8], other: &[u8]) -> Subject {
         Subject {
             path: path.to_vec(),
@@ -51,18 +55,21 @@ impl fmt::Display for Subject {
 /// afterwards.
 #[derive(Debug, thiserror::Error)]
 pub enum SftpError {
+    /// The path (or a parent) does not exist (`SSH_FX_NO_SUCH_FILE`).
     #[error("cannot {op} {subject}: no such file or directory (server: {message})")]
     NoSuchFile {
         op: &'static str,
         subject: Subject,
         message: String,
     },
+    /// The server's user may not do this (`SSH_FX_PERMISSION_DENIED`).
     #[error("cannot {op} {subject}: permission denied (server: {message})")]
     PermissionDenied {
         op: &'static str,
         subject: Subject,
         message: String,
     },
+    /// `SSH_FX_FAILURE`: everything SFTP v3 has no code for.
     #[error(
         "cannot {op} {subject}: the server reported a generic failure (server: {message}); \
          SFTP v3 reports e.g. 'already exists', 'too many links' and 'disk full' this way"
@@ -72,6 +79,7 @@ pub enum SftpError {
         subject: Subject,
         message: String,
     },
+    /// The server could not parse the request (`SSH_FX_BAD_MESSAGE`).
     #[error(
         "cannot {op} {subject}: the server rejected the request as malformed (server: {message})"
     )]
@@ -80,6 +88,7 @@ pub enum SftpError {
         subject: Subject,
         message: String,
     },
+    /// The server does not implement the request (`SSH_FX_OP_UNSUPPORTED`).
     #[error("cannot {op} {subject}: operation not supported by the server (server: {message})")]
     OpUnsupported {
         op: &'static str,
@@ -111,6 +120,14 @@ pub enum SftpError {
     /// request in flight fails with this.
     #[error("SFTP session closed: {0}")]
     Closed(String),
+    /// Reading or writing the session's stream failed (`context` says which); every
+    /// request in flight fails with this. The I/O error is shared by all of them.
+    #[error("SFTP session closed: {context}")]
+    Broken {
+        context: String,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
     /// Requests were outstanding and the server sent nothing for this long.
     #[error(
         "SFTP server sent no reply for {} s while requests were outstanding; session given up",
@@ -126,6 +143,9 @@ pub enum SftpError {
         source: std::io::Error,
     },
 }
+
+/// Result of SFTP operations.
+pub type SftpResult<T> = Result<T, SftpError>;
 
 impl SftpError {
     /// Maps a non-OK status reply to an error.
@@ -210,6 +230,7 @@ impl SftpError {
         matches!(
             self,
             SftpError::Closed(_)
+                | SftpError::Broken { .. }
                 | SftpError::Timeout(_)
                 | SftpError::Protocol(_)
                 | SftpError::PacketTooLarge { .. }
@@ -228,7 +249,7 @@ impl SftpError {
             }
             SftpError::UnexpectedEof { .. } => ErrorKind::UnexpectedEof,
             SftpError::Timeout(_) => ErrorKind::TimedOut,
-            SftpError::Closed(_) => ErrorKind::ConnectionAborted,
+            SftpError::Closed(_) | SftpError::Broken { .. } => ErrorKind::ConnectionAborted,
             SftpError::Protocol(_) | SftpError::PacketTooLarge { .. } => ErrorKind::InvalidData,
             SftpError::Io { source, .. } => source.kind(),
             _ => ErrorKind::Other,

@@ -39,7 +39,7 @@ use relstore_core::target::{
 use relstore_core::{ContentHash, Entry, ObjectId, ReleaseName, Target};
 
 use crate::config::{self, RemoteOptions};
-use crate::session::SshSession;
+use crate::session::{error_line, SshSession};
 use crate::sftp::{
     FileAttrs, OpenFlags, SftpClient, SftpConfig, SftpError, EXT_FSYNC, EXT_HARDLINK,
     EXT_POSIX_RENAME,
@@ -103,7 +103,8 @@ impl SftpTarget {
     /// login's home directory).
     pub fn connect(spec: &str, opts: &RemoteOptions) -> TargetResult<SftpTarget> {
         let parsed = RemoteSpec::parse(spec).map_err(|e| other(e.to_string()))?;
-        let copts = config::resolve(&parsed, opts).map_err(|e| other(format!("{spec}: {e}")))?;
+        let copts = config::resolve(&parsed, opts)
+            .map_err(|e| other(format!("{spec}: {}", error_line(&e))))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("relstore-ssh")
@@ -122,13 +123,13 @@ impl SftpTarget {
         let (session, channels) = rt.block_on(async {
             let session = SshSession::connect(&copts)
                 .await
-                .map_err(|e| other(e.to_string()))?;
+                .map_err(|e| other(error_line(&e)))?;
             let mut channels = Vec::new();
             for _ in 0..CHANNELS {
                 let c = session
                     .open_sftp(SftpConfig::default())
                     .await
-                    .map_err(|e| other(e.to_string()))?;
+                    .map_err(|e| other(error_line(&e)))?;
                 channels.push(c);
             }
             Ok::<_, TargetError>((session, channels))

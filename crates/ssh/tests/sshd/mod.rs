@@ -1,7 +1,7 @@
 //! A throwaway OpenSSH server on 127.0.0.1 for integration tests.
 //!
-//! Each [`Sshd::start`] makes a temp dir with fresh host and user keys, a config per
-//! SSH-NOTES.md ("A loopback sshd for tests"), checks it with `sshd -t`, runs
+//! Each [`Sshd::start`] makes a temp dir with fresh host and user keys, a minimal config
+//! (key auth only, no PAM, internal-sftp, loopback only), checks it with `sshd -t`, runs
 //! `/usr/sbin/sshd -D` as a child on a free port, waits until the port accepts,
 //! records the host key with `ssh-keyscan` and kills the server on drop. Anything that
 //! goes wrong panics with sshd's log: these tests must never pass by skipping.

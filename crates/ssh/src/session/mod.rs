@@ -1,0 +1,226 @@
+//! One authenticated SSH connection (russh) that opens SFTP channels.
+//!
+//! Deliberately minimal: a host, port and user, one known_hosts file, private key
+//! files. Host keys are verified before anything else happens: an unknown key or a
+//! changed key refuses the connection with the key's SHA256 fingerprint in the error,
+//! never a silent accept. Seams for what comes next: [`ConnectOptions`] is plain data
+//! (a `~/.ssh/config` resolver fills it), [`Identity`] is non-exhaustive (an agent
+//! variant joins it), [`SshSession::connect_stream`] takes any byte stream (a
+//! ProxyCommand or ProxyJump stream works unchanged), and [`SshSession::open_sftp`]
+//! can be called several times (one connection, several SFTP channels: OpenSSH's
+//! per-channel window is what caps a single channel's throughput).
+
+//!
+//! The steps live in submodules: [`host_key`] (known_hosts verification), `auth`
+//! (key files and ssh-agent), [`tuning`] (russh settings) and [`error`].
+
+mod auth;
+pub mod error;
+pub mod host_key;
+pub mod tuning;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::client::{self, Handle};
+use russh::ChannelMsg;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use crate::sftp::{SftpClient, SftpConfig};
+
+pub use error::{error_line, SessionError};
+pub use host_key::KnownHostsCheck;
+pub use tuning::client_config;
+
+/// Where and as whom to connect.
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    /// Host name or address; also the name looked up in `known_hosts`.
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// The known_hosts file the host key must be listed in.
+    pub known_hosts: PathBuf,
+    /// Identities tried in order until the server accepts one.
+    pub identities: Vec<Identity>,
+    /// Limit for TCP connect plus key exchange plus authentication.
+    pub connect_timeout: Duration,
+    /// Offer `zlib@openssh.com` compression first (helps only on slow links with
+    /// compressible data; costs CPU on both ends).
+    pub compression: bool,
+    /// Record the key of a host that is not in `known_hosts` yet (OpenSSH's
+    /// `StrictHostKeyChecking accept-new`); a *changed* key is refused regardless.
+    /// Off by default: trusting a key on first use must be the user's decision.
+    pub accept_new_host_key: bool,
+    /// Ask for the passphrase of an encrypted key file on the terminal (only when
+    /// stdin is a terminal; otherwise the key is skipped with a clear reason).
+    pub prompt_passphrase: bool,
+}
+
+impl ConnectOptions {
+    /// Options with defaults: port 22, 30 s connect timeout, no compression, no
+    /// identities yet.
+    pub fn new(host: impl Into<String>, user: impl Into<String>, known_hosts: PathBuf) -> Self {
+        ConnectOptions {
+            host: host.into(),
+            port: 22,
+            user: user.into(),
+            known_hosts,
+            identities: Vec::new(),
+            connect_timeout: Duration::from_secs(30),
+            compression: false,
+            accept_new_host_key: false,
+            prompt_passphrase: true,
+        }
+    }
+
+    /// `user@host:port` (port only when not 22), for messages.
+    pub fn destination(&self) -> String {
+        if self.port == 22 {
+            format!("{}@{}", self.user, self.host)
+        } else {
+            format!("{}@{}:{}", self.user, self.host, self.port)
+        }
+    }
+}
+
+/// A way to authenticate.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Identity {
+    /// An OpenSSH/PEM private key file, with its passphrase if encrypted.
+    KeyFile {
+        path: PathBuf,
+        passphrase: Option<String>,
+    },
+    /// Every key an ssh-agent listening on `socket` (`SSH_AUTH_SOCK`) holds: the
+    /// private keys never leave the agent, which signs for us.
+    Agent { socket: PathBuf },
+}
+
+/// An authenticated SSH connection.
+pub struct SshSession {
+    handle: Handle<KnownHostsCheck>,
+    destination: String,
+}
+
+impl std::fmt::Debug for SshSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshSession")
+            .field("destination", &self.destination)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SshSession {
+    /// Connects over TCP, verifies the host key and authenticates, all within
+    /// `opts.connect_timeout`.
+    pub async fn connect(opts: &ConnectOptions) -> Result<SshSession, SessionError> {
+        let destination = opts.destination();
+        let attempt = async {
+            let tcp = TcpStream::connect((opts.host.as_str(), opts.port))
+                .await
+                .map_err(|source| SessionError::Connect {
+                    destination: destination.clone(),
+                    source,
+                })?;
+            // Best effort: a socket that refuses TCP_NODELAY still works, only slower.
+            let _ = tcp.set_nodelay(true);
+            Self::handshake(opts, tcp).await
+        };
+        match tokio::time::timeout(opts.connect_timeout, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(SessionError::ConnectTimeout {
+                destination,
+                timeout: opts.connect_timeout,
+            }),
+        }
+    }
+
+    /// Like [`SshSession::connect`] over an already connected byte stream (a proxy
+    /// command's stdio, a jump host's forwarded channel); no timeout of its own.
+    pub async fn connect_stream<S>(
+        opts: &ConnectOptions,
+        stream: S,
+    ) -> Result<SshSession, SessionError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        Self::handshake(opts, stream).await
+    }
+
+    async fn handshake<S>(opts: &ConnectOptions, stream: S) -> Result<SshSession, SessionError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let destination = opts.destination();
+        let check = KnownHostsCheck::new(&opts.host, opts.port, opts.known_hosts.clone())
+            .accept_new(opts.accept_new_host_key);
+        let config = Arc::new(client_config(opts));
+        let mut handle = client::connect_stream(config, stream, check)
+            .await
+            .map_err(|e| e.at(&destination))?;
+        auth::authenticate(&mut handle, opts, &destination).await?;
+        Ok(SshSession {
+            handle,
+            destination,
+        })
+    }
+
+    /// `user@host[:port]`, for messages.
+    pub fn destination(&self) -> &str {
+        &self.destination
+    }
+
+    /// The russh handle, for other channel kinds (exec channels of a helper mode).
+    pub fn handle(&self) -> &Handle<KnownHostsCheck> {
+        &self.handle
+    }
+
+    /// Opens a session channel, starts the `sftp` subsystem on it (waiting for the
+    /// server's answer, so a refusal is reported as such) and performs the SFTP
+    /// handshake. Can be called several times for parallel channels (sshd allows
+    /// `MaxSessions`, 10 by default, per connection).
+    pub async fn open_sftp(&self, config: SftpConfig) -> Result<SftpClient, SessionError> {
+        let ssh_err = |e: russh::Error| SessionError::from(e).at(&self.destination);
+        let mut channel = self.handle.channel_open_session().await.map_err(ssh_err)?;
+        channel
+            .request_subsystem(true, "sftp")
+            .await
+            .map_err(ssh_err)?;
+        loop {
+            match channel.wait().await {
+                Some(ChannelMsg::Success) => break,
+                Some(ChannelMsg::Failure) => {
+                    return Err(SessionError::Subsystem {
+                        destination: self.destination.clone(),
+                        reason: "the request was denied (is `Subsystem sftp` configured?)".into(),
+                    })
+                }
+                Some(ChannelMsg::Eof) | Some(ChannelMsg::Close) | None => {
+                    return Err(SessionError::Subsystem {
+                        destination: self.destination.clone(),
+                        reason: "the channel was closed".into(),
+                    })
+                }
+                Some(_) => continue,
+            }
+        }
+        SftpClient::new(channel.into_stream(), config)
+            .await
+            .map_err(|source| SessionError::Sftp {
+                destination: self.destination.clone(),
+                source,
+            })
+    }
+
+    /// Says goodbye to the server. Channels still open are closed with it.
+    pub async fn disconnect(&self) -> Result<(), SessionError> {
+        self.handle
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await
+            .map_err(|e| SessionError::from(e).at(&self.destination))
+    }
+}

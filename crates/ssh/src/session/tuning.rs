@@ -1,0 +1,94 @@
+//! russh settings for relstore's traffic: buffers, keepalives and algorithm order.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use russh::client;
+use russh::keys::{self, Algorithm};
+
+use super::ConnectOptions;
+
+/// russh settings for relstore's traffic: Nagle off (pipelined
+/// small requests must not wait for ACKs), a larger receive window and channel buffer
+/// (deep pipelines of replies), keepalives so a dead server is noticed, host key
+/// algorithms already known for this host offered first (russh would otherwise offer
+/// ed25519 first and fail on a host known only by another key type).
+pub fn client_config(opts: &ConnectOptions) -> client::Config {
+    let mut preferred = russh::Preferred::default();
+    let known: Vec<Algorithm> =
+        keys::known_hosts::known_host_keys_path(&opts.host, opts.port, &opts.known_hosts)
+            .map(|keys| keys.into_iter().map(|(_, k)| k.algorithm()).collect())
+            .unwrap_or_default();
+    if !known.is_empty() {
+        let matches = |a: &Algorithm| {
+            known
+                .iter()
+                .any(|k| k == a || (k.clone().is_rsa() && a.clone().is_rsa()))
+        };
+        let mut order: Vec<Algorithm> = preferred
+            .key
+            .iter()
+            .filter(|a| matches(a))
+            .cloned()
+            .collect();
+        order.extend(preferred.key.iter().filter(|a| !matches(a)).cloned());
+        preferred.key = Cow::Owned(order);
+    }
+    if aes_in_hardware() {
+        // With AES instructions AES-GCM costs a fraction of ChaCha20-Poly1305 on both
+        // ends (measured: ring's chacha20 + poly1305 were ~10% of the client's CPU in a
+        // 340 MB upload; OpenSSL's AES-GCM in sshd is likewise far cheaper than
+        // OpenSSH's chacha20-poly1305). Both are AEAD ciphers every OpenSSH ≥ 6.5
+        // offers; without AES instructions russh's default (ChaCha20 first) stands.
+        let mut order = vec![russh::cipher::AES_256_GCM];
+        order.extend(
+            preferred
+                .cipher
+                .iter()
+                .filter(|c| **c != russh::cipher::AES_256_GCM)
+                .cloned(),
+        );
+        preferred.cipher = Cow::Owned(order);
+    }
+    if opts.compression {
+        let mut order = vec![russh::compression::ZLIB_LEGACY];
+        order.extend(
+            preferred
+                .compression
+                .iter()
+                .filter(|c| **c != russh::compression::ZLIB_LEGACY)
+                .cloned(),
+        );
+        preferred.compression = Cow::Owned(order);
+    }
+    client::Config {
+        nodelay: true,
+        window_size: 8 * 1024 * 1024,
+        maximum_packet_size: 65535,
+        channel_buffer_size: 512,
+        keepalive_interval: Some(Duration::from_secs(15)),
+        keepalive_max: 4,
+        inactivity_timeout: None,
+        preferred,
+        ..client::Config::default()
+    }
+}
+
+/// Whether this CPU has AES (and carry-less multiply) instructions, which make
+/// AES-GCM the cheapest cipher on the client and, usually, on the server too.
+fn aes_in_hardware() -> bool {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        std::arch::is_x86_feature_detected!("aes")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes")
+            && std::arch::is_aarch64_feature_detected!("pmull")
+    }
+    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
