@@ -356,7 +356,19 @@ fn report_serialises_to_the_json_the_cli_prints() {
     assert_eq!(path["release"], "r1");
     assert_eq!(path["path"], "sub/b.txt");
     assert!(path.get("used_by").is_none() && path.get("used_by_total").is_none());
-    for kind in [ProblemKind::CorruptObject, ProblemKind::ExtraPath] {
+    let every_kind = [
+        ProblemKind::CorruptObject,
+        ProblemKind::MissingObject,
+        ProblemKind::CorruptManifest,
+        ProblemKind::MissingPath,
+        ProblemKind::WrongKind,
+        ProblemKind::WrongMode,
+        ProblemKind::WrongSize,
+        ProblemKind::NotLinked,
+        ProblemKind::WrongTarget,
+        ProblemKind::ExtraPath,
+    ];
+    for kind in every_kind {
         assert_eq!(serde_json::to_value(kind).expect("kind"), kind.as_str());
     }
 }
