@@ -301,7 +301,7 @@ impl Out {
 
     pub fn verify(&mut self, r: &relstore_engine::verify::VerifyReport) -> Result<()> {
         if self.json {
-            return self.json(&r.to_json());
+            return self.json(&serde_json::to_value(r)?);
         }
         for p in &r.repaired {
             writeln!(self.stdout, "repaired: {}", p.line())?;

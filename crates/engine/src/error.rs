@@ -35,6 +35,9 @@ pub enum EngineError {
     /// A named release is not on the target.
     #[error("release {name} does not exist on {location}")]
     NoSuchRelease { name: String, location: String },
+    /// `verify --source` without `--repair`: the sources would never be read.
+    #[error("--source is only used with --repair")]
+    SourceWithoutRepair,
     /// A target string that cannot be used.
     #[error("{0}")]
     BadTarget(String),
