@@ -5,7 +5,10 @@
 //! of uploads instead of an fsync per object. Work that is many independent system
 //! calls (existence checks, uploads, links, deletions) runs on rayon's pool.
 //!
-//! Layout and the meaning of each step are fixed in `relstore_core::layout`.
+//! Layout and the meaning of each step are fixed in `relstore_core::layout`; which
+//! roots `open` accepts and how releases are built and repaired are decided in
+//! `relstore_core::root` and `relstore_core::assembly` (shared with the SSH target),
+//! and executed here.
 //!
 //! Long operations (uploads, assembly, object deletion and hashing) check
 //! [`relstore_core::cancel`] per object or entry and per buffer, and stop with

@@ -197,6 +197,8 @@ async fn is_link_cap(t: &SftpTarget, src: &[u8], dest: &[u8]) -> TargetResult<bo
     Ok(count.is_none_or(|n| n >= EMLINK_SUSPECT))
 }
 
+/// Hardlinks `id` at `dest`, moving on to the next copy of the object when a failed
+/// link is the link cap.
 async fn link_object(
     t: &SftpTarget,
     copies: &Copies,

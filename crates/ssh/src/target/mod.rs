@@ -8,8 +8,10 @@
 //! hundreds at a time, spread over a few SFTP channels of one SSH connection (the
 //! server's per-channel window caps what one channel carries).
 //!
-//! The semantics follow the local target step by step (see `relstore-local`):
-//! uploads land in `tmp/`, are fsync'd (`fsync@openssh.com` when offered) and renamed
+//! The semantics follow the local target step by step (see `relstore-local`); what
+//! both decide alike — which roots `open` accepts, the order of assembly, link-cap
+//! copies, how `relink` replaces a path — is decided once in `relstore_core::root`
+//! and `relstore_core::assembly`, and executed here over SFTP: uploads land in `tmp/`, are fsync'd (`fsync@openssh.com` when offered) and renamed
 //! into `objects/` with `posix-rename@openssh.com`; releases are assembled in
 //! `tmp/NAME.partial` with `hardlink@openssh.com` and renamed into `releases/`;
 //! `current` is replaced by renaming a fresh symlink over it; the lock is a complete
