@@ -63,6 +63,11 @@ pub const CONFIG: &str = "relstore.toml";
 pub const STORE_FORMAT: u32 = 1;
 /// File name suffix of manifests.
 pub const MANIFEST_SUFFIX: &str = ".manifest";
+/// The directories a fresh layout gets (and `open(create)` completes).
+pub const DIRS: [&str; 5] = [RELEASES, OBJECTS, MANIFESTS, TMP, PINS];
+/// The directories an existing store must have to be opened read-only: `pins/` is
+/// made on first use, so a store may lack it.
+pub const REQUIRED_DIRS: [&str; 4] = [RELEASES, OBJECTS, MANIFESTS, TMP];
 
 /// The names a target lists in one of its directories, as relstore uses them: UTF-8
 /// only (every name relstore creates is), with `suffix` stripped and required when

@@ -5,12 +5,15 @@
 //! small helpers: object ids ([`hash`]), relative byte paths ([`path`]), release names
 //! ([`release`]), the manifest format and its validation ([`manifest`]), manifest
 //! comparison ([`diff`]), the on-target layout ([`layout`]), the [`target::Target`]
-//! trait that the local and SSH targets implement, lock records ([`lock`]), progress
+//! trait that the local and SSH targets implement with the policy they share — which
+//! roots `open` accepts ([`root`]), how releases are built and repaired ([`assembly`])
+//! — lock records ([`lock`]), progress
 //! reporting ([`progress`]), crash-test kill points ([`failpoint`]) and Ctrl-C
 //! cancellation ([`cancel`]).
 //!
 //! It has no async runtime and no knowledge of any particular target.
 
+pub mod assembly;
 pub mod cancel;
 pub mod diff;
 pub mod durable;
@@ -22,10 +25,11 @@ pub mod manifest;
 pub mod path;
 pub mod progress;
 pub mod release;
+pub mod root;
 pub mod target;
 pub mod verify_read;
 
 pub use hash::{ContentHash, ObjectId};
-pub use manifest::{Entry, EntryKind, Manifest};
+pub use manifest::{Entry, EntryKind, Leaf, Manifest, Recipe};
 pub use release::ReleaseName;
 pub use target::{Target, TargetError, TargetResult};

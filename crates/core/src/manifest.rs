@@ -71,16 +71,48 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// What it takes to recreate this entry on a target: every entry kind is fully
+    /// described, so a caller never meets a "file without object" case.
+    pub fn recipe(&self) -> Recipe<'_> {
+        match self.kind {
+            EntryKind::Dir { mode } => Recipe::Dir { mode },
+            EntryKind::File { size: 0, mode, .. } => Recipe::Leaf(Leaf::Empty { mode }),
+            EntryKind::File { hash, mode, .. } => Recipe::Leaf(Leaf::Link {
+                object: ObjectId::for_file(hash, mode),
+            }),
+            EntryKind::Symlink { ref target } => Recipe::Leaf(Leaf::Symlink { target }),
+        }
+    }
+
     /// The object this entry is linked from: `None` for directories, symlinks and
     /// zero-length files (those are created fresh in every release).
     pub fn object(&self) -> Option<ObjectId> {
-        match self.kind {
-            EntryKind::File {
-                size, hash, mode, ..
-            } if size > 0 => Some(ObjectId::for_file(hash, mode)),
+        match self.recipe() {
+            Recipe::Leaf(Leaf::Link { object }) => Some(object),
             _ => None,
         }
     }
+}
+
+/// How an entry is recreated on a target (see [`Entry::recipe`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recipe<'a> {
+    /// A directory with these permission bits (applied once it is filled).
+    Dir { mode: u32 },
+    /// Anything else: made in one step once its parent directory exists.
+    Leaf(Leaf<'a>),
+}
+
+/// A non-directory entry as a target makes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leaf<'a> {
+    /// A hardlink of the stored object (its mode is part of the object).
+    Link { object: ObjectId },
+    /// A fresh zero-length file: never shared between releases, since one write to a
+    /// shared inode would change every release at once.
+    Empty { mode: u32 },
+    /// A symbolic link with this target, verbatim.
+    Symlink { target: &'a [u8] },
 }
 
 /// Counts that describe a release without decoding its body.

@@ -1,106 +1,92 @@
-//! Building a release tree from objects.
+//! Carrying out an [`AssemblyPlan`] and relink decisions on the local file system.
 //!
-//! Directories are created first (in manifest order, so parents precede children) with
-//! mode 0700 so the deploy user can fill them; regular files are hardlinked from their
-//! objects in parallel; zero-length files are created fresh (a shared empty inode would
-//! let one write change every release); symlinks are created verbatim. Directory modes
-//! are applied last, when nothing more needs to be written inside them.
-//!
-//! A file system caps links per inode (ext4: 65,000). When linking an object fails with
-//! `EMLINK`, a copy of the object is made (`…+0444.1`, `.2`, …) and linking continues
-//! from it; the copy in use is remembered for the rest of the assembly.
+//! What is built in which order, how link caps are followed to numbered copies and
+//! how `verify --repair` replaces a path are decided in `relstore_core::assembly`;
+//! this module executes the primitives: `mkdir(2)`, `link(2)`, a fresh `open(2)` for
+//! empty files, `symlink(2)`, `chmod(2)`, and copying an object when `link(2)` fails
+//! with `EMLINK`. Leaves are made in parallel on rayon's pool.
 
-use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use rayon::prelude::*;
+use relstore_core::assembly::{
+    dir_not_replaced, missing_object, relink_step, AssemblyPlan, DirRepair, Found, LinkCopies,
+    NextCopy, RelinkStep,
+};
 use relstore_core::failpoint::{kill_point, points};
 use relstore_core::path::join;
 use relstore_core::progress::{Phase, Progress};
-use relstore_core::target::{AssembleStats, TargetError, TargetResult};
-use relstore_core::{Entry, EntryKind, ObjectId};
+use relstore_core::target::{AssembleStats, TargetResult};
+use relstore_core::{Entry, Leaf, ObjectId};
 
-use crate::fsutil::{io_err, show};
+use crate::fsutil::{io_err, remove_tree, show};
 use crate::LocalTarget;
 
-/// Which copy of each over-linked object is currently taking new links.
-#[derive(Default)]
-struct CopyState {
-    in_use: Mutex<HashMap<ObjectId, u32>>,
-    made: AtomicU64,
-}
+/// Copy numbers of over-linked objects; copies are made under a blocking lock.
+type Copies = LinkCopies<Mutex<()>>;
 
+/// Builds the tree of `entries` at `partial` (which must not exist).
 pub(crate) fn build_tree(
     target: &LocalTarget,
     partial: &Path,
     entries: &[Entry],
     progress: &dyn Progress,
 ) -> TargetResult<AssembleStats> {
+    let plan = AssemblyPlan::new(entries);
     progress.start(Phase::Assemble, entries.len() as u64);
     fs::create_dir(partial).map_err(|e| io_err("create directory", partial, e))?;
-    let mut stats = AssembleStats::default();
-    let mut dirs = Vec::new();
-    for e in entries {
-        if let EntryKind::Dir { mode } = e.kind {
-            relstore_core::cancel::check()?;
-            let p = join(partial, &e.path);
-            fs::create_dir(&p).map_err(|err| io_err("create directory", &p, err))?;
-            fs::set_permissions(&p, fs::Permissions::from_mode(0o700))
-                .map_err(|err| io_err("set mode of", &p, err))?;
-            dirs.push((p, mode));
-        }
+    for dir in plan.dir_levels().iter().flatten() {
+        relstore_core::cancel::check()?;
+        let p = join(partial, dir.path);
+        fs::create_dir(&p).map_err(|err| io_err("create directory", &p, err))?;
+        set_mode(&p, 0o700)?;
     }
-    stats.dirs = dirs.len() as u64;
-    progress.advance(stats.dirs);
+    progress.advance(plan.dir_count());
 
-    let copies = CopyState::default();
-    let counts: Vec<TargetResult<(u64, u64, u64)>> = entries
+    let copies = Copies::default();
+    let results: Vec<TargetResult<()>> = plan
+        .leaves()
         .par_iter()
         .with_min_len(128)
-        .filter(|e| !matches!(e.kind, EntryKind::Dir { .. }))
-        .map(|e| {
+        .map(|l| {
             // Interrupted: the partial tree stays in tmp/ for the next command to clear.
             relstore_core::cancel::check()?;
-            let p = join(partial, &e.path);
-            let r = match e.kind {
-                EntryKind::File { size: 0, mode, .. } => create_empty(&p, mode).map(|()| (0, 1, 0)),
-                EntryKind::File { .. } => match e.object() {
-                    Some(id) => link_object(target, &copies, &id, &p).map(|()| (1, 0, 0)),
-                    None => Err(TargetError::Other("file entry without object".into())),
-                },
-                EntryKind::Symlink { target: ref t } => {
-                    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(t), &p)
-                        .map(|()| (0, 0, 1))
-                        .map_err(|err| io_err("create symlink", &p, err))
-                }
-                EntryKind::Dir { .. } => Ok((0, 0, 0)),
-            };
+            let r = make_leaf(target, &copies, l.leaf, &join(partial, l.path));
             progress.advance(1);
             kill_point(points::ASSEMBLE_ENTRY);
             r
         })
         .collect();
-    for c in counts {
-        let (l, z, s) = c?;
-        stats.links += l;
-        stats.empty_files += z;
-        stats.symlinks += s;
+    results.into_iter().collect::<TargetResult<()>>()?;
+    for level in plan.dir_levels().iter().rev() {
+        for dir in level {
+            set_mode(&join(partial, dir.path), dir.mode)?;
+        }
     }
-    for (p, mode) in dirs.iter().rev() {
-        fs::set_permissions(p, fs::Permissions::from_mode(*mode))
-            .map_err(|err| io_err("set mode of", p, err))?;
-    }
-    fs::set_permissions(partial, fs::Permissions::from_mode(0o755))
-        .map_err(|err| io_err("set mode of", partial, err))?;
-    stats.object_copies = copies.made.load(Ordering::Relaxed);
+    set_mode(partial, 0o755)?;
     progress.finish();
-    Ok(stats)
+    Ok(plan.stats(copies.made()))
+}
+
+fn set_mode(p: &Path, mode: u32) -> TargetResult<()> {
+    fs::set_permissions(p, fs::Permissions::from_mode(mode))
+        .map_err(|e| io_err("set mode of", p, e))
+}
+
+/// Makes one non-directory entry at `dest`.
+fn make_leaf(target: &LocalTarget, copies: &Copies, leaf: Leaf, dest: &Path) -> TargetResult<()> {
+    match leaf {
+        Leaf::Link { object } => link_object(target, copies, &object, dest),
+        Leaf::Empty { mode } => create_empty(dest, mode),
+        Leaf::Symlink { target: to } => std::os::unix::fs::symlink(OsStr::from_bytes(to), dest)
+            .map_err(|e| io_err("create symlink", dest, e)),
+    }
 }
 
 fn create_empty(p: &Path, mode: u32) -> TargetResult<()> {
@@ -114,16 +100,17 @@ fn create_empty(p: &Path, mode: u32) -> TargetResult<()> {
         .map_err(|e| io_err("set mode of", p, e))
 }
 
+/// Hardlinks `id` at `dest`, moving on to the next copy of the object on `EMLINK`.
 fn link_object(
     target: &LocalTarget,
-    copies: &CopyState,
+    copies: &Copies,
     id: &ObjectId,
     dest: &Path,
 ) -> TargetResult<()> {
-    let mut copy = lock_map(copies).get(id).copied().unwrap_or(0);
+    let mut copy = copies.in_use(id);
     loop {
         let src = target.p(&id.copy_rel_path(copy));
-        match fs::hard_link(&src, dest) {
+        match hard_link(&src, dest) {
             Ok(()) => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EMLINK) => {
                 copy = next_copy(target, copies, id, copy)?;
@@ -131,103 +118,87 @@ fn link_object(
             Err(e)
                 if e.kind() == io::ErrorKind::NotFound && fs::symlink_metadata(&src).is_err() =>
             {
-                return Err(TargetError::Other(format!(
-                    "object {} is missing from the store (needed for {})",
-                    show(&src),
-                    show(dest)
-                )));
+                return Err(missing_object(&show(&src), &show(dest)));
             }
             Err(e) => return Err(io_err("hardlink", dest, e)),
         }
     }
 }
 
-fn lock_map(copies: &CopyState) -> std::sync::MutexGuard<'_, HashMap<ObjectId, u32>> {
-    copies
-        .in_use
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// `link(2)`. Unit tests can impose a lower link cap on their own store (see
+/// [`test_hooks`]), since exhausting a real file system's cap takes ~65,000 links.
+fn hard_link(src: &Path, dest: &Path) -> io::Result<()> {
+    #[cfg(test)]
+    if test_hooks::over_cap(src) {
+        return Err(io::Error::from_raw_os_error(libc::EMLINK));
+    }
+    fs::hard_link(src, dest)
 }
 
-/// Called when copy `full` of `id` has no link left: returns the copy to use next,
-/// making it if no thread (or earlier push) already did.
-fn next_copy(
-    target: &LocalTarget,
-    copies: &CopyState,
-    id: &ObjectId,
-    full: u32,
-) -> TargetResult<u32> {
-    let mut map = lock_map(copies);
-    let known = map.get(id).copied().unwrap_or(0);
-    if known > full {
-        return Ok(known);
-    }
-    let next = full + 1;
+/// Called when copy `full` of `id` takes no more links: the copy to use next, made
+/// here unless another thread (or an earlier push) already did.
+fn next_copy(target: &LocalTarget, copies: &Copies, id: &ObjectId, full: u32) -> TargetResult<u32> {
+    let _making = copies
+        .making()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let (from, next) = match copies.after_full(id, full) {
+        NextCopy::Use(copy) => return Ok(copy),
+        NextCopy::Ensure { from, next } => (from, next),
+    };
     let next_path = target.p(&id.copy_rel_path(next));
-    if fs::symlink_metadata(&next_path).is_err() {
-        let from = target.p(&id.copy_rel_path(full));
+    let make = fs::symlink_metadata(&next_path).is_err();
+    if make {
+        let from = target.p(&id.copy_rel_path(from));
         let tmp = target.tmp_name("objcopy");
         fs::copy(&from, &tmp).map_err(|e| io_err("copy object", &from, e))?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(id.mode))
-            .map_err(|e| io_err("set mode of", &tmp, e))?;
+        set_mode(&tmp, id.mode)?;
         fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
             .map_err(|e| io_err("sync", &tmp, e))?;
         fs::rename(&tmp, &next_path).map_err(|e| io_err("rename into place", &next_path, e))?;
-        copies.made.fetch_add(1, Ordering::Relaxed);
     }
-    map.insert(*id, next);
-    Ok(next)
+    Ok(copies.ensured(id, next, make))
 }
 
-/// Re-creates `entries` inside the existing release directory `release` (see
-/// [`relstore_core::Target::relink`]): each replacement is made in `tmp/` and renamed
-/// over its path, so the path is never missing for a reader.
+/// Re-creates `entries` inside the existing release directory `release` as
+/// [`relstore_core::assembly::relink_step`] decides (see
+/// [`relstore_core::Target::relink`]).
 pub(crate) fn relink(target: &LocalTarget, release: &Path, entries: &[Entry]) -> TargetResult<()> {
-    let copies = CopyState::default();
+    let copies = Copies::default();
     for e in entries {
         let dest = join(release, &e.path);
-        if let EntryKind::Dir { mode } = e.kind {
-            match fs::symlink_metadata(&dest) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => {
-                    crate::fsutil::remove_tree(&dest);
+        let found = match fs::symlink_metadata(&dest) {
+            Ok(m) if m.is_dir() => Found::Dir,
+            Ok(_) => Found::Other,
+            Err(_) => Found::Nothing,
+        };
+        match relink_step(e, found) {
+            RelinkStep::Dir { mode, repair } => {
+                if repair == DirRepair::ReplaceOther {
+                    remove_tree(&dest);
+                }
+                if repair != DirRepair::Keep {
                     with_writable_parent(&dest, || fs::create_dir(&dest))
                         .map_err(|err| io_err("create directory", &dest, err))?;
                 }
-                Err(_) => with_writable_parent(&dest, || fs::create_dir(&dest))
-                    .map_err(|err| io_err("create directory", &dest, err))?,
+                set_mode(&dest, mode)?;
             }
-            fs::set_permissions(&dest, fs::Permissions::from_mode(mode))
-                .map_err(|err| io_err("set mode of", &dest, err))?;
-            continue;
-        }
-        let tmp = target.tmp_name("relink");
-        match e.kind {
-            EntryKind::File { size: 0, mode, .. } => create_empty(&tmp, mode)?,
-            EntryKind::File { .. } => match e.object() {
-                Some(id) => link_object(target, &copies, &id, &tmp)?,
-                None => return Err(TargetError::Other("file entry without object".into())),
-            },
-            EntryKind::Symlink { ref target } => {
-                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &tmp)
-                    .map_err(|err| io_err("create symlink", &tmp, err))?
-            }
-            EntryKind::Dir { .. } => continue,
-        }
-        if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
-            let left = crate::fsutil::remove_tree(&dest);
-            if let Some(first) = left.first() {
-                let _ = fs::remove_file(&tmp);
-                return Err(TargetError::Other(format!(
-                    "cannot replace a directory: {first}"
-                )));
+            RelinkStep::Replace { leaf, clear_dir } => {
+                let tmp = target.tmp_name("relink");
+                make_leaf(target, &copies, leaf, &tmp)?;
+                if clear_dir {
+                    if let Some(first) = remove_tree(&dest).first() {
+                        let _ = fs::remove_file(&tmp);
+                        return Err(dir_not_replaced(first));
+                    }
+                }
+                with_writable_parent(&dest, || fs::rename(&tmp, &dest)).map_err(|err| {
+                    let _ = fs::remove_file(&tmp);
+                    io_err("replace", &dest, err)
+                })?;
             }
         }
-        with_writable_parent(&dest, || fs::rename(&tmp, &dest)).map_err(|err| {
-            let _ = fs::remove_file(&tmp);
-            io_err("replace", &dest, err)
-        })?;
     }
     Ok(())
 }
@@ -248,5 +219,31 @@ fn with_writable_parent(path: &Path, mut op: impl FnMut() -> io::Result<()>) -> 
             r
         }
         other => other,
+    }
+}
+
+/// A link cap for unit tests, per store root so tests running in parallel do not see
+/// each other's caps.
+#[cfg(test)]
+pub(crate) mod test_hooks {
+    use std::os::unix::fs::MetadataExt;
+    use std::path::{Path, PathBuf};
+    use std::sync::{Mutex, PoisonError};
+
+    static CAPS: Mutex<Vec<(PathBuf, u64)>> = Mutex::new(Vec::new());
+
+    /// From now on a `link(2)` of a file under `root` with `cap` links fails with
+    /// `EMLINK`.
+    pub(crate) fn cap_links(root: &Path, cap: u64) {
+        CAPS.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((root.to_path_buf(), cap));
+    }
+
+    pub(super) fn over_cap(src: &Path) -> bool {
+        let caps = CAPS.lock().unwrap_or_else(PoisonError::into_inner);
+        caps.iter().any(|(root, cap)| {
+            src.starts_with(root) && std::fs::metadata(src).is_ok_and(|m| m.nlink() >= *cap)
+        })
     }
 }

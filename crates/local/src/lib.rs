@@ -5,7 +5,10 @@
 //! of uploads instead of an fsync per object. Work that is many independent system
 //! calls (existence checks, uploads, links, deletions) runs on rayon's pool.
 //!
-//! Layout and the meaning of each step are fixed in `relstore_core::layout`.
+//! Layout and the meaning of each step are fixed in `relstore_core::layout`; which
+//! roots `open` accepts and how releases are built and repaired are decided in
+//! `relstore_core::root` and `relstore_core::assembly` (shared with the SSH target),
+//! and executed here.
 //!
 //! Long operations (uploads, assembly, object deletion and hashing) check
 //! [`relstore_core::cancel`] per object or entry and per buffer, and stop with
@@ -14,6 +17,8 @@
 mod assemble;
 mod fsutil;
 mod inspect;
+#[cfg(test)]
+mod tests;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -23,10 +28,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
+use relstore_core::assembly::partial_not_cleared;
 use relstore_core::failpoint::{kill_point, points};
 use relstore_core::layout::{self, LockFile};
 use relstore_core::manifest::HEADER_PREFIX_LEN;
 use relstore_core::progress::Progress;
+use relstore_core::root::{self, OpenAction, RootFound};
 use relstore_core::target::{
     AssembleStats, BlobSource, Opened, Removal, StoredObject, TargetError, TargetResult, TreeEntry,
     Upload,
@@ -75,28 +82,8 @@ impl LocalTarget {
             .join(format!("{what}-{}-{n}", std::process::id()))
     }
 
-    fn not_a_store(&self, reason: impl Into<String>) -> TargetError {
-        TargetError::NotAStore {
-            location: self.location.clone(),
-            reason: reason.into(),
-        }
-    }
-
-    fn no_store(&self, reason: &str) -> TargetError {
-        TargetError::NoStore {
-            location: self.location.clone(),
-            reason: reason.into(),
-        }
-    }
-
     fn create_layout_dirs(&self) -> TargetResult<()> {
-        for d in [
-            layout::RELEASES,
-            layout::OBJECTS,
-            layout::MANIFESTS,
-            layout::TMP,
-            layout::PINS,
-        ] {
+        for d in layout::DIRS {
             let p = self.p(d);
             match fs::create_dir(&p) {
                 Ok(()) => {}
@@ -108,17 +95,49 @@ impl LocalTarget {
     }
 
     fn check_layout_dirs(&self) -> TargetResult<()> {
-        for d in [
-            layout::RELEASES,
-            layout::OBJECTS,
-            layout::MANIFESTS,
-            layout::TMP,
-        ] {
-            if !self.p(d).is_dir() {
-                return Err(self.not_a_store(format!("store is missing its {d}/ directory")));
-            }
+        match layout::REQUIRED_DIRS.iter().find(|d| !self.p(d).is_dir()) {
+            Some(d) => Err(root::missing_dir(&self.location, d)),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// What is at the root, for [`root::decide_open`].
+    fn probe_root(&self) -> TargetResult<RootFound> {
+        match fs::metadata(&self.root) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Ok(RootFound::NotADirectory),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(RootFound::Missing),
+            Err(e) => return Err(io_err("access", &self.root, e)),
+        }
+        let config = self.p(layout::CONFIG);
+        match fs::read(&config) {
+            Ok(config) => Ok(RootFound::Marked { config }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let empty = fs::read_dir(&self.root)
+                    .map_err(|e| io_err("list", &self.root, e))?
+                    .next()
+                    .is_none();
+                Ok(if empty {
+                    RootFound::EmptyDir
+                } else {
+                    RootFound::Unmarked
+                })
+            }
+            Err(e) => Err(io_err("read", &config, e)),
+        }
+    }
+
+    /// Lays out a fresh store in the (empty) root.
+    fn lay_out(&self) -> TargetResult<Opened> {
+        // The marker first: a directory holding it is recognisably ours even if the
+        // layout below is interrupted, and `open(create)` completes it.
+        write_atomic(
+            &self.p(layout::CONFIG),
+            layout::config_contents().as_bytes(),
+        )?;
+        self.create_layout_dirs()?;
+        fsync_dir(&self.root)?;
+        Ok(Opened::Created)
     }
 
     fn read_optional(&self, path: &Path) -> TargetResult<Option<Vec<u8>>> {
@@ -205,72 +224,24 @@ impl Target for LocalTarget {
     }
 
     fn open(&self, create: bool) -> TargetResult<Opened> {
-        let meta = match fs::metadata(&self.root) {
-            Ok(m) => Some(m),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io_err("access", &self.root, e)),
-        };
-        let fresh = match meta {
-            None if create => {
+        let found = self.probe_root()?;
+        let config = show(&self.p(layout::CONFIG));
+        match root::decide_open(&found, create, &self.location, &config)? {
+            OpenAction::CreateRoot => {
                 fs::create_dir_all(&self.root)
                     .map_err(|e| io_err("create directory", &self.root, e))?;
-                true
+                self.lay_out()
             }
-            None => return Err(self.no_store("no relstore store here (the path does not exist)")),
-            Some(m) if !m.is_dir() => {
-                return Err(self.not_a_store("is a file, not a directory"));
-            }
-            Some(_) => {
-                let config = self.p(layout::CONFIG);
-                match fs::read_to_string(&config) {
-                    Ok(text) => match layout::parse_config_format(&text) {
-                        Some(layout::STORE_FORMAT) => false,
-                        Some(other) => {
-                            return Err(self.not_a_store(format!(
-                            "store format {other} is not supported by this relstore (supports {})",
-                            layout::STORE_FORMAT
-                        )))
-                        }
-                        None => {
-                            return Err(self.not_a_store(format!("{} is malformed", show(&config))))
-                        }
-                    },
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        let empty = fs::read_dir(&self.root)
-                            .map_err(|e| io_err("list", &self.root, e))?
-                            .next()
-                            .is_none();
-                        if !empty {
-                            return Err(self.not_a_store(
-                                "is not empty and not a relstore store (no relstore.toml); refusing to write into it",
-                            ));
-                        }
-                        if !create {
-                            return Err(self.no_store("no relstore store here (empty directory)"));
-                        }
-                        true
-                    }
-                    Err(e) => return Err(io_err("read", &config, e)),
+            OpenAction::Layout => self.lay_out(),
+            OpenAction::Existing { complete } => {
+                if complete {
+                    self.create_layout_dirs()?;
+                } else {
+                    self.check_layout_dirs()?;
                 }
+                Ok(Opened::Existing)
             }
-        };
-        if fresh {
-            // The marker first: a directory holding it is recognisably ours even if
-            // the layout below is interrupted, and `open(create)` completes it.
-            write_atomic(
-                &self.p(layout::CONFIG),
-                layout::config_contents().as_bytes(),
-            )?;
-            self.create_layout_dirs()?;
-            fsync_dir(&self.root)?;
-            return Ok(Opened::Created);
         }
-        if create {
-            self.create_layout_dirs()?;
-        } else {
-            self.check_layout_dirs()?;
-        }
-        Ok(Opened::Existing)
     }
 
     fn create_lock(&self, which: LockFile, contents: &[u8]) -> TargetResult<bool> {
@@ -465,9 +436,7 @@ impl Target for LocalTarget {
         let partial = self.p(&layout::partial_dir(name));
         let left = remove_tree(&partial);
         if let Some(first) = left.first() {
-            return Err(TargetError::Other(format!(
-                "cannot clear an old partial release: {first}"
-            )));
+            return Err(partial_not_cleared(first));
         }
         let stats = assemble::build_tree(self, &partial, entries, progress)?;
         kill_point(points::ASSEMBLE_BEFORE_RENAME);

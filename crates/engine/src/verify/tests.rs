@@ -1,5 +1,6 @@
 //! verify against a real local store, through the [`Target`] trait.
 
+use relstore_core::layout::LockFile;
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -400,14 +401,14 @@ impl Target for CountingTarget {
     fn open(&self, create: bool) -> TargetResult<Opened> {
         self.inner.open(create)
     }
-    fn create_lock(&self, contents: &[u8]) -> TargetResult<bool> {
-        self.inner.create_lock(contents)
+    fn create_lock(&self, which: LockFile, contents: &[u8]) -> TargetResult<bool> {
+        self.inner.create_lock(which, contents)
     }
-    fn read_lock(&self) -> TargetResult<Option<Vec<u8>>> {
-        self.inner.read_lock()
+    fn read_lock(&self, which: LockFile) -> TargetResult<Option<Vec<u8>>> {
+        self.inner.read_lock(which)
     }
-    fn remove_lock(&self, expected: &[u8]) -> TargetResult<bool> {
-        self.inner.remove_lock(expected)
+    fn remove_lock(&self, which: LockFile, expected: &[u8]) -> TargetResult<bool> {
+        self.inner.remove_lock(which, expected)
     }
     fn current(&self) -> TargetResult<Option<ReleaseName>> {
         self.inner.current()

@@ -1,62 +1,39 @@
-//! Building a release tree on the server from stored objects.
+//! Carrying out an [`AssemblyPlan`] and relink decisions on the server.
 //!
-//! As in the local target: directories first (mode 0700 so we can fill them), level
-//! by level so parents exist before their children, each level's `mkdir`s pipelined;
-//! then every hardlink (`hardlink@openssh.com`), fresh empty file and symlink with
-//! hundreds in flight; then directory modes, deepest first.
+//! The order of the steps, the copy numbers followed when an object takes no more
+//! links and how `verify --repair` replaces a path are decided in
+//! `relstore_core::assembly`; this module executes the primitives over SFTP: each
+//! level's `mkdir`s pipelined, then every hardlink (`hardlink@openssh.com`), fresh
+//! empty file and symlink with hundreds in flight, then directory modes.
 //!
 //! Link limits: SFTP v3 reports `EMLINK` as a generic failure. When a link fails,
 //! the object exists, the destination does not, and the object's link count (from
-//! the long name of a directory listing) is high or unknown, a numbered copy of the
-//! object (`…+0444.1`) is made and linking continues from it — as the local target
-//! does on `EMLINK`.
-
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+//! the long name of a directory listing) is high or unknown, the failure is taken for
+//! the link cap — as the local target takes `EMLINK`.
 
 use futures::StreamExt;
+use relstore_core::assembly::{
+    dir_not_replaced, missing_object, partial_not_cleared, relink_step, AssemblyPlan, DirRepair,
+    Found, LinkCopies, NextCopy, PlannedDir, RelinkStep,
+};
 use relstore_core::failpoint::{kill_point, points};
 use relstore_core::layout;
 use relstore_core::path::escape;
 use relstore_core::progress::{Phase, Progress};
 use relstore_core::target::{AssembleStats, TargetError, TargetResult};
-use relstore_core::{Entry, EntryKind, ObjectId, ReleaseName};
+use relstore_core::{Entry, Leaf, ObjectId, ReleaseName};
 
 use super::inspect::link_count;
-use super::{is_failure, other, SftpTarget, SMALL_IN_FLIGHT};
+use super::{is_failure, SftpTarget, SMALL_IN_FLIGHT};
 use crate::sftp::{FileAttrs, OpenFlags, SftpError};
 
 /// Below this many links a failed link is not taken for `EMLINK` (ext4 caps at
 /// 65,000, xfs and btrfs far higher; no file system caps this low).
 const EMLINK_SUSPECT: u64 = 1000;
 
-/// Which copy of each over-linked object is currently taking new links.
-#[derive(Default)]
-struct CopyState {
-    in_use: Mutex<HashMap<ObjectId, u32>>,
-    /// Serialises making copies (rare): two links hitting the cap at once make one.
-    making: tokio::sync::Mutex<()>,
-    made: AtomicU64,
-}
-
-impl CopyState {
-    fn get(&self, id: &ObjectId) -> u32 {
-        self.in_use
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(id)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    fn set(&self, id: ObjectId, copy: u32) {
-        self.in_use
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id, copy);
-    }
-}
+/// Copy numbers of over-linked objects; copies are made under an async lock (many
+/// links in flight may hit the cap at once).
+type Copies = LinkCopies<tokio::sync::Mutex<()>>;
 
 fn join(dir: &[u8], rel: &[u8]) -> Vec<u8> {
     let mut p = Vec::with_capacity(dir.len() + 1 + rel.len());
@@ -64,10 +41,6 @@ fn join(dir: &[u8], rel: &[u8]) -> Vec<u8> {
     p.push(b'/');
     p.extend_from_slice(rel);
     p
-}
-
-fn depth(path: &[u8]) -> usize {
-    path.iter().filter(|b| **b == b'/').count()
 }
 
 pub(super) async fn assemble(
@@ -91,9 +64,7 @@ pub(super) async fn assemble(
     t.widen(entries.len()).await;
     let left = t.remove_tree(partial.clone(), None).await;
     if let Some(first) = left.first() {
-        return Err(other(format!(
-            "cannot clear an old partial release: {first}"
-        )));
+        return Err(partial_not_cleared(first));
     }
     let stats = build_tree(t, &partial, entries, progress).await?;
     kill_point(points::ASSEMBLE_BEFORE_RENAME);
@@ -110,109 +81,89 @@ async fn build_tree(
     entries: &[Entry],
     progress: &dyn Progress,
 ) -> TargetResult<AssembleStats> {
+    let plan = AssemblyPlan::new(entries);
     progress.start(Phase::Assemble, entries.len() as u64);
     t.client()
         .mkdir(partial, 0o700)
         .await
         .map_err(|e| t.io_err("create directory", partial, e))?;
-    let mut stats = AssembleStats::default();
-
-    // Directories, level by level.
-    let mut levels: Vec<Vec<(Vec<u8>, u32)>> = Vec::new();
-    for e in entries {
-        if let EntryKind::Dir { mode } = e.kind {
-            let d = depth(&e.path);
-            if levels.len() <= d {
-                levels.resize_with(d + 1, Vec::new);
-            }
-            levels[d].push((join(partial, &e.path), mode));
-        }
-    }
-    for level in &levels {
+    for level in plan.dir_levels() {
         relstore_core::cancel::check()?;
-        let results: Vec<TargetResult<()>> = futures::stream::iter(level)
-            .map(|(p, _)| async move {
-                t.client()
-                    .mkdir(p, 0o700)
-                    .await
-                    .map_err(|e| t.io_err("create directory", p, e))
-            })
-            .buffer_unordered(SMALL_IN_FLIGHT)
-            .collect()
-            .await;
-        for r in results {
-            r?;
-        }
-        stats.dirs += level.len() as u64;
-    }
-    progress.advance(stats.dirs);
-
-    // Files and symlinks.
-    let copies = CopyState::default();
-    let copies = &copies;
-    let counts: Vec<TargetResult<(u64, u64, u64)>> = futures::stream::iter(
-        entries
-            .iter()
-            .filter(|e| !matches!(e.kind, EntryKind::Dir { .. })),
-    )
-    .map(|e| async move {
-        // Interrupted: the partial tree stays in tmp/ for the next command to clear.
-        relstore_core::cancel::check()?;
-        let p = join(partial, &e.path);
-        let r = match e.kind {
-            EntryKind::File { size: 0, mode, .. } => {
-                create_empty(t, &p, mode).await.map(|()| (0, 1, 0))
-            }
-            EntryKind::File { .. } => match e.object() {
-                Some(id) => link_object(t, copies, &id, &p).await.map(|()| (1, 0, 0)),
-                None => Err(other("file entry without object")),
-            },
-            EntryKind::Symlink { ref target } => t
-                .client()
-                .symlink(target, &p)
+        each_dir(partial, level, |p, _| async move {
+            t.client()
+                .mkdir(&p, 0o700)
                 .await
-                .map(|()| (0, 0, 1))
-                .map_err(|err| t.io_err("create symlink", &p, err)),
-            EntryKind::Dir { .. } => Ok((0, 0, 0)),
-        };
-        progress.advance(1);
-        kill_point(points::ASSEMBLE_ENTRY);
-        r
-    })
-    .buffer_unordered(SMALL_IN_FLIGHT)
-    .collect()
-    .await;
-    for c in counts {
-        let (l, z, s) = c?;
-        stats.links += l;
-        stats.empty_files += z;
-        stats.symlinks += s;
+                .map_err(|e| t.io_err("create directory", &p, e))
+        })
+        .await?;
     }
+    progress.advance(plan.dir_count());
+
+    let copies = &Copies::default();
+    let results: Vec<TargetResult<()>> = futures::stream::iter(plan.leaves())
+        .map(|l| async move {
+            // Interrupted: the partial tree stays in tmp/ for the next command to clear.
+            relstore_core::cancel::check()?;
+            let r = make_leaf(t, copies, l.leaf, &join(partial, l.path)).await;
+            progress.advance(1);
+            kill_point(points::ASSEMBLE_ENTRY);
+            r
+        })
+        .buffer_unordered(SMALL_IN_FLIGHT)
+        .collect()
+        .await;
+    results.into_iter().collect::<TargetResult<()>>()?;
 
     // Directory modes, deepest level first (a read-only parent must not stop a
     // child's chmod; setattr needs no write permission on the parent anyway).
-    for level in levels.iter().rev() {
-        let results: Vec<TargetResult<()>> = futures::stream::iter(level)
-            .map(|(p, mode)| async move {
-                t.client()
-                    .set_permissions(p, *mode)
-                    .await
-                    .map_err(|e| t.io_err("set mode of", p, e))
-            })
-            .buffer_unordered(SMALL_IN_FLIGHT)
-            .collect()
-            .await;
-        for r in results {
-            r?;
-        }
+    for level in plan.dir_levels().iter().rev() {
+        each_dir(partial, level, |p, mode| async move {
+            t.client()
+                .set_permissions(&p, mode)
+                .await
+                .map_err(|e| t.io_err("set mode of", &p, e))
+        })
+        .await?;
     }
     t.client()
         .set_permissions(partial, 0o755)
         .await
         .map_err(|e| t.io_err("set mode of", partial, e))?;
-    stats.object_copies = copies.made.load(Ordering::Relaxed);
     progress.finish();
-    Ok(stats)
+    Ok(plan.stats(copies.made()))
+}
+
+/// Runs `op` on every directory of one level (its path under `partial`, its mode),
+/// pipelined; the first error in level order is returned.
+async fn each_dir<F, Fut>(partial: &[u8], level: &[PlannedDir<'_>], op: F) -> TargetResult<()>
+where
+    F: Fn(Vec<u8>, u32) -> Fut,
+    Fut: std::future::Future<Output = TargetResult<()>>,
+{
+    let results: Vec<TargetResult<()>> = futures::stream::iter(level)
+        .map(|d| op(join(partial, d.path), d.mode))
+        .buffer_unordered(SMALL_IN_FLIGHT)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// Makes one non-directory entry at `dest`.
+async fn make_leaf(
+    t: &SftpTarget,
+    copies: &Copies,
+    leaf: Leaf<'_>,
+    dest: &[u8],
+) -> TargetResult<()> {
+    match leaf {
+        Leaf::Link { object } => link_object(t, copies, &object, dest).await,
+        Leaf::Empty { mode } => create_empty(t, dest, mode).await,
+        Leaf::Symlink { target } => t
+            .client()
+            .symlink(target, dest)
+            .await
+            .map_err(|e| t.io_err("create symlink", dest, e)),
+    }
 }
 
 /// A fresh zero-length file with exactly `mode` (the server's umask must not decide
@@ -227,14 +178,6 @@ async fn create_empty(t: &SftpTarget, p: &[u8], mode: u32) -> TargetResult<()> {
     let closed = c.close(&h).await;
     set.map_err(|e| t.io_err("set mode of", p, e))?;
     closed.map_err(|e| t.io_err("close", p, e))
-}
-
-fn missing_object(t: &SftpTarget, src: &[u8], dest: &[u8]) -> TargetError {
-    other(format!(
-        "object {} is missing from the store (needed for {})",
-        t.show(src),
-        escape(dest)
-    ))
 }
 
 /// Whether a failed link of `src` is the link cap (`EMLINK`).
@@ -254,13 +197,15 @@ async fn is_link_cap(t: &SftpTarget, src: &[u8], dest: &[u8]) -> TargetResult<bo
     Ok(count.is_none_or(|n| n >= EMLINK_SUSPECT))
 }
 
+/// Hardlinks `id` at `dest`, moving on to the next copy of the object when a failed
+/// link is the link cap.
 async fn link_object(
     t: &SftpTarget,
-    copies: &CopyState,
+    copies: &Copies,
     id: &ObjectId,
     dest: &[u8],
 ) -> TargetResult<()> {
-    let mut copy = copies.get(id);
+    let mut copy = copies.in_use(id);
     let mut attempts = 0;
     loop {
         let src = t.p(&id.copy_rel_path(copy));
@@ -273,7 +218,7 @@ async fn link_object(
             .await
             .map_err(|e| t.io_err("check", &src, e))?;
         if !src_exists {
-            return Err(missing_object(t, &src, dest));
+            return Err(missing_object(&t.show(&src), &escape(dest)));
         }
         attempts += 1;
         if is_failure(&err) && attempts <= 3 && is_link_cap(t, &src, dest).await? {
@@ -284,27 +229,21 @@ async fn link_object(
     }
 }
 
-/// Called when copy `full` of `id` takes no more links: returns the copy to use next,
-/// making it if no task (or earlier push) already did.
-async fn next_copy(
-    t: &SftpTarget,
-    copies: &CopyState,
-    id: &ObjectId,
-    full: u32,
-) -> TargetResult<u32> {
-    let _making = copies.making.lock().await;
-    let known = copies.get(id);
-    if known > full {
-        return Ok(known);
-    }
-    let next = full + 1;
+/// Called when copy `full` of `id` takes no more links: the copy to use next, made
+/// here unless another task (or an earlier push) already did.
+async fn next_copy(t: &SftpTarget, copies: &Copies, id: &ObjectId, full: u32) -> TargetResult<u32> {
+    let _making = copies.making().lock().await;
+    let (from, next) = match copies.after_full(id, full) {
+        NextCopy::Use(copy) => return Ok(copy),
+        NextCopy::Ensure { from, next } => (from, next),
+    };
     let next_path = t.p(&id.copy_rel_path(next));
-    if !t
+    let make = !t
         .exists(&next_path)
         .await
-        .map_err(|e| t.io_err("check", &next_path, e))?
-    {
-        let from = t.p(&id.copy_rel_path(full));
+        .map_err(|e| t.io_err("check", &next_path, e))?;
+    if make {
+        let from = t.p(&id.copy_rel_path(from));
         let tmp = t.tmp_path("objcopy");
         if let Err(e) = copy_file(t, &from, &tmp, id.mode).await {
             let _ = t.client().remove(&tmp).await;
@@ -314,10 +253,8 @@ async fn next_copy(
             .posix_rename(&tmp, &next_path)
             .await
             .map_err(|e| t.io_err("rename into place", &next_path, e))?;
-        copies.made.fetch_add(1, Ordering::Relaxed);
     }
-    copies.set(*id, next);
-    Ok(next)
+    Ok(copies.ensured(id, next, make))
 }
 
 /// Copies a file on the server through this client (reads pipelined per chunk,
@@ -385,63 +322,66 @@ where
     }
 }
 
-/// See [`relstore_core::Target::relink`]: each replacement is made in `tmp/` and
-/// renamed over its path, so the path is never missing for a reader.
+/// Re-creates `entries` inside the existing release `name` as
+/// [`relstore_core::assembly::relink_step`] decides (see
+/// [`relstore_core::Target::relink`]).
 pub(super) async fn relink(
     t: &SftpTarget,
     name: &ReleaseName,
     entries: &[Entry],
 ) -> TargetResult<()> {
     let release = t.p(&layout::release_dir(name));
-    let copies = CopyState::default();
+    let copies = Copies::default();
     for e in entries {
         let dest = join(&release, &e.path);
-        if let EntryKind::Dir { mode } = e.kind {
-            let mkdir = || async { t.client().mkdir(&dest, 0o700).await };
-            match t.client().lstat(&dest).await {
-                Ok(a) if a.is_dir() => {}
-                Ok(_) => {
-                    let _ = t.remove_tree(dest.clone(), None).await;
-                    with_writable_parent(t, &dest, mkdir)
-                        .await
-                        .map_err(|err| t.io_err("create directory", &dest, err))?;
-                }
-                Err(_) => with_writable_parent(t, &dest, mkdir)
-                    .await
-                    .map_err(|err| t.io_err("create directory", &dest, err))?,
-            }
-            t.client()
-                .set_permissions(&dest, mode)
-                .await
-                .map_err(|err| t.io_err("set mode of", &dest, err))?;
-            continue;
-        }
-        let tmp = t.tmp_path("relink");
-        match e.kind {
-            EntryKind::File { size: 0, mode, .. } => create_empty(t, &tmp, mode).await?,
-            EntryKind::File { .. } => match e.object() {
-                Some(id) => link_object(t, &copies, &id, &tmp).await?,
-                None => return Err(other("file entry without object")),
-            },
-            EntryKind::Symlink { ref target } => t
-                .client()
-                .symlink(target, &tmp)
-                .await
-                .map_err(|err| t.io_err("create symlink", &tmp, err))?,
-            EntryKind::Dir { .. } => continue,
-        }
-        if matches!(t.client().lstat(&dest).await, Ok(a) if a.is_dir()) {
-            let left = t.remove_tree(dest.clone(), None).await;
-            if let Some(first) = left.first() {
-                let _ = t.client().remove(&tmp).await;
-                return Err(other(format!("cannot replace a directory: {first}")));
+        let found = match t.client().lstat(&dest).await {
+            Ok(a) if a.is_dir() => Found::Dir,
+            Ok(_) => Found::Other,
+            Err(_) => Found::Nothing,
+        };
+        match relink_step(e, found) {
+            RelinkStep::Dir { mode, repair } => repair_dir(t, &dest, mode, repair).await?,
+            RelinkStep::Replace { leaf, clear_dir } => {
+                let tmp = t.tmp_path("relink");
+                make_leaf(t, &copies, leaf, &tmp).await?;
+                replace(t, &tmp, &dest, clear_dir).await?;
             }
         }
-        let rename = || async { t.client().posix_rename(&tmp, &dest).await };
-        if let Err(err) = with_writable_parent(t, &dest, rename).await {
-            let _ = t.client().remove(&tmp).await;
-            return Err(t.io_err("replace", &dest, err));
+    }
+    Ok(())
+}
+
+/// Makes sure a directory is at `dest` as `repair` says, then sets its mode.
+async fn repair_dir(t: &SftpTarget, dest: &[u8], mode: u32, repair: DirRepair) -> TargetResult<()> {
+    if repair == DirRepair::ReplaceOther {
+        let _ = t.remove_tree(dest.to_vec(), None).await;
+    }
+    if repair != DirRepair::Keep {
+        let mkdir = || async { t.client().mkdir(dest, 0o700).await };
+        with_writable_parent(t, dest, mkdir)
+            .await
+            .map_err(|err| t.io_err("create directory", dest, err))?;
+    }
+    t.client()
+        .set_permissions(dest, mode)
+        .await
+        .map_err(|err| t.io_err("set mode of", dest, err))
+}
+
+/// Renames the finished `tmp` over `dest`, deleting a directory in the way first
+/// (`clear_dir`); `tmp` is deleted when that fails.
+async fn replace(t: &SftpTarget, tmp: &[u8], dest: &[u8], clear_dir: bool) -> TargetResult<()> {
+    if clear_dir {
+        let left = t.remove_tree(dest.to_vec(), None).await;
+        if let Some(first) = left.first() {
+            let _ = t.client().remove(tmp).await;
+            return Err(dir_not_replaced(first));
         }
+    }
+    let rename = || async { t.client().posix_rename(tmp, dest).await };
+    if let Err(err) = with_writable_parent(t, dest, rename).await {
+        let _ = t.client().remove(tmp).await;
+        return Err(t.io_err("replace", dest, err));
     }
     Ok(())
 }

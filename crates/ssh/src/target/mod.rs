@@ -8,8 +8,10 @@
 //! hundreds at a time, spread over a few SFTP channels of one SSH connection (the
 //! server's per-channel window caps what one channel carries).
 //!
-//! The semantics follow the local target step by step (see `relstore-local`):
-//! uploads land in `tmp/`, are fsync'd (`fsync@openssh.com` when offered) and renamed
+//! The semantics follow the local target step by step (see `relstore-local`); what
+//! both decide alike — which roots `open` accepts, the order of assembly, link-cap
+//! copies, how `relink` replaces a path — is decided once in `relstore_core::root`
+//! and `relstore_core::assembly`, and executed here over SFTP: uploads land in `tmp/`, are fsync'd (`fsync@openssh.com` when offered) and renamed
 //! into `objects/` with `posix-rename@openssh.com`; releases are assembled in
 //! `tmp/NAME.partial` with `hardlink@openssh.com` and renamed into `releases/`;
 //! `current` is replaced by renaming a fresh symlink over it; the lock is a complete
@@ -20,6 +22,8 @@
 
 mod assemble;
 mod inspect;
+mod lock;
+mod root;
 mod upload;
 
 use std::future::Future;
@@ -135,37 +139,9 @@ impl SftpTarget {
             Ok::<_, TargetError>((session, channels))
         })?;
         let first = &channels[0];
-        let missing: Vec<&str> = [EXT_POSIX_RENAME, EXT_HARDLINK]
-            .into_iter()
-            .filter(|e| !first.has_extension(e))
-            .collect();
-        if !missing.is_empty() {
-            return Err(other(format!(
-                "the SFTP server of {where_} lacks {} (needed for atomic renames and hardlinked \
-                 releases); relstore needs an OpenSSH-compatible SFTP server",
-                missing.join(" and ")
-            )));
-        }
+        check_extensions(first, &where_)?;
         let has_fsync = first.has_extension(EXT_FSYNC);
-        let root = rt.block_on(async {
-            if parsed.path.starts_with('/') {
-                Ok(normalize(parsed.path.as_bytes()))
-            } else {
-                let home = first.realpath(b".").await.map_err(|e| {
-                    other(format!(
-                        "{where_}: cannot find the login's home directory: {e}"
-                    ))
-                })?;
-                let mut p = home;
-                if !parsed.path.is_empty() {
-                    if p.last() != Some(&b'/') {
-                        p.push(b'/');
-                    }
-                    p.extend_from_slice(parsed.path.as_bytes());
-                }
-                Ok::<_, TargetError>(normalize(&p))
-            }
-        })?;
+        let root = rt.block_on(resolve_root(first, &parsed.path, &where_))?;
         let tag = format!(
             "{}-{:x}",
             std::process::id(),
@@ -248,20 +224,6 @@ impl SftpTarget {
         }
     }
 
-    fn not_a_store(&self, reason: impl Into<String>) -> TargetError {
-        TargetError::NotAStore {
-            location: self.location.clone(),
-            reason: reason.into(),
-        }
-    }
-
-    fn no_store(&self, reason: &str) -> TargetError {
-        TargetError::NoStore {
-            location: self.location.clone(),
-            reason: reason.into(),
-        }
-    }
-
     /// A fresh path under `tmp/` for something this process writes.
     fn tmp_path(&self, what: &str) -> Vec<u8> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
@@ -301,161 +263,6 @@ impl SftpTarget {
         Ok(())
     }
 
-    /// `mkdir` that accepts an existing directory (SFTP reports "exists" as a
-    /// generic failure, so it is told apart by a stat).
-    async fn mkdir_existing_ok(&self, path: &[u8], mode: u32) -> Result<(), SftpError> {
-        let c = self.client();
-        match c.mkdir(path, mode).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_failure(&e) => match c.stat(path).await {
-                Ok(a) if a.is_dir() => Ok(()),
-                _ => Err(e),
-            },
-            Err(e) => Err(e),
-        }
-    }
-
-    /// `mkdir -p`.
-    async fn mkdir_all(&self, path: &[u8]) -> TargetResult<()> {
-        let mut missing = Vec::new();
-        let mut cur = path.to_vec();
-        loop {
-            match self.client().stat(&cur).await {
-                Ok(a) if a.is_dir() => break,
-                Ok(_) => {
-                    return Err(self.not_a_store(format!("{} is not a directory", self.show(&cur))))
-                }
-                Err(e) if e.is_not_found() => {
-                    missing.push(cur.clone());
-                    match cur.iter().rposition(|b| *b == b'/') {
-                        Some(0) | None => break,
-                        Some(i) => cur.truncate(i),
-                    }
-                }
-                Err(e) => return Err(self.io_err("access", &cur, e)),
-            }
-        }
-        for dir in missing.iter().rev() {
-            self.mkdir_existing_ok(dir, 0o755)
-                .await
-                .map_err(|e| self.io_err("create directory", dir, e))?;
-        }
-        Ok(())
-    }
-
-    async fn create_layout_dirs(&self) -> TargetResult<()> {
-        for d in [
-            layout::RELEASES,
-            layout::OBJECTS,
-            layout::MANIFESTS,
-            layout::TMP,
-            layout::PINS,
-        ] {
-            let p = self.p(d);
-            self.mkdir_existing_ok(&p, 0o755)
-                .await
-                .map_err(|e| self.io_err("create directory", &p, e))?;
-        }
-        Ok(())
-    }
-
-    async fn check_layout_dirs(&self) -> TargetResult<()> {
-        for d in [
-            layout::RELEASES,
-            layout::OBJECTS,
-            layout::MANIFESTS,
-            layout::TMP,
-        ] {
-            let ok = matches!(self.client().stat(&self.p(d)).await, Ok(a) if a.is_dir());
-            if !ok {
-                return Err(self.not_a_store(format!("store is missing its {d}/ directory")));
-            }
-        }
-        Ok(())
-    }
-
-    async fn open_async(&self, create: bool) -> TargetResult<Opened> {
-        let c = self.client();
-        let fresh = match c.stat(&self.root).await {
-            Err(e) if e.is_not_found() => {
-                if !create {
-                    return Err(self.no_store("no relstore store here (the path does not exist)"));
-                }
-                self.mkdir_all(&self.root).await?;
-                true
-            }
-            Err(e) => return Err(self.io_err("access", &self.root, e)),
-            Ok(a) if !a.is_dir() => return Err(self.not_a_store("is a file, not a directory")),
-            Ok(_) => {
-                let config = self.p(layout::CONFIG);
-                match c.read_file(&config).await {
-                    Ok(bytes) => {
-                        let text = String::from_utf8_lossy(&bytes);
-                        match layout::parse_config_format(&text) {
-                            Some(layout::STORE_FORMAT) => false,
-                            Some(other) => {
-                                return Err(self.not_a_store(format!(
-                                    "store format {other} is not supported by this relstore (supports {})",
-                                    layout::STORE_FORMAT
-                                )))
-                            }
-                            None => {
-                                return Err(self
-                                    .not_a_store(format!("{} is malformed", self.show(&config))))
-                            }
-                        }
-                    }
-                    Err(e) if e.is_not_found() => {
-                        let entries = c
-                            .read_dir(&self.root)
-                            .await
-                            .map_err(|e| self.io_err("list", &self.root, e))?;
-                        if !entries.is_empty() {
-                            return Err(self.not_a_store(
-                                "is not empty and not a relstore store (no relstore.toml); refusing to write into it",
-                            ));
-                        }
-                        if !create {
-                            return Err(self.no_store("no relstore store here (empty directory)"));
-                        }
-                        true
-                    }
-                    Err(e) => return Err(self.io_err("read", &config, e)),
-                }
-            }
-        };
-        if fresh {
-            // The marker first, as locally: a directory holding it is recognisably
-            // ours even if the layout below is interrupted.
-            self.write_atomic(
-                &self.p(layout::CONFIG),
-                layout::config_contents().as_bytes(),
-            )
-            .await
-            .map_err(|e| match e {
-                // Name the directory the user gave, not the temp file inside it.
-                TargetError::Io { source, .. }
-                    if source.kind() == std::io::ErrorKind::PermissionDenied =>
-                {
-                    TargetError::Io {
-                        op: "create a store in",
-                        path: self.show(&self.root),
-                        source,
-                    }
-                }
-                e => e,
-            })?;
-            self.create_layout_dirs().await?;
-            return Ok(Opened::Created);
-        }
-        if create {
-            self.create_layout_dirs().await?;
-        } else {
-            self.check_layout_dirs().await?;
-        }
-        Ok(Opened::Existing)
-    }
-
     async fn list_names(&self, dir: &[u8], suffix: Option<&str>) -> TargetResult<Vec<String>> {
         let entries = self
             .client()
@@ -487,66 +294,6 @@ impl SftpTarget {
         result?;
         closed?;
         Ok(out)
-    }
-
-    async fn create_lock_async(&self, which: LockFile, contents: &[u8]) -> TargetResult<bool> {
-        let c = self.client();
-        let lock = self.p(which.file_name());
-        let private = self.p(&format!("{}.{}.new", which.file_name(), self.tag));
-        let _ = c.remove(&private).await;
-        if let Err(e) = c
-            .write_file(&private, contents, 0o644, self.has_fsync)
-            .await
-        {
-            let _ = c.remove(&private).await;
-            return Err(self.io_err("write", &private, e));
-        }
-        // link(2) fails if the lock exists: it appears atomically and always complete.
-        // SFTP v3 reports that as a generic failure, so a failure is followed by a look
-        // at the lock; when its holder released it in between, the link is tried again.
-        let mut attempts = 0;
-        let result = loop {
-            attempts += 1;
-            let linked = c.hardlink(&private, &lock).await;
-            match linked {
-                Ok(()) => break Ok(true),
-                Err(e) if is_failure(&e) => match self.exists(&lock).await {
-                    Ok(true) => break Ok(false),
-                    Ok(false) if attempts < 5 => continue,
-                    _ => break Err(self.io_err("create lock", &lock, e)),
-                },
-                Err(e) => break Err(self.io_err("create lock", &lock, e)),
-            }
-        };
-        let _ = c.remove(&private).await;
-        result
-    }
-
-    async fn remove_lock_async(&self, which: LockFile, expected: &[u8]) -> TargetResult<bool> {
-        let c = self.client();
-        let lock = self.p(which.file_name());
-        let aside = self.p(&format!("{}.{}.old", which.file_name(), self.tag));
-        match c.posix_rename(&lock, &aside).await {
-            Ok(()) => {}
-            Err(e) if e.is_not_found() => return Ok(false),
-            Err(e) => return Err(self.io_err("remove lock", &lock, e)),
-        }
-        let found = c
-            .read_file(&aside)
-            .await
-            .map_err(|e| self.io_err("read", &aside, e))?;
-        if found == expected {
-            c.remove(&aside)
-                .await
-                .map_err(|e| self.io_err("remove", &aside, e))?;
-            Ok(true)
-        } else {
-            // Someone else's lock: put it back (the link fails only if yet another
-            // lock appeared meanwhile, which then stands).
-            let _ = c.hardlink(&aside, &lock).await;
-            let _ = c.remove(&aside).await;
-            Ok(false)
-        }
     }
 
     async fn activate_async(&self, name: &ReleaseName) -> TargetResult<()> {
@@ -616,6 +363,42 @@ impl SftpTarget {
             }
         }
     }
+}
+
+/// Refuses a server without the extensions relstore cannot work without.
+fn check_extensions(client: &SftpClient, where_: &str) -> TargetResult<()> {
+    let missing: Vec<&str> = [EXT_POSIX_RENAME, EXT_HARDLINK]
+        .into_iter()
+        .filter(|e| !client.has_extension(e))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(other(format!(
+        "the SFTP server of {where_} lacks {} (needed for atomic renames and hardlinked \
+         releases); relstore needs an OpenSSH-compatible SFTP server",
+        missing.join(" and ")
+    )))
+}
+
+/// The store root's absolute path: `path` as given, or resolved against the login's
+/// home directory when relative.
+async fn resolve_root(client: &SftpClient, path: &str, where_: &str) -> TargetResult<Vec<u8>> {
+    if path.starts_with('/') {
+        return Ok(normalize(path.as_bytes()));
+    }
+    let mut p = client.realpath(b".").await.map_err(|e| {
+        other(format!(
+            "{where_}: cannot find the login's home directory: {e}"
+        ))
+    })?;
+    if !path.is_empty() {
+        if p.last() != Some(&b'/') {
+            p.push(b'/');
+        }
+        p.extend_from_slice(path.as_bytes());
+    }
+    Ok(normalize(&p))
 }
 
 /// Drops trailing slashes and `.` components, collapses repeated slashes.
