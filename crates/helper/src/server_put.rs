@@ -30,6 +30,7 @@ pub(crate) struct PutContext {
 
 /// What receiving a stream came to.
 struct Received {
+    /// Objects handed to the store in full batches (the last batch is counted apart).
     stored: u64,
     resend: Vec<ObjectId>,
 }
@@ -44,14 +45,13 @@ pub(crate) fn receive<R: Read>(
 ) -> Result<Response, String> {
     let mut source = DataSource::new(r);
     let mut batch = Batch::new(ctx.spool_dir.clone());
-    let mut stored = 0;
     let result = if params.window_log > MAX_WINDOW_LOG {
         Err(TargetError::Other(format!(
             "the object stream asks for a window of 2^{} bytes; this helper allows at most 2^{MAX_WINDOW_LOG}",
             params.window_log
         )))
     } else {
-        receive_records(&mut source, params, target, ctx, &mut batch, &mut stored)
+        receive_records(&mut source, params, target, ctx, &mut batch)
     };
     // Objects verified before a failure are still good: store them.
     let flushed = batch.flush(target);
@@ -87,12 +87,12 @@ fn receive_records<R: Read>(
     target: &dyn Target,
     ctx: &PutContext,
     batch: &mut Batch,
-    stored: &mut u64,
 ) -> TargetResult<Received> {
     let mut dec = zstd::stream::read::Decoder::new(source).map_err(|e| stream_err("decoder", e))?;
     dec.window_log_max(params.window_log.max(10))
         .map_err(|e| stream_err("decoder", e))?;
     let mut records = 0u64;
+    let mut stored = 0u64;
     let mut resend = Vec::new();
     loop {
         let tag = stream::read_tag(&mut dec).map_err(|e| stream_err("is unreadable", e))?;
@@ -129,7 +129,7 @@ fn receive_records<R: Read>(
         }
         records += 1;
         if batch.is_full() {
-            *stored += batch.flush(target)?;
+            stored += batch.flush(target)?;
         }
     }
     let mut rest = [0u8; 1];
@@ -138,10 +138,7 @@ fn receive_records<R: Read>(
             "object stream has data after its end record".into(),
         ));
     }
-    Ok(Received {
-        stored: *stored,
-        resend,
-    })
+    Ok(Received { stored, resend })
 }
 
 /// Reads a patch record and rebuilds its object: `Ok` with verified content, or
