@@ -90,6 +90,20 @@ pub trait BlobSource: Sync {
     fn describe(&self, upload: &Upload) -> String;
 }
 
+/// Earlier versions of objects to upload, for targets that can receive an object as a
+/// patch against one the target already stores (the previous content of the same
+/// path, usually): a one-line edit of a page then travels as a few bytes. A target
+/// that cannot use them ignores them; a wrong or unavailable base only costs the
+/// saving, never correctness, because the target checks every rebuilt object against
+/// its id.
+pub trait DeltaBases: Sync {
+    /// An object the target probably stores whose content resembles `upload`'s.
+    fn base_of(&self, upload: &Upload) -> Option<ObjectId>;
+    /// Opens a local copy of `base`'s content; an error when there is none (the upload
+    /// then travels whole).
+    fn open_base(&self, base: &ObjectId) -> io::Result<Box<dyn Read + Send>>;
+}
+
 /// Totals of one assembly.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AssembleStats {
@@ -210,6 +224,19 @@ pub trait Target: Send + Sync {
         source: &dyn BlobSource,
         progress: &dyn Progress,
     ) -> TargetResult<()>;
+    /// [`Target::put_objects`] with hints of earlier versions of the uploads: a target
+    /// that can receive deltas sends patches against them, the others (the default)
+    /// ignore them.
+    fn put_objects_with_bases(
+        &self,
+        uploads: &[Upload],
+        source: &dyn BlobSource,
+        bases: &dyn DeltaBases,
+        progress: &dyn Progress,
+    ) -> TargetResult<()> {
+        let _ = bases;
+        self.put_objects(uploads, source, progress)
+    }
 
     /// Builds `releases/NAME` from `entries` (validated, in manifest order): assembled
     /// in `tmp/NAME.partial`, directories first, then hardlinks from objects, fresh
