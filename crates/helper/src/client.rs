@@ -7,6 +7,7 @@
 //! the middle of an exchange is not used again: every later call fails with
 //! [`HelperError::Broken`].
 
+use relstore_core::layout::LockFile;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -316,19 +317,25 @@ impl Target for HelperClient {
         }
     }
 
-    fn create_lock(&self, contents: &[u8]) -> TargetResult<bool> {
-        self.flag("create_lock", &Request::CreateLock(contents.to_vec()))
+    fn create_lock(&self, which: LockFile, contents: &[u8]) -> TargetResult<bool> {
+        self.flag(
+            "create_lock",
+            &Request::CreateLock(which, contents.to_vec()),
+        )
     }
 
-    fn read_lock(&self) -> TargetResult<Option<Vec<u8>>> {
-        match self.call(&Request::ReadLock)? {
+    fn read_lock(&self, which: LockFile) -> TargetResult<Option<Vec<u8>>> {
+        match self.call(&Request::ReadLock(which))? {
             Response::MaybeBytes(b) => Ok(b.map(|b| b.into_vec())),
             other => Err(self.unexpected("read_lock", &other)),
         }
     }
 
-    fn remove_lock(&self, expected: &[u8]) -> TargetResult<bool> {
-        self.flag("remove_lock", &Request::RemoveLock(expected.to_vec()))
+    fn remove_lock(&self, which: LockFile, expected: &[u8]) -> TargetResult<bool> {
+        self.flag(
+            "remove_lock",
+            &Request::RemoveLock(which, expected.to_vec()),
+        )
     }
 
     fn current(&self) -> TargetResult<Option<ReleaseName>> {

@@ -166,7 +166,7 @@ mod tests {
 
     #[test]
     fn unpack_and_repack_round_trip() {
-        let bytes = manifest("r1", 50, "a").encode();
+        let bytes = manifest("r1", 50, "a").encode().unwrap();
         let unpacked = unpack(&bytes).unwrap();
         assert_eq!(repack(&unpacked).unwrap(), bytes);
         let m = Manifest::decode(&bytes, Some("r1")).unwrap();
@@ -184,8 +184,8 @@ mod tests {
 
     #[test]
     fn a_release_that_changes_one_entry_patches_into_a_few_hundred_bytes() {
-        let a = unpack(&manifest("r1", 5000, "a").encode()).unwrap();
-        let b_bytes = manifest("r2", 5000, "b").encode();
+        let a = unpack(&manifest("r1", 5000, "a").encode().unwrap()).unwrap();
+        let b_bytes = manifest("r2", 5000, "b").encode().unwrap();
         let b = unpack(&b_bytes).unwrap();
         let patch = crate::patch::make_patch(&a, &b, 3).unwrap();
         assert!(patch.len() < 400, "{} bytes", patch.len());

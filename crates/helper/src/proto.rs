@@ -5,6 +5,7 @@
 //! Appending a variant or changing a field is a protocol change: bump
 //! [`crate::handshake::PROTOCOL_VERSION`].
 
+use relstore_core::layout::LockFile;
 use std::io;
 
 use relstore_core::manifest::ManifestError;
@@ -21,9 +22,9 @@ pub(crate) enum Request {
     Open {
         create: bool,
     },
-    CreateLock(#[serde(with = "serde_bytes")] Vec<u8>),
-    ReadLock,
-    RemoveLock(#[serde(with = "serde_bytes")] Vec<u8>),
+    CreateLock(LockFile, #[serde(with = "serde_bytes")] Vec<u8>),
+    ReadLock(LockFile),
+    RemoveLock(LockFile, #[serde(with = "serde_bytes")] Vec<u8>),
     Current,
     ListReleaseDirs,
     ListManifests,

@@ -39,9 +39,9 @@ fn run(request: Request, target: &dyn Target, progress: &dyn Progress) -> Target
         Request::Open { create } => Response::Opened {
             created: target.open(create)? == Opened::Created,
         },
-        Request::CreateLock(c) => Response::Flag(target.create_lock(&c)?),
-        Request::ReadLock => Response::MaybeBytes(target.read_lock()?.map(Into::into)),
-        Request::RemoveLock(c) => Response::Flag(target.remove_lock(&c)?),
+        Request::CreateLock(w, c) => Response::Flag(target.create_lock(w, &c)?),
+        Request::ReadLock(w) => Response::MaybeBytes(target.read_lock(w)?.map(Into::into)),
+        Request::RemoveLock(w, c) => Response::Flag(target.remove_lock(w, &c)?),
         Request::Current => Response::MaybeName(target.current()?.map(|n| n.to_string())),
         Request::ListReleaseDirs => Response::Names(target.list_release_dirs()?),
         Request::ListManifests => Response::Names(target.list_manifests()?),

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use relstore_core::layout::LockFile;
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Cursor, Read, Write};
@@ -228,7 +229,8 @@ fn push(t: &dyn Target, rel: &str, files: &[(String, Vec<u8>)], bases: Option<&B
     .unwrap();
     t.assemble(&name(rel), &manifest.entries, &NoProgress)
         .unwrap();
-    t.stage_manifest(&name(rel), &manifest.encode()).unwrap();
+    t.stage_manifest(&name(rel), &manifest.encode().unwrap())
+        .unwrap();
     t.activate(&name(rel)).unwrap();
     t.commit_manifest(&name(rel)).unwrap();
     manifest
@@ -244,19 +246,22 @@ fn site(n: usize, len: usize) -> Vec<(String, Vec<u8>)> {
 fn check_store_methods(s: &Session, files: &[(String, Vec<u8>)]) -> Manifest {
     let t = &s.client;
     assert_eq!(t.open(false).unwrap(), Opened::Existing);
-    assert!(t.create_lock(b"me").unwrap());
-    assert!(!t.create_lock(b"other").unwrap());
-    assert_eq!(t.read_lock().unwrap().as_deref(), Some(&b"me"[..]));
-    assert!(!t.remove_lock(b"other").unwrap());
-    assert!(t.remove_lock(b"me").unwrap());
-    assert_eq!(t.read_lock().unwrap(), None);
+    assert!(t.create_lock(LockFile::Store, b"me").unwrap());
+    assert!(!t.create_lock(LockFile::Store, b"other").unwrap());
+    assert_eq!(
+        t.read_lock(LockFile::Store).unwrap().as_deref(),
+        Some(&b"me"[..])
+    );
+    assert!(!t.remove_lock(LockFile::Store, b"other").unwrap());
+    assert!(t.remove_lock(LockFile::Store, b"me").unwrap());
+    assert_eq!(t.read_lock(LockFile::Store).unwrap(), None);
     assert_eq!(t.current().unwrap(), None);
 
     let m1 = push(t, "r1", files, None);
     assert_eq!(t.current().unwrap(), Some(name("r1")));
     assert_eq!(t.list_release_dirs().unwrap(), vec!["r1".to_owned()]);
     assert_eq!(t.list_manifests().unwrap(), vec!["r1".to_owned()]);
-    assert_eq!(t.read_manifest(&name("r1")).unwrap(), m1.encode());
+    assert_eq!(t.read_manifest(&name("r1")).unwrap(), m1.encode().unwrap());
     assert_eq!(
         t.read_manifest_prefixes(&[name("r1"), name("nope")])
             .into_iter()
@@ -465,7 +470,7 @@ fn manifests_and_entry_lists_travel_as_deltas() {
     t.assemble(&name("v2"), &m2.entries, &NoProgress).unwrap();
     let assemble_cost = s.sent() - before;
     let before = s.sent();
-    let encoded = m2.encode();
+    let encoded = m2.encode().unwrap();
     t.stage_manifest(&name("v2"), &encoded).unwrap();
     let stage_cost = s.sent() - before;
     assert!(assemble_cost < 1000, "assemble sent {assemble_cost} bytes");
