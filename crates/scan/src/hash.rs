@@ -23,7 +23,6 @@ use relstore_core::progress::{Phase, Progress};
 use relstore_core::ContentHash;
 
 use crate::error::{classify, ScanError};
-use crate::sys::Mmap;
 use crate::walk::{FileStat, Node, NodeKind};
 
 /// Files at least this big are memory-mapped and hashed with all cores.
@@ -48,8 +47,14 @@ fn hash_open(file: &File, size: u64, buf: &mut Vec<u8>) -> io::Result<(ContentHa
     let mut hasher = blake3::Hasher::new();
     if size >= MMAP_MIN {
         let len = usize::try_from(size).map_err(io::Error::other)?;
-        let map = Mmap::map(file, len)?;
-        hasher.update_rayon(map.as_slice());
+        // SAFETY: a private read-only mapping of `len` bytes of an open file, dropped
+        // before the function returns. As with every mmap-based hasher (b3sum included),
+        // another process truncating the file meanwhile makes reads past the new end
+        // raise SIGBUS; relstore accepts that for files of 1 MiB and more, where
+        // mapping saves a copy and lets blake3 hash with all cores. Changed bytes are
+        // harmless: they are hashed as opaque data and every upload re-verifies them.
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map(file)? };
+        hasher.update_rayon(&map);
         drop(map);
         // A mapping cannot see bytes appended after `size`; a second look at the
         // length catches a file that grew (or shrank) meanwhile.

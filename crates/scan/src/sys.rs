@@ -11,7 +11,6 @@
 //!   followed out of the source tree.
 
 use std::ffi::{CStr, CString};
-use std::fs::File;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -181,61 +180,6 @@ pub(crate) fn coarse_realtime_ns() -> i64 {
 /// Seconds + nanoseconds as one i64 of nanoseconds (saturating past year 2262).
 pub(crate) fn timespec_ns(sec: i64, nsec: i64) -> i64 {
     sec.saturating_mul(1_000_000_000).saturating_add(nsec)
-}
-
-/// A read-only private mapping of the first `len` bytes of a file.
-///
-/// As with every mmap-based hasher (b3sum included), a file truncated by another
-/// process while it is mapped makes reads past the new end raise SIGBUS; relstore
-/// accepts that for files of 1 MiB and more, where mapping saves a copy and lets
-/// blake3 hash with all cores.
-pub(crate) struct Mmap {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-impl Mmap {
-    /// Maps `len` (> 0) bytes of `file`.
-    pub(crate) fn map(file: &File, len: usize) -> io::Result<Mmap> {
-        if len == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "cannot map zero bytes",
-            ));
-        }
-        // SAFETY: a fresh private read-only mapping; the kernel picks the address.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Mmap { ptr, len })
-    }
-
-    /// The mapped bytes.
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        // SAFETY: `ptr` maps `len` readable bytes until `self` is dropped. Another
-        // process may change the file underneath (inherent to mmap, as in memmap2);
-        // the hasher treats the bytes as opaque and the upload re-verifies them.
-        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
-    }
-}
-
-impl Drop for Mmap {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly the region `map` created; nothing borrows it any more.
-        unsafe {
-            libc::munmap(self.ptr, self.len);
-        }
-    }
 }
 
 #[cfg(test)]
