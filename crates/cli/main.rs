@@ -8,6 +8,7 @@ mod args;
 mod interrupt;
 mod output;
 mod progress_bars;
+mod targets;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -22,10 +23,11 @@ use relstore_engine::lock::LockPolicy;
 use relstore_engine::push::{push, PushOptions};
 use relstore_engine::retention::{prune, set_pin};
 use relstore_engine::rollback::{rollback, RollbackOptions};
-use relstore_engine::target_spec::{open_target, RemoteOptions};
+use relstore_targets::{open_target, RemoteOptions};
 
 use args::{Cli, Command, LockArgs, StoreCommand};
 use output::{Notes, Out};
+use targets::{FixtureTrees, Targets};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -146,7 +148,10 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
             let old = Operand::parse(&a.a)?;
             let new = Operand::parse(&a.b)?;
             let cache = cache_dir(a.cache.cache_dir, a.cache.no_stat_cache);
-            let d = diff_operands(&old, &new, cache.as_deref(), &a.exclude, &remote, notes)?;
+            let targets = Targets {
+                remote: remote.clone(),
+            };
+            let d = diff_operands(&old, &new, cache.as_deref(), &a.exclude, &targets, notes)?;
             out.diff(&d)?;
         }
         Command::Prune(a) => {
@@ -189,9 +194,15 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
                 runs: usize::try_from(a.runs).unwrap_or(usize::MAX),
                 rsync: !a.no_rsync,
                 scratch: a.scratch,
-                remote: remote.clone(),
             };
-            let report = relstore_engine::bench::bench(&opts, notes)?;
+            let env = relstore_engine::bench::BenchEnv {
+                trees: &FixtureTrees,
+                targets: &Targets {
+                    remote: remote.clone(),
+                },
+                progress: notes,
+            };
+            let report = relstore_engine::bench::bench(&opts, env)?;
             out.bench(&report)?;
         }
         Command::Store(StoreCommand::Info(a)) => {

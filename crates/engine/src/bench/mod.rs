@@ -8,7 +8,7 @@
 //! 3. `CI rebuild` — every mtime set to now, content equal: every file re-hashed,
 //!    nothing uploaded;
 //! 4. `change N%` for each `--changes` value, cumulatively — the scratch tree is
-//!    mutated with [`relstore_fixtures::mutate`] (`fraction = N/100`, `seed = SEED + i`
+//!    mutated with [`BenchTrees::mutate`] (`fraction = N/100`, `seed = SEED + i`
 //!    for the i-th change, starting at 1, directory rename on) and pushed;
 //! 5. `rollback evicted` — prune to one release, then roll back to the first release:
 //!    its lost objects come back from the local release store.
@@ -17,8 +17,12 @@
 //! into a second scratch store right after relstore's push of the same tree state.
 //! `--runs N` repeats the whole series N times and reports medians of the timings.
 //! Scratch data is removed at the end, also on failure.
+//!
+//! The caller supplies how scratch trees are generated and changed ([`BenchTrees`])
+//! and how scratch targets are opened ([`OpenTarget`]).
 
 mod rsync;
+mod trees;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,16 +31,16 @@ use std::time::Instant;
 
 use relstore_core::progress::{NoProgress, Progress};
 use relstore_core::Target;
-use relstore_fixtures::{generate, mutate, touch_all, MutationSpec, SiteSpec};
 use serde_json::{json, Value};
 
 use crate::error::{EngineError, EngineResult};
 use crate::lock::LockPolicy;
+use crate::opener::OpenTarget;
 use crate::push::{push, PhaseTimes, PushOptions, PushReport};
 use crate::rollback::{rollback, RollbackOptions};
-use crate::target_spec::{is_remote, open_target, RemoteOptions};
 
 pub use rsync::available as rsync_available;
+pub use trees::{BenchTrees, TreeError};
 
 /// What to benchmark.
 #[derive(Clone, Debug)]
@@ -58,8 +62,18 @@ pub struct BenchOptions {
     pub rsync: bool,
     /// Parent directory of the scratch data; default: the system temp directory.
     pub scratch: Option<PathBuf>,
-    /// Connection settings for a remote `target`.
-    pub remote: RemoteOptions,
+}
+
+/// What a benchmark needs from its caller besides the options: the scratch trees and
+/// the targets.
+#[derive(Clone, Copy)]
+pub struct BenchEnv<'a> {
+    /// Generates and changes the scratch trees.
+    pub trees: &'a dyn BenchTrees,
+    /// Opens the scratch targets.
+    pub targets: &'a dyn OpenTarget,
+    /// Where notes on each step go.
+    pub progress: &'a dyn Progress,
 }
 
 /// One row of the table: a step of the series, medians over the runs.
@@ -137,7 +151,7 @@ impl BenchReport {
 }
 
 /// Runs the series `opts.runs` times and returns the medians.
-pub fn bench(opts: &BenchOptions, progress: &dyn Progress) -> EngineResult<BenchReport> {
+pub fn bench(opts: &BenchOptions, env: BenchEnv<'_>) -> EngineResult<BenchReport> {
     let (tree, origin) = match (&opts.source, opts.generate) {
         (Some(_), Some(_)) => {
             return Err(EngineError::Refused(
@@ -168,7 +182,10 @@ pub fn bench(opts: &BenchOptions, progress: &dyn Progress) -> EngineResult<Bench
             "--changes takes percentages between 0 and 100".into(),
         ));
     }
-    let remote = opts.target.as_deref().is_some_and(is_remote);
+    let remote = opts
+        .target
+        .as_deref()
+        .is_some_and(|t| env.targets.is_remote(t));
     let rsync_note = if !opts.rsync {
         Some("rsync comparison turned off".to_owned())
     } else if remote {
@@ -191,7 +208,7 @@ pub fn bench(opts: &BenchOptions, progress: &dyn Progress) -> EngineResult<Bench
     let mut runs = Vec::new();
     for run in 1..=opts.runs.max(1) {
         let dir = scratch.path().join(format!("run{run}"));
-        let result = run_series(opts, &origin, &dir, run, rsync_note.is_none(), progress);
+        let result = run_series(opts, &origin, &dir, run, rsync_note.is_none(), env);
         // Scratch on the target goes whatever happened; local scratch goes with `scratch`.
         let steps = result?;
         runs.push(steps);
@@ -215,7 +232,7 @@ fn run_series(
     dir: &Path,
     run: usize,
     with_rsync: bool,
-    progress: &dyn Progress,
+    env: BenchEnv<'_>,
 ) -> EngineResult<Vec<BenchStep>> {
     let work = dir.join("tree");
     std::fs::create_dir_all(dir)
@@ -223,7 +240,7 @@ fn run_series(
     match origin {
         Origin::Copy(src) => copy_tree(src, &work)?,
         Origin::Generate(n) => {
-            generate(&work, &SiteSpec::new(*n, opts.seed)).map_err(|e| {
+            env.trees.generate(&work, *n, opts.seed).map_err(|e| {
                 EngineError::Refused(format!(
                     "cannot generate a site in {}: {e:#}",
                     work.display()
@@ -245,8 +262,8 @@ fn run_series(
             (p.display().to_string(), Some(p))
         }
     };
-    let target = open_target(&target_spec, &opts.remote)?;
-    let result = series(opts, dir, &work, &target, with_rsync, progress);
+    let target = env.targets.open_target(&target_spec)?;
+    let result = series(opts, dir, &work, &target, with_rsync, env);
     let cleanup = if local_target_root.is_some() {
         Ok(()) // inside the scratch directory
     } else {
@@ -271,8 +288,9 @@ fn series(
     work: &Path,
     target: &Arc<dyn Target>,
     with_rsync: bool,
-    progress: &dyn Progress,
+    env: BenchEnv<'_>,
 ) -> EngineResult<Vec<BenchStep>> {
+    let progress = env.progress;
     let push_opts = PushOptions {
         cache_dir: Some(dir.join("cache")),
         store: Some(dir.join("local-store")),
@@ -310,17 +328,14 @@ fn series(
     };
     step("first push", &mut steps)?;
     step("no change", &mut steps)?;
-    touch_all(work, 0)
+    env.trees
+        .touch_all(work)
         .map_err(|e| EngineError::Refused(format!("cannot touch {}: {e:#}", work.display())))?;
     step("CI rebuild", &mut steps)?;
     for (i, pct) in opts.changes.iter().enumerate() {
-        let spec = MutationSpec {
-            fraction: pct / 100.0,
-            seed: opts.seed + i as u64 + 1,
-            rename_dir: true,
-        };
         if *pct > 0.0 {
-            mutate(work, &spec).map_err(|e| {
+            let seed = opts.seed + i as u64 + 1;
+            env.trees.mutate(work, pct / 100.0, seed).map_err(|e| {
                 EngineError::Refused(format!("cannot mutate {}: {e:#}", work.display()))
             })?;
         }
