@@ -14,7 +14,7 @@ use std::time::Instant;
 use relstore_core::path::escape;
 use relstore_core::progress::{Phase, Progress};
 use relstore_core::{Manifest, ObjectId, ReleaseName, Target};
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::catalog::{read_manifest, recover, Catalog};
 use crate::error::{EngineError, EngineResult};
@@ -42,8 +42,8 @@ pub struct RollbackOptions {
     pub dry_run: bool,
 }
 
-/// What a rollback did.
-#[derive(Clone, Debug)]
+/// What a rollback did (the field names are the `--json` keys).
+#[derive(Clone, Debug, Serialize)]
 pub struct RollbackReport {
     /// A `--dry-run`: the report is the plan; nothing was changed.
     pub dry_run: bool,
@@ -60,19 +60,6 @@ pub struct RollbackReport {
     /// Nothing to do: the release was already current.
     pub already_current: bool,
     pub seconds: f64,
-}
-
-impl RollbackReport {
-    /// The `--json` object.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "dry_run": self.dry_run,
-            "from": self.from, "to": self.to, "reassembled": self.reassembled,
-            "objects_uploaded": self.objects_uploaded, "bytes_uploaded": self.bytes_uploaded,
-            "uploaded_from": self.uploaded_from,
-            "already_current": self.already_current, "seconds": self.seconds,
-        })
-    }
 }
 
 /// Makes `opts.release` (default: the one before current) current on `target`.

@@ -31,7 +31,7 @@ use std::time::Instant;
 
 use relstore_core::progress::{NoProgress, Progress};
 use relstore_core::Target;
-use serde_json::{json, Value};
+use serde::{Serialize, Serializer};
 
 use crate::error::{EngineError, EngineResult};
 use crate::lock::LockPolicy;
@@ -76,9 +76,11 @@ pub struct BenchEnv<'a> {
     pub progress: &'a dyn Progress,
 }
 
-/// One row of the table: a step of the series, medians over the runs.
-#[derive(Clone, Debug, Default)]
+/// One row of the table: a step of the series, medians over the runs. In `--json`,
+/// with its [`BenchStep::savings`] and [`BenchStep::ratio`].
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct BenchStep {
+    #[serde(rename = "step")]
     pub name: String,
     pub files: u64,
     pub bytes: u64,
@@ -108,26 +110,10 @@ impl BenchStep {
             .filter(|_| self.seconds > 0.0)
             .map(|r| r / self.seconds)
     }
-
-    fn to_json(&self) -> Value {
-        let p = &self.phases;
-        json!({
-            "step": self.name, "files": self.files, "bytes": self.bytes,
-            "objects_uploaded": self.objects_uploaded, "bytes_uploaded": self.bytes_uploaded,
-            "files_hashed": self.files_hashed, "savings": self.savings(),
-            "seconds": self.seconds,
-            "phases": {
-                "scan": p.scan, "hash": p.hash, "compare": p.compare,
-                "upload": p.upload, "assemble": p.assemble, "swap": p.swap,
-            },
-            "rsync_seconds": self.rsync_seconds, "rsync_bytes_sent": self.rsync_bytes_sent,
-            "ratio": self.ratio(),
-        })
-    }
 }
 
-/// The whole table.
-#[derive(Clone, Debug, Default)]
+/// The whole table (the field names are the `--json` keys).
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct BenchReport {
     /// What was benchmarked (`generated: N files, seed S` or the source path).
     pub tree: String,
@@ -136,18 +122,26 @@ pub struct BenchReport {
     pub runs: usize,
     /// Why rsync was not compared, if it was not.
     pub rsync_note: Option<String>,
+    #[serde(serialize_with = "steps_with_figures")]
     pub steps: Vec<BenchStep>,
 }
 
-impl BenchReport {
-    /// The `--json` object.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "tree": self.tree, "target": self.target, "runs": self.runs,
-            "rsync_note": self.rsync_note,
-            "steps": self.steps.iter().map(BenchStep::to_json).collect::<Vec<_>>(),
-        })
-    }
+/// A step as `--json` shows it: its fields and the figures derived from them.
+#[derive(Serialize)]
+struct StepWithFigures<'a> {
+    #[serde(flatten)]
+    step: &'a BenchStep,
+    savings: f64,
+    ratio: Option<f64>,
+}
+
+/// The steps, each with its figures (see [`StepWithFigures`]).
+fn steps_with_figures<S: Serializer>(steps: &[BenchStep], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(steps.iter().map(|step| StepWithFigures {
+        step,
+        savings: step.savings(),
+        ratio: step.ratio(),
+    }))
 }
 
 /// Runs the series `opts.runs` times and returns the medians.

@@ -28,7 +28,7 @@ use relstore_core::failpoint::kill_point;
 use relstore_core::progress::{Phase, Progress};
 use relstore_core::release::now_unix_ns;
 use relstore_core::{ReleaseName, Target};
-use serde_json::{json, Value};
+use serde::{Serialize, Serializer};
 
 use crate::catalog::{recover, Catalog};
 use crate::error::EngineResult;
@@ -72,7 +72,7 @@ pub struct PushOptions {
 }
 
 /// Seconds spent in each step.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct PhaseTimes {
     pub scan: f64,
     pub hash: f64,
@@ -82,8 +82,8 @@ pub struct PhaseTimes {
     pub swap: f64,
 }
 
-/// What a push did, for people and for `--json`.
-#[derive(Clone, Debug, Default)]
+/// What a push did, for people and for `--json` (the field names are the JSON keys).
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct PushReport {
     pub release: String,
     /// A `--dry-run`: the numbers are the plan; nothing was changed.
@@ -107,42 +107,15 @@ pub struct PushReport {
     /// What `--keep` pruned, if it was given.
     pub pruned: Option<crate::retention::PruneReport>,
     /// What the local release store write-through did, if it was on.
+    #[serde(serialize_with = "store_report")]
     pub store: Option<crate::local_store::StoreReport>,
     pub seconds: f64,
     pub phases: PhaseTimes,
 }
 
-impl PushReport {
-    /// The `--json` object.
-    pub fn to_json(&self) -> Value {
-        let p = &self.phases;
-        json!({
-            "release": self.release,
-            "dry_run": self.dry_run,
-            "unchanged": self.unchanged,
-            "previous": self.previous,
-            "files_total": self.files_total,
-            "dirs_total": self.dirs_total,
-            "symlinks_total": self.symlinks_total,
-            "bytes_total": self.bytes_total,
-            "files_hashed": self.files_hashed,
-            "bytes_hashed": self.bytes_hashed,
-            "objects_total": self.objects_total,
-            "objects_uploaded": self.objects_uploaded,
-            "bytes_uploaded": self.bytes_uploaded,
-            "objects_reused": self.objects_reused,
-            "links": self.links,
-            "object_copies": self.object_copies,
-            "skipped": self.skipped,
-            "pruned": self.pruned.as_ref().map(crate::retention::PruneReport::to_json),
-            "store": self.store.as_ref().map(crate::local_store::StoreReport::to_json),
-            "seconds": self.seconds,
-            "phases": {
-                "scan": p.scan, "hash": p.hash, "compare": p.compare,
-                "upload": p.upload, "assemble": p.assemble, "swap": p.swap,
-            },
-        })
-    }
+/// The write-through report in a push report: as `relstore store` reports it.
+fn store_report<S: Serializer>(store: &Option<StoreReport>, s: S) -> Result<S::Ok, S::Error> {
+    store.as_ref().map(StoreReport::to_json).serialize(s)
 }
 
 /// Pushes `source` to `target`.
