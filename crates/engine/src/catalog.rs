@@ -213,10 +213,10 @@ pub fn recover(target: &dyn Target, progress: &dyn Progress) -> EngineResult<Cat
                     "completed the interrupted push of {current}: recorded its manifest"
                 ));
             } else {
-                return Err(EngineError::Refused(format!(
-                    "{}: current release {current} has no manifest; the store needs repair",
-                    target.location()
-                )));
+                return Err(EngineError::CurrentWithoutManifest {
+                    location: target.location().to_owned(),
+                    release: current.to_string(),
+                });
             }
         }
     }

@@ -46,9 +46,9 @@ impl Operand {
                     release: release.to_owned(),
                 })
             }
-            _ => Err(EngineError::BadTarget(format!(
-                "{spec}: no such directory or manifest file, and not TARGET@RELEASE"
-            ))),
+            _ => Err(EngineError::BadOperand {
+                spec: spec.to_owned(),
+            }),
         }
     }
 }
@@ -86,8 +86,8 @@ pub fn load_operand(
             let t = targets.open_target(target)?;
             t.open(false)?;
             let name = if release == "current" {
-                t.current()?.ok_or_else(|| {
-                    EngineError::Refused(format!("{target}: no release is current"))
+                t.current()?.ok_or_else(|| EngineError::NoCurrentRelease {
+                    location: target.clone(),
                 })?
             } else {
                 ReleaseName::parse(release)?

@@ -21,6 +21,7 @@
 //! The caller supplies how scratch trees are generated and changed ([`BenchTrees`])
 //! and how scratch targets are opened ([`OpenTarget`]).
 
+mod error;
 mod rsync;
 mod trees;
 
@@ -39,6 +40,7 @@ use crate::opener::OpenTarget;
 use crate::push::{push, PhaseTimes, PushOptions, PushReport};
 use crate::rollback::{rollback, RollbackOptions};
 
+pub use error::BenchError;
 pub use rsync::available as rsync_available;
 pub use trees::{BenchTrees, TreeError};
 
@@ -147,22 +149,11 @@ fn steps_with_figures<S: Serializer>(steps: &[BenchStep], s: S) -> Result<S::Ok,
 /// Runs the series `opts.runs` times and returns the medians.
 pub fn bench(opts: &BenchOptions, env: BenchEnv<'_>) -> EngineResult<BenchReport> {
     let (tree, origin) = match (&opts.source, opts.generate) {
-        (Some(_), Some(_)) => {
-            return Err(EngineError::Refused(
-                "give either a SOURCE or --generate N, not both".into(),
-            ))
-        }
-        (None, None) => {
-            return Err(EngineError::Refused(
-                "give a SOURCE directory or --generate N".into(),
-            ))
-        }
+        (Some(_), Some(_)) => return Err(BenchError::SourceAndGenerate.into()),
+        (None, None) => return Err(BenchError::NoTree.into()),
         (Some(src), None) => {
             if !src.is_dir() {
-                return Err(EngineError::Refused(format!(
-                    "{}: not a directory",
-                    src.display()
-                )));
+                return Err(BenchError::NotADirectory { path: src.clone() }.into());
             }
             (src.display().to_string(), Origin::Copy(src.clone()))
         }
@@ -172,9 +163,7 @@ pub fn bench(opts: &BenchOptions, env: BenchEnv<'_>) -> EngineResult<BenchReport
         ),
     };
     if opts.changes.iter().any(|c| !(0.0..=100.0).contains(c)) {
-        return Err(EngineError::Refused(
-            "--changes takes percentages between 0 and 100".into(),
-        ));
+        return Err(BenchError::BadChange.into());
     }
     let remote = opts
         .target
@@ -193,11 +182,9 @@ pub fn bench(opts: &BenchOptions, env: BenchEnv<'_>) -> EngineResult<BenchReport
     let scratch = tempfile::Builder::new()
         .prefix("relstore-bench-")
         .tempdir_in(&scratch_parent)
-        .map_err(|e| {
-            EngineError::Refused(format!(
-                "cannot create a scratch directory in {}: {e}",
-                scratch_parent.display()
-            ))
+        .map_err(|source| BenchError::Scratch {
+            parent: scratch_parent.clone(),
+            source,
         })?;
     let mut runs = Vec::new();
     for run in 1..=opts.runs.max(1) {
@@ -229,17 +216,19 @@ fn run_series(
     env: BenchEnv<'_>,
 ) -> EngineResult<Vec<BenchStep>> {
     let work = dir.join("tree");
-    std::fs::create_dir_all(dir)
-        .map_err(|e| EngineError::Refused(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(|source| BenchError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     match origin {
         Origin::Copy(src) => copy_tree(src, &work)?,
         Origin::Generate(n) => {
-            env.trees.generate(&work, *n, opts.seed).map_err(|e| {
-                EngineError::Refused(format!(
-                    "cannot generate a site in {}: {e:#}",
-                    work.display()
-                ))
-            })?;
+            env.trees
+                .generate(&work, *n, opts.seed)
+                .map_err(|source| BenchError::Generate {
+                    path: work.clone(),
+                    source,
+                })?;
         }
     }
     let (target_spec, local_target_root) = match &opts.target {
@@ -276,6 +265,8 @@ enum Origin {
     Generate(usize),
 }
 
+/// The steps of one run: pushes of the scratch tree `work` as it changes (each
+/// followed by an rsync deploy when `with_rsync`), then the evicted rollback.
 fn series(
     opts: &BenchOptions,
     dir: &Path,
@@ -324,49 +315,64 @@ fn series(
     step("no change", &mut steps)?;
     env.trees
         .touch_all(work)
-        .map_err(|e| EngineError::Refused(format!("cannot touch {}: {e:#}", work.display())))?;
+        .map_err(|source| BenchError::Touch {
+            path: work.to_path_buf(),
+            source,
+        })?;
     step("CI rebuild", &mut steps)?;
     for (i, pct) in opts.changes.iter().enumerate() {
         if *pct > 0.0 {
             let seed = opts.seed + i as u64 + 1;
-            env.trees.mutate(work, pct / 100.0, seed).map_err(|e| {
-                EngineError::Refused(format!("cannot mutate {}: {e:#}", work.display()))
-            })?;
+            env.trees
+                .mutate(work, pct / 100.0, seed)
+                .map_err(|source| BenchError::Mutate {
+                    path: work.to_path_buf(),
+                    source,
+                })?;
         }
         step(&format!("change {pct}%"), &mut steps)?;
     }
-    // Rollback to an evicted release: keep one release dir, then bring back the first.
-    crate::retention::prune(target, 1, false, &LockPolicy::default(), &NoProgress)?;
-    let first = steps.first().map(|_| "b1".to_owned());
-    let catalog = crate::catalog::Catalog::load(target.as_ref())?;
-    let evicted = first.filter(|f| catalog.get(f).is_some_and(|r| !r.present));
-    if let Some(first) = evicted {
-        let t = Instant::now();
-        let r = rollback(
-            target,
-            &RollbackOptions {
-                release: Some(first),
-                store: push_opts.store.clone(),
-                ..RollbackOptions::default()
-            },
-            &NoProgress,
-        )?;
-        let base = &steps[0];
-        let row = BenchStep {
-            name: "rollback evicted".into(),
-            files: base.files,
-            bytes: base.bytes,
-            objects_uploaded: r.objects_uploaded,
-            bytes_uploaded: r.bytes_uploaded,
-            seconds: t.elapsed().as_secs_f64(),
-            ..BenchStep::default()
-        };
-        progress.note(&format!("rollback evicted: {:.2} s", row.seconds));
-        steps.push(row);
+    if let Some(first) = steps.first() {
+        if let Some(row) = rollback_evicted(target, push_opts.store.clone(), first)? {
+            progress.note(&format!("rollback evicted: {:.2} s", row.seconds));
+            steps.push(row);
+        }
     }
     Ok(steps)
 }
 
+/// The last step: keep one release directory, then roll back to the first release
+/// (`first`'s push, `b1`), whose objects come back from the local release `store`.
+/// `None` when the prune did not evict it.
+fn rollback_evicted(
+    target: &Arc<dyn Target>,
+    store: Option<PathBuf>,
+    first: &BenchStep,
+) -> EngineResult<Option<BenchStep>> {
+    crate::retention::prune(target, 1, false, &LockPolicy::default(), &NoProgress)?;
+    let catalog = crate::catalog::Catalog::load(target.as_ref())?;
+    if catalog.get("b1").is_none_or(|r| r.present) {
+        return Ok(None);
+    }
+    let t = Instant::now();
+    let opts = RollbackOptions {
+        release: Some("b1".to_owned()),
+        store,
+        ..RollbackOptions::default()
+    };
+    let r = rollback(target, &opts, &NoProgress)?;
+    Ok(Some(BenchStep {
+        name: "rollback evicted".into(),
+        files: first.files,
+        bytes: first.bytes,
+        objects_uploaded: r.objects_uploaded,
+        bytes_uploaded: r.bytes_uploaded,
+        seconds: t.elapsed().as_secs_f64(),
+        ..BenchStep::default()
+    }))
+}
+
+/// The row of a push step.
 fn step_from(name: &str, r: &PushReport) -> BenchStep {
     BenchStep {
         name: name.to_owned(),
@@ -391,14 +397,14 @@ fn copy_tree(from: &Path, to: &Path) -> EngineResult<()> {
         .arg(from)
         .arg(to)
         .output()
-        .map_err(|e| EngineError::Refused(format!("cannot run cp: {e}")))?;
+        .map_err(|source| BenchError::RunTool { tool: "cp", source })?;
     if !out.status.success() {
-        return Err(EngineError::Refused(format!(
-            "cannot copy {} to the scratch directory {}: {}",
-            from.display(),
-            to.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(BenchError::Copy {
+            from: from.to_path_buf(),
+            to: to.to_path_buf(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        }
+        .into());
     }
     Ok(())
 }

@@ -85,11 +85,10 @@ pub(crate) fn refuse_store_inside_source(source: &Path, target: &dyn Target) -> 
         }
     };
     if resolved.starts_with(&source) || source.starts_with(&resolved) {
-        return Err(EngineError::Refused(format!(
-            "{}: the target and the source {} contain one another; push to a store outside the source tree",
-            target.location(),
-            source.display()
-        )));
+        return Err(EngineError::StoreInsideSource {
+            location: target.location().to_owned(),
+            source_dir: source,
+        });
     }
     Ok(())
 }
