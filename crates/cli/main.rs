@@ -105,45 +105,14 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
     let mut out = Out::new(cli.json);
     let remote = remote_options(&cli);
     match cli.command {
-        Command::Push(a) => {
-            let target = open_target(&a.target, &remote)?;
-            let opts = PushOptions {
-                release: a.release,
-                force: a.force,
-                skip_special: a.skip_special,
-                cache_dir: cache_dir(a.cache.cache_dir, a.cache.no_stat_cache),
-                lock: lock_policy(&a.lock),
-                keep: a.keep,
-                exclude: a.exclude,
-                dry_run: a.dry_run,
-                store: if a.no_local_store || a.dry_run {
-                    None
-                } else {
-                    store_dir(a.store.store_dir)
-                },
-            };
-            let report = push(&a.source, &target, &opts, notes)?;
-            out.push(&report)?;
-        }
+        Command::Push(a) => run_push(a, &remote, &mut out, notes)?,
         Command::Releases(a) => {
             let target = open_target(&a.target, &remote)?;
             target.open(false)?;
             let catalog = relstore_engine::catalog::Catalog::load(target.as_ref())?;
             out.releases(&catalog)?;
         }
-        Command::Rollback(a) => {
-            let target = open_target(&a.target, &remote)?;
-            let opts = RollbackOptions {
-                release: a.release,
-                lock: lock_policy(&a.lock),
-                store: store_dir(a.store.store_dir),
-                sources: a.sources,
-                cache_dir: cache_dir(a.cache.cache_dir, a.cache.no_stat_cache),
-                dry_run: a.dry_run,
-            };
-            let report = rollback(&target, &opts, notes)?;
-            out.rollback(&report)?;
-        }
+        Command::Rollback(a) => run_rollback(a, &remote, &mut out, notes)?,
         Command::Diff(a) => {
             let old = Operand::parse(&a.a)?;
             let new = Operand::parse(&a.b)?;
@@ -184,27 +153,7 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
                 anyhow::bail!("{}: {}", a.target, report.failure_summary());
             }
         }
-        Command::Bench(a) => {
-            let opts = relstore_engine::bench::BenchOptions {
-                source: a.source,
-                generate: a.generate,
-                seed: a.seed,
-                target: a.target,
-                changes: a.changes,
-                runs: usize::try_from(a.runs).unwrap_or(usize::MAX),
-                rsync: !a.no_rsync,
-                scratch: a.scratch,
-            };
-            let env = relstore_engine::bench::BenchEnv {
-                trees: &FixtureTrees,
-                targets: &Targets {
-                    remote: remote.clone(),
-                },
-                progress: notes,
-            };
-            let report = relstore_engine::bench::bench(&opts, env)?;
-            out.bench(&report)?;
-        }
+        Command::Bench(a) => run_bench(a, &remote, &mut out, notes)?,
         Command::Store(StoreCommand::Info(a)) => {
             let dir = required_store_dir(a.store.store_dir)?;
             out.store_usage(&local_store::usage(&dir)?)?;
@@ -218,6 +167,79 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
         Command::Unpin(a) => pin(&mut out, &a, false, &remote, notes)?,
     }
     out.flush()
+}
+
+/// `relstore push`.
+fn run_push(a: args::PushArgs, remote: &RemoteOptions, out: &mut Out, notes: &Notes) -> Result<()> {
+    let target = open_target(&a.target, remote)?;
+    let opts = PushOptions {
+        release: a.release,
+        force: a.force,
+        skip_special: a.skip_special,
+        cache_dir: cache_dir(a.cache.cache_dir, a.cache.no_stat_cache),
+        lock: lock_policy(&a.lock),
+        keep: a.keep,
+        exclude: a.exclude,
+        dry_run: a.dry_run,
+        store: if a.no_local_store || a.dry_run {
+            None
+        } else {
+            store_dir(a.store.store_dir)
+        },
+    };
+    let report = push(&a.source, &target, &opts, notes)?;
+    out.push(&report)?;
+    Ok(())
+}
+
+/// `relstore rollback`.
+fn run_rollback(
+    a: args::RollbackArgs,
+    remote: &RemoteOptions,
+    out: &mut Out,
+    notes: &Notes,
+) -> Result<()> {
+    let target = open_target(&a.target, remote)?;
+    let opts = RollbackOptions {
+        release: a.release,
+        lock: lock_policy(&a.lock),
+        store: store_dir(a.store.store_dir),
+        sources: a.sources,
+        cache_dir: cache_dir(a.cache.cache_dir, a.cache.no_stat_cache),
+        dry_run: a.dry_run,
+    };
+    let report = rollback(&target, &opts, notes)?;
+    out.rollback(&report)?;
+    Ok(())
+}
+
+/// `relstore bench`: the engine's series, on trees from relstore-fixtures.
+fn run_bench(
+    a: args::BenchArgs,
+    remote: &RemoteOptions,
+    out: &mut Out,
+    notes: &Notes,
+) -> Result<()> {
+    let opts = relstore_engine::bench::BenchOptions {
+        source: a.source,
+        generate: a.generate,
+        seed: a.seed,
+        target: a.target,
+        changes: a.changes,
+        runs: usize::try_from(a.runs).unwrap_or(usize::MAX),
+        rsync: !a.no_rsync,
+        scratch: a.scratch,
+    };
+    let env = relstore_engine::bench::BenchEnv {
+        trees: &FixtureTrees,
+        targets: &Targets {
+            remote: remote.clone(),
+        },
+        progress: notes,
+    };
+    let report = relstore_engine::bench::bench(&opts, env)?;
+    out.bench(&report)?;
+    Ok(())
 }
 
 fn pin(
