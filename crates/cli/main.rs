@@ -8,6 +8,7 @@ mod args;
 mod interrupt;
 mod output;
 mod progress_bars;
+mod targets;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -22,10 +23,11 @@ use relstore_engine::lock::LockPolicy;
 use relstore_engine::push::{push, PushOptions};
 use relstore_engine::retention::{prune, set_pin};
 use relstore_engine::rollback::{rollback, RollbackOptions};
-use relstore_engine::target_spec::{open_target, RemoteOptions};
+use relstore_targets::{open_target, RemoteOptions};
 
 use args::{Cli, Command, LockArgs, StoreCommand};
 use output::{Notes, Out};
+use targets::{FixtureTrees, Targets};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -103,50 +105,22 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
     let mut out = Out::new(cli.json);
     let remote = remote_options(&cli);
     match cli.command {
-        Command::Push(a) => {
-            let target = open_target(&a.target, &remote)?;
-            let opts = PushOptions {
-                release: a.release,
-                force: a.force,
-                skip_special: a.skip_special,
-                cache_dir: cache_dir(a.cache.cache_dir, a.cache.no_stat_cache),
-                lock: lock_policy(&a.lock),
-                keep: a.keep,
-                exclude: a.exclude,
-                dry_run: a.dry_run,
-                store: if a.no_local_store || a.dry_run {
-                    None
-                } else {
-                    store_dir(a.store.store_dir)
-                },
-            };
-            let report = push(&a.source, &target, &opts, notes)?;
-            out.push(&report)?;
-        }
+        Command::Push(a) => run_push(a, &remote, &mut out, notes)?,
         Command::Releases(a) => {
             let target = open_target(&a.target, &remote)?;
             target.open(false)?;
             let catalog = relstore_engine::catalog::Catalog::load(target.as_ref())?;
             out.releases(&catalog)?;
         }
-        Command::Rollback(a) => {
-            let target = open_target(&a.target, &remote)?;
-            let opts = RollbackOptions {
-                release: a.release,
-                lock: lock_policy(&a.lock),
-                store: store_dir(a.store.store_dir),
-                sources: a.sources,
-                cache_dir: cache_dir(a.cache.cache_dir, a.cache.no_stat_cache),
-                dry_run: a.dry_run,
-            };
-            let report = rollback(&target, &opts, notes)?;
-            out.rollback(&report)?;
-        }
+        Command::Rollback(a) => run_rollback(a, &remote, &mut out, notes)?,
         Command::Diff(a) => {
             let old = Operand::parse(&a.a)?;
             let new = Operand::parse(&a.b)?;
             let cache = cache_dir(a.cache.cache_dir, a.cache.no_stat_cache);
-            let d = diff_operands(&old, &new, cache.as_deref(), &a.exclude, &remote, notes)?;
+            let targets = Targets {
+                remote: remote.clone(),
+            };
+            let d = diff_operands(&old, &new, cache.as_deref(), &a.exclude, &targets, notes)?;
             out.diff(&d)?;
         }
         Command::Prune(a) => {
@@ -179,21 +153,7 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
                 anyhow::bail!("{}: {}", a.target, report.failure_summary());
             }
         }
-        Command::Bench(a) => {
-            let opts = relstore_engine::bench::BenchOptions {
-                source: a.source,
-                generate: a.generate,
-                seed: a.seed,
-                target: a.target,
-                changes: a.changes,
-                runs: usize::try_from(a.runs).unwrap_or(usize::MAX),
-                rsync: !a.no_rsync,
-                scratch: a.scratch,
-                remote: remote.clone(),
-            };
-            let report = relstore_engine::bench::bench(&opts, notes)?;
-            out.bench(&report)?;
-        }
+        Command::Bench(a) => run_bench(a, &remote, &mut out, notes)?,
         Command::Store(StoreCommand::Info(a)) => {
             let dir = required_store_dir(a.store.store_dir)?;
             out.store_usage(&local_store::usage(&dir)?)?;
@@ -207,6 +167,79 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
         Command::Unpin(a) => pin(&mut out, &a, false, &remote, notes)?,
     }
     out.flush()
+}
+
+/// `relstore push`.
+fn run_push(a: args::PushArgs, remote: &RemoteOptions, out: &mut Out, notes: &Notes) -> Result<()> {
+    let target = open_target(&a.target, remote)?;
+    let opts = PushOptions {
+        release: a.release,
+        force: a.force,
+        skip_special: a.skip_special,
+        cache_dir: cache_dir(a.cache.cache_dir, a.cache.no_stat_cache),
+        lock: lock_policy(&a.lock),
+        keep: a.keep,
+        exclude: a.exclude,
+        dry_run: a.dry_run,
+        store: if a.no_local_store || a.dry_run {
+            None
+        } else {
+            store_dir(a.store.store_dir)
+        },
+    };
+    let report = push(&a.source, &target, &opts, notes)?;
+    out.push(&report)?;
+    Ok(())
+}
+
+/// `relstore rollback`.
+fn run_rollback(
+    a: args::RollbackArgs,
+    remote: &RemoteOptions,
+    out: &mut Out,
+    notes: &Notes,
+) -> Result<()> {
+    let target = open_target(&a.target, remote)?;
+    let opts = RollbackOptions {
+        release: a.release,
+        lock: lock_policy(&a.lock),
+        store: store_dir(a.store.store_dir),
+        sources: a.sources,
+        cache_dir: cache_dir(a.cache.cache_dir, a.cache.no_stat_cache),
+        dry_run: a.dry_run,
+    };
+    let report = rollback(&target, &opts, notes)?;
+    out.rollback(&report)?;
+    Ok(())
+}
+
+/// `relstore bench`: the engine's series, on trees from relstore-fixtures.
+fn run_bench(
+    a: args::BenchArgs,
+    remote: &RemoteOptions,
+    out: &mut Out,
+    notes: &Notes,
+) -> Result<()> {
+    let opts = relstore_engine::bench::BenchOptions {
+        source: a.source,
+        generate: a.generate,
+        seed: a.seed,
+        target: a.target,
+        changes: a.changes,
+        runs: usize::try_from(a.runs).unwrap_or(usize::MAX),
+        rsync: !a.no_rsync,
+        scratch: a.scratch,
+    };
+    let env = relstore_engine::bench::BenchEnv {
+        trees: &FixtureTrees,
+        targets: &Targets {
+            remote: remote.clone(),
+        },
+        progress: notes,
+    };
+    let report = relstore_engine::bench::bench(&opts, env)?;
+    out.bench(&report)?;
+    Ok(())
 }
 
 fn pin(

@@ -11,6 +11,7 @@ use relstore_engine::catalog::Catalog;
 use relstore_engine::push::PushReport;
 use relstore_engine::retention::PruneReport;
 use relstore_engine::rollback::RollbackReport;
+use serde::Serialize;
 use serde_json::json;
 
 use crate::progress_bars::Bars;
@@ -117,7 +118,7 @@ impl Out {
         Ok(())
     }
 
-    fn json(&mut self, v: &serde_json::Value) -> Result<()> {
+    fn json(&mut self, v: &impl Serialize) -> Result<()> {
         serde_json::to_writer(&mut self.stdout, v)?;
         writeln!(self.stdout)?;
         Ok(())
@@ -125,7 +126,7 @@ impl Out {
 
     pub fn push(&mut self, r: &PushReport) -> Result<()> {
         if self.json {
-            return self.json(&r.to_json());
+            return self.json(r);
         }
         for s in &r.skipped {
             writeln!(io::stderr(), "relstore: skipped {s}")?;
@@ -197,29 +198,7 @@ impl Out {
 
     pub fn releases(&mut self, c: &Catalog) -> Result<()> {
         if self.json {
-            let list: Vec<_> = c
-                .releases
-                .iter()
-                .map(|r| {
-                    let h = r.header.as_ref();
-                    json!({
-                        "name": r.name.as_str(),
-                        "created": h.map(|h| format_utc(h.created_unix_ns)),
-                        "created_unix_ns": h.map(|h| h.created_unix_ns),
-                        "files": h.map(|h| h.totals.files),
-                        "bytes": h.map(|h| h.totals.bytes),
-                        "current": r.current,
-                        "pinned": r.pinned,
-                        "state": if r.present { "present" } else { "evicted" },
-                        "problem": r.problem,
-                    })
-                })
-                .collect();
-            return self.json(&json!({
-                "current": c.current.as_ref().map(|n| n.as_str()),
-                "releases": list,
-                "incomplete": c.incomplete,
-            }));
+            return self.json(c);
         }
         if c.releases.is_empty() {
             writeln!(self.stdout, "no releases")?;
@@ -273,7 +252,7 @@ impl Out {
 
     pub fn prune(&mut self, r: &PruneReport) -> Result<()> {
         if self.json {
-            return self.json(&r.to_json());
+            return self.json(r);
         }
         for left in &r.left_behind {
             writeln!(io::stderr(), "relstore: could not delete {left}")?;
@@ -356,7 +335,7 @@ impl Out {
 
     pub fn rollback(&mut self, r: &RollbackReport) -> Result<()> {
         if self.json {
-            return self.json(&r.to_json());
+            return self.json(r);
         }
         if r.already_current {
             writeln!(self.stdout, "{} is already current; nothing changed", r.to)?;
@@ -405,7 +384,7 @@ impl Out {
     /// `relstore bench`: one row per step, relstore and rsync side by side.
     pub fn bench(&mut self, r: &relstore_engine::bench::BenchReport) -> Result<()> {
         if self.json {
-            return self.json(&r.to_json());
+            return self.json(r);
         }
         let first = r.steps.first();
         writeln!(

@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 use relstore_core::layout;
 use relstore_core::manifest::{decode_header, Header};
 use relstore_core::progress::Progress;
+use relstore_core::release::format_utc;
 use relstore_core::{Manifest, ReleaseName, Target, TargetError};
+use serde::{Serialize, Serializer};
 
 use crate::error::{EngineError, EngineResult};
 
@@ -34,14 +36,55 @@ impl ReleaseInfo {
     }
 }
 
-/// The releases of a store in creation order, oldest first.
-#[derive(Clone, Debug, Default)]
+/// The releases of a store in creation order, oldest first; what `relstore releases`
+/// shows (the field names are the `--json` keys).
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Catalog {
+    #[serde(serialize_with = "optional_name")]
     pub current: Option<ReleaseName>,
     pub releases: Vec<ReleaseInfo>,
     /// Directories under `releases/` with no manifest: left by a push that died before
     /// its swap. Never releases; removed by the next mutating command.
     pub incomplete: Vec<String>,
+}
+
+/// A release as `relstore releases --json` lists it.
+#[derive(Serialize)]
+struct ReleaseRow<'a> {
+    name: &'a str,
+    /// Creation time, RFC 3339 UTC.
+    created: Option<String>,
+    created_unix_ns: Option<i64>,
+    files: Option<u64>,
+    bytes: Option<u64>,
+    current: bool,
+    pinned: bool,
+    /// `present` or `evicted`.
+    state: &'static str,
+    problem: Option<&'a str>,
+}
+
+impl Serialize for ReleaseInfo {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let h = self.header.as_ref();
+        ReleaseRow {
+            name: self.name.as_str(),
+            created: h.map(|h| format_utc(h.created_unix_ns)),
+            created_unix_ns: h.map(|h| h.created_unix_ns),
+            files: h.map(|h| h.totals.files),
+            bytes: h.map(|h| h.totals.bytes),
+            current: self.current,
+            pinned: self.pinned,
+            state: if self.present { "present" } else { "evicted" },
+            problem: self.problem.as_deref(),
+        }
+        .serialize(s)
+    }
+}
+
+/// A release name as a string (or null).
+fn optional_name<S: Serializer>(name: &Option<ReleaseName>, s: S) -> Result<S::Ok, S::Error> {
+    name.as_ref().map(ReleaseName::as_str).serialize(s)
 }
 
 impl Catalog {
@@ -170,10 +213,10 @@ pub fn recover(target: &dyn Target, progress: &dyn Progress) -> EngineResult<Cat
                     "completed the interrupted push of {current}: recorded its manifest"
                 ));
             } else {
-                return Err(EngineError::Refused(format!(
-                    "{}: current release {current} has no manifest; the store needs repair",
-                    target.location()
-                )));
+                return Err(EngineError::CurrentWithoutManifest {
+                    location: target.location().to_owned(),
+                    release: current.to_string(),
+                });
             }
         }
     }

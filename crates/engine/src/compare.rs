@@ -13,8 +13,8 @@ use relstore_core::{Entry, Manifest, ReleaseName, TargetError};
 
 use crate::catalog::read_manifest;
 use crate::error::{EngineError, EngineResult};
+use crate::opener::OpenTarget;
 use crate::push::scan_source_excluding;
-use crate::target_spec::{open_target, RemoteOptions};
 
 /// One side of a diff, as the user wrote it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,9 +46,9 @@ impl Operand {
                     release: release.to_owned(),
                 })
             }
-            _ => Err(EngineError::BadTarget(format!(
-                "{spec}: no such directory or manifest file, and not TARGET@RELEASE"
-            ))),
+            _ => Err(EngineError::BadOperand {
+                spec: spec.to_owned(),
+            }),
         }
     }
 }
@@ -59,7 +59,7 @@ pub fn load_operand(
     op: &Operand,
     cache_dir: Option<&Path>,
     exclude: &[String],
-    remote: &RemoteOptions,
+    targets: &dyn OpenTarget,
     progress: &dyn Progress,
 ) -> EngineResult<Vec<Entry>> {
     match op {
@@ -83,11 +83,11 @@ pub fn load_operand(
                 })
         }
         Operand::Release { target, release } => {
-            let t = open_target(target, remote)?;
+            let t = targets.open_target(target)?;
             t.open(false)?;
             let name = if release == "current" {
-                t.current()?.ok_or_else(|| {
-                    EngineError::Refused(format!("{target}: no release is current"))
+                t.current()?.ok_or_else(|| EngineError::NoCurrentRelease {
+                    location: target.clone(),
                 })?
             } else {
                 ReleaseName::parse(release)?
@@ -104,18 +104,18 @@ pub fn load_operand(
     }
 }
 
-/// Compares two operands (`exclude`: see [`load_operand`]; `remote`: how to reach
-/// SSH targets).
+/// Compares two operands (`exclude`: see [`load_operand`]; `targets`: opens the
+/// targets of `TARGET@RELEASE` operands).
 pub fn diff_operands(
     a: &Operand,
     b: &Operand,
     cache_dir: Option<&Path>,
     exclude: &[String],
-    remote: &RemoteOptions,
+    targets: &dyn OpenTarget,
     progress: &dyn Progress,
 ) -> EngineResult<Diff> {
-    let old = load_operand(a, cache_dir, exclude, remote, progress)?;
-    let new = load_operand(b, cache_dir, exclude, remote, progress)?;
+    let old = load_operand(a, cache_dir, exclude, targets, progress)?;
+    let new = load_operand(b, cache_dir, exclude, targets, progress)?;
     Ok(diff(&old, &new))
 }
 

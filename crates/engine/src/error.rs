@@ -38,12 +38,47 @@ pub enum EngineError {
     /// `verify --source` without `--repair`: the sources would never be read.
     #[error("--source is only used with --repair")]
     SourceWithoutRepair,
-    /// A target string that cannot be used.
-    #[error("{0}")]
-    BadTarget(String),
     /// The command cannot proceed; the message says why and where.
     #[error("{0}")]
     Refused(String),
+    /// A `diff` operand that is neither a directory, a manifest file nor
+    /// `TARGET@RELEASE`.
+    #[error("{spec}: no such directory or manifest file, and not TARGET@RELEASE")]
+    BadOperand { spec: String },
+    /// `TARGET@current` of a store where no release is current.
+    #[error("{location}: no release is current")]
+    NoCurrentRelease { location: String },
+    /// `rollback` without a release on a store where no release is current.
+    #[error("{location}: nothing to roll back, no release is current")]
+    NothingToRollBack { location: String },
+    /// `rollback` without a release when the current one is the oldest.
+    #[error("{location}: no release before {current} to roll back to")]
+    NoEarlierRelease { location: String, current: String },
+    /// An evicted release cannot be re-assembled: some of its objects are neither on
+    /// the target nor in any source given; nothing was changed.
+    #[error("{location}: cannot rebuild evicted release {release}: {objects} objects are no longer on the target and {looked}; nothing was changed; paths needing them: {paths}")]
+    CannotRebuild {
+        location: String,
+        release: String,
+        /// How many objects are unavailable.
+        objects: usize,
+        /// Where relstore looked (`not in …`, or that nothing was given).
+        looked: String,
+        /// The first paths that need them, comma-separated.
+        paths: String,
+    },
+    /// `current` names a release whose manifest is neither recorded nor staged.
+    #[error("{location}: current release {release} has no manifest; the store needs repair")]
+    CurrentWithoutManifest { location: String, release: String },
+    /// A push whose store is inside its source tree (or the other way round).
+    #[error("{location}: the target and the source {} contain one another; push to a store outside the source tree", .source_dir.display())]
+    StoreInsideSource {
+        location: String,
+        source_dir: std::path::PathBuf,
+    },
+    /// `relstore bench` could not set up or run its series.
+    #[error(transparent)]
+    Bench(#[from] crate::bench::BenchError),
     /// Ctrl-C or SIGTERM stopped the command at a safe point (see
     /// [`relstore_core::cancel`]); the lock guard's drop released the lock.
     #[error(transparent)]

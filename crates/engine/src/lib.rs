@@ -7,7 +7,8 @@
 //! - [`retention`]: prune old release directories and unreferenced objects, pins;
 //! - [`compare`]: diff releases, directories and manifest files;
 //! - [`lock`]: the store lock every mutating command holds;
-//! - [`target_spec`]: which target a TARGET argument names;
+//! - [`opener`]: how the engine opens a TARGET string it was given (the caller knows
+//!   the kinds of targets; the engine does not);
 //! - [`sources`]: object content from the source tree, `--source` trees or the local
 //!   release store;
 //! - [`local_store`]: the client-side release store (write-through, retention);
@@ -21,11 +22,11 @@ pub mod compare;
 pub mod error;
 pub mod local_store;
 pub mod lock;
+pub mod opener;
 pub mod push;
 pub mod retention;
 pub mod rollback;
 pub mod sources;
-pub mod target_spec;
 pub mod verify;
 
 pub use error::{EngineError, EngineResult};

@@ -17,28 +17,33 @@ use relstore_core::failpoint::{kill_point, points};
 use relstore_core::progress::Progress;
 use relstore_core::target::StoredObject;
 use relstore_core::{ObjectId, ReleaseName, Target};
-use serde_json::{json, Value};
+use serde::{Serialize, Serializer};
 
 use crate::catalog::{read_manifest, recover, Catalog};
 use crate::error::{EngineError, EngineResult};
 use crate::lock::{acquire, LockPolicy};
 
-/// What a prune will do (or did).
-#[derive(Clone, Debug, Default)]
+/// What a prune will do (or did). Serialized (for `--json`) as the `evicted` and
+/// `kept` names, the number of `objects_removed` and `bytes_freed`.
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct PrunePlan {
     /// Release directories to evict, oldest first.
+    #[serde(rename = "evicted")]
     pub evict: Vec<String>,
     /// Release directories that stay.
+    #[serde(rename = "kept")]
     pub keep: Vec<String>,
     /// Object files no remaining release references.
+    #[serde(rename = "objects_removed", serialize_with = "count")]
     pub objects: Vec<StoredObject>,
     /// Bytes those objects occupy.
     pub bytes_freed: u64,
 }
 
-/// A prune's outcome.
-#[derive(Clone, Debug, Default)]
+/// A prune's outcome; for `--json`, the plan's keys and these.
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct PruneReport {
+    #[serde(flatten)]
     pub plan: PrunePlan,
     /// False for `--dry-run`.
     pub applied: bool,
@@ -47,19 +52,9 @@ pub struct PruneReport {
     pub seconds: f64,
 }
 
-impl PruneReport {
-    /// The `--json` object.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "applied": self.applied,
-            "evicted": self.plan.evict,
-            "kept": self.plan.keep,
-            "objects_removed": self.plan.objects.len(),
-            "bytes_freed": self.plan.bytes_freed,
-            "left_behind": self.left_behind,
-            "seconds": self.seconds,
-        })
-    }
+/// How many there are: what `--json` says of the objects a prune removes.
+fn count<S: Serializer>(objects: &[StoredObject], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(objects.len() as u64)
 }
 
 /// Computes which release directories beyond the newest `keep` go (never the current,

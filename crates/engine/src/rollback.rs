@@ -14,9 +14,9 @@ use std::time::Instant;
 use relstore_core::path::escape;
 use relstore_core::progress::{Phase, Progress};
 use relstore_core::{Manifest, ObjectId, ReleaseName, Target};
-use serde_json::{json, Value};
+use serde::Serialize;
 
-use crate::catalog::{read_manifest, recover, Catalog};
+use crate::catalog::{read_manifest, recover, Catalog, ReleaseInfo};
 use crate::error::{EngineError, EngineResult};
 use crate::lock::{acquire, LockPolicy};
 use crate::sources::{DirSource, Sources, StoreSource};
@@ -42,8 +42,8 @@ pub struct RollbackOptions {
     pub dry_run: bool,
 }
 
-/// What a rollback did.
-#[derive(Clone, Debug)]
+/// What a rollback did (the field names are the `--json` keys).
+#[derive(Clone, Debug, Serialize)]
 pub struct RollbackReport {
     /// A `--dry-run`: the report is the plan; nothing was changed.
     pub dry_run: bool,
@@ -60,19 +60,6 @@ pub struct RollbackReport {
     /// Nothing to do: the release was already current.
     pub already_current: bool,
     pub seconds: f64,
-}
-
-impl RollbackReport {
-    /// The `--json` object.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "dry_run": self.dry_run,
-            "from": self.from, "to": self.to, "reassembled": self.reassembled,
-            "objects_uploaded": self.objects_uploaded, "bytes_uploaded": self.bytes_uploaded,
-            "uploaded_from": self.uploaded_from,
-            "already_current": self.already_current, "seconds": self.seconds,
-        })
-    }
 }
 
 /// Makes `opts.release` (default: the one before current) current on `target`.
@@ -98,37 +85,8 @@ pub fn rollback(
     } else {
         recover(target.as_ref(), progress)?
     };
-    let location = target.location().to_owned();
     let current = catalog.current.clone();
-    let to = match requested {
-        Some(name) => catalog
-            .get(name.as_str())
-            .ok_or_else(|| EngineError::NoSuchRelease {
-                name: name.to_string(),
-                location: location.clone(),
-            })?
-            .clone(),
-        None => {
-            let cur = current.as_ref().ok_or_else(|| {
-                EngineError::Refused(format!(
-                    "{location}: nothing to roll back, no release is current"
-                ))
-            })?;
-            let pos = catalog
-                .releases
-                .iter()
-                .position(|r| &r.name == cur)
-                .unwrap_or(0);
-            catalog.releases[..pos]
-                .last()
-                .ok_or_else(|| {
-                    EngineError::Refused(format!(
-                        "{location}: no release before {cur} to roll back to"
-                    ))
-                })?
-                .clone()
-        }
-    };
+    let to = pick_release(&catalog, requested, target.location())?;
     let mut report = RollbackReport {
         dry_run: opts.dry_run,
         from: current.as_ref().map(ToString::to_string),
@@ -165,6 +123,41 @@ pub fn rollback(
     lock.release()?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The release a rollback makes current: `requested`, else the one before current.
+fn pick_release(
+    catalog: &Catalog,
+    requested: Option<ReleaseName>,
+    location: &str,
+) -> EngineResult<ReleaseInfo> {
+    if let Some(name) = requested {
+        return catalog
+            .get(name.as_str())
+            .cloned()
+            .ok_or_else(|| EngineError::NoSuchRelease {
+                name: name.to_string(),
+                location: location.to_owned(),
+            });
+    }
+    let cur = catalog
+        .current
+        .as_ref()
+        .ok_or_else(|| EngineError::NothingToRollBack {
+            location: location.to_owned(),
+        })?;
+    let pos = catalog
+        .releases
+        .iter()
+        .position(|r| &r.name == cur)
+        .unwrap_or(0);
+    catalog.releases[..pos]
+        .last()
+        .cloned()
+        .ok_or_else(|| EngineError::NoEarlierRelease {
+            location: location.to_owned(),
+            current: cur.to_string(),
+        })
 }
 
 /// Uploads the objects of an evicted release that the target no longer holds, from the
@@ -260,9 +253,11 @@ fn unavailable_error(
     } else {
         format!("not in {}", sources.labels().join(", "))
     };
-    EngineError::Refused(format!(
-        "{location}: cannot rebuild evicted release {}: {} objects are no longer on the target and {looked}; nothing was changed; paths needing them: {shown}",
-        manifest.header.release,
-        unavailable.len(),
-    ))
+    EngineError::CannotRebuild {
+        location: location.to_owned(),
+        release: manifest.header.release.clone(),
+        objects: unavailable.len(),
+        looked,
+        paths: shown,
+    }
 }

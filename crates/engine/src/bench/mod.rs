@@ -8,7 +8,7 @@
 //! 3. `CI rebuild` — every mtime set to now, content equal: every file re-hashed,
 //!    nothing uploaded;
 //! 4. `change N%` for each `--changes` value, cumulatively — the scratch tree is
-//!    mutated with [`relstore_fixtures::mutate`] (`fraction = N/100`, `seed = SEED + i`
+//!    mutated with [`BenchTrees::mutate`] (`fraction = N/100`, `seed = SEED + i`
 //!    for the i-th change, starting at 1, directory rename on) and pushed;
 //! 5. `rollback evicted` — prune to one release, then roll back to the first release:
 //!    its lost objects come back from the local release store.
@@ -17,8 +17,13 @@
 //! into a second scratch store right after relstore's push of the same tree state.
 //! `--runs N` repeats the whole series N times and reports medians of the timings.
 //! Scratch data is removed at the end, also on failure.
+//!
+//! The caller supplies how scratch trees are generated and changed ([`BenchTrees`])
+//! and how scratch targets are opened ([`OpenTarget`]).
 
+mod error;
 mod rsync;
+mod trees;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,16 +32,17 @@ use std::time::Instant;
 
 use relstore_core::progress::{NoProgress, Progress};
 use relstore_core::Target;
-use relstore_fixtures::{generate, mutate, touch_all, MutationSpec, SiteSpec};
-use serde_json::{json, Value};
+use serde::{Serialize, Serializer};
 
 use crate::error::{EngineError, EngineResult};
 use crate::lock::LockPolicy;
+use crate::opener::OpenTarget;
 use crate::push::{push, PhaseTimes, PushOptions, PushReport};
 use crate::rollback::{rollback, RollbackOptions};
-use crate::target_spec::{is_remote, open_target, RemoteOptions};
 
+pub use error::BenchError;
 pub use rsync::available as rsync_available;
+pub use trees::{BenchTrees, TreeError};
 
 /// What to benchmark.
 #[derive(Clone, Debug)]
@@ -58,13 +64,25 @@ pub struct BenchOptions {
     pub rsync: bool,
     /// Parent directory of the scratch data; default: the system temp directory.
     pub scratch: Option<PathBuf>,
-    /// Connection settings for a remote `target`.
-    pub remote: RemoteOptions,
 }
 
-/// One row of the table: a step of the series, medians over the runs.
-#[derive(Clone, Debug, Default)]
+/// What a benchmark needs from its caller besides the options: the scratch trees and
+/// the targets.
+#[derive(Clone, Copy)]
+pub struct BenchEnv<'a> {
+    /// Generates and changes the scratch trees.
+    pub trees: &'a dyn BenchTrees,
+    /// Opens the scratch targets.
+    pub targets: &'a dyn OpenTarget,
+    /// Where notes on each step go.
+    pub progress: &'a dyn Progress,
+}
+
+/// One row of the table: a step of the series, medians over the runs. In `--json`,
+/// with its [`BenchStep::savings`] and [`BenchStep::ratio`].
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct BenchStep {
+    #[serde(rename = "step")]
     pub name: String,
     pub files: u64,
     pub bytes: u64,
@@ -94,26 +112,10 @@ impl BenchStep {
             .filter(|_| self.seconds > 0.0)
             .map(|r| r / self.seconds)
     }
-
-    fn to_json(&self) -> Value {
-        let p = &self.phases;
-        json!({
-            "step": self.name, "files": self.files, "bytes": self.bytes,
-            "objects_uploaded": self.objects_uploaded, "bytes_uploaded": self.bytes_uploaded,
-            "files_hashed": self.files_hashed, "savings": self.savings(),
-            "seconds": self.seconds,
-            "phases": {
-                "scan": p.scan, "hash": p.hash, "compare": p.compare,
-                "upload": p.upload, "assemble": p.assemble, "swap": p.swap,
-            },
-            "rsync_seconds": self.rsync_seconds, "rsync_bytes_sent": self.rsync_bytes_sent,
-            "ratio": self.ratio(),
-        })
-    }
 }
 
-/// The whole table.
-#[derive(Clone, Debug, Default)]
+/// The whole table (the field names are the `--json` keys).
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct BenchReport {
     /// What was benchmarked (`generated: N files, seed S` or the source path).
     pub tree: String,
@@ -122,39 +124,36 @@ pub struct BenchReport {
     pub runs: usize,
     /// Why rsync was not compared, if it was not.
     pub rsync_note: Option<String>,
+    #[serde(serialize_with = "steps_with_figures")]
     pub steps: Vec<BenchStep>,
 }
 
-impl BenchReport {
-    /// The `--json` object.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "tree": self.tree, "target": self.target, "runs": self.runs,
-            "rsync_note": self.rsync_note,
-            "steps": self.steps.iter().map(BenchStep::to_json).collect::<Vec<_>>(),
-        })
-    }
+/// A step as `--json` shows it: its fields and the figures derived from them.
+#[derive(Serialize)]
+struct StepWithFigures<'a> {
+    #[serde(flatten)]
+    step: &'a BenchStep,
+    savings: f64,
+    ratio: Option<f64>,
+}
+
+/// The steps, each with its figures (see [`StepWithFigures`]).
+fn steps_with_figures<S: Serializer>(steps: &[BenchStep], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(steps.iter().map(|step| StepWithFigures {
+        step,
+        savings: step.savings(),
+        ratio: step.ratio(),
+    }))
 }
 
 /// Runs the series `opts.runs` times and returns the medians.
-pub fn bench(opts: &BenchOptions, progress: &dyn Progress) -> EngineResult<BenchReport> {
+pub fn bench(opts: &BenchOptions, env: BenchEnv<'_>) -> EngineResult<BenchReport> {
     let (tree, origin) = match (&opts.source, opts.generate) {
-        (Some(_), Some(_)) => {
-            return Err(EngineError::Refused(
-                "give either a SOURCE or --generate N, not both".into(),
-            ))
-        }
-        (None, None) => {
-            return Err(EngineError::Refused(
-                "give a SOURCE directory or --generate N".into(),
-            ))
-        }
+        (Some(_), Some(_)) => return Err(BenchError::SourceAndGenerate.into()),
+        (None, None) => return Err(BenchError::NoTree.into()),
         (Some(src), None) => {
             if !src.is_dir() {
-                return Err(EngineError::Refused(format!(
-                    "{}: not a directory",
-                    src.display()
-                )));
+                return Err(BenchError::NotADirectory { path: src.clone() }.into());
             }
             (src.display().to_string(), Origin::Copy(src.clone()))
         }
@@ -164,11 +163,12 @@ pub fn bench(opts: &BenchOptions, progress: &dyn Progress) -> EngineResult<Bench
         ),
     };
     if opts.changes.iter().any(|c| !(0.0..=100.0).contains(c)) {
-        return Err(EngineError::Refused(
-            "--changes takes percentages between 0 and 100".into(),
-        ));
+        return Err(BenchError::BadChange.into());
     }
-    let remote = opts.target.as_deref().is_some_and(is_remote);
+    let remote = opts
+        .target
+        .as_deref()
+        .is_some_and(|t| env.targets.is_remote(t));
     let rsync_note = if !opts.rsync {
         Some("rsync comparison turned off".to_owned())
     } else if remote {
@@ -182,16 +182,14 @@ pub fn bench(opts: &BenchOptions, progress: &dyn Progress) -> EngineResult<Bench
     let scratch = tempfile::Builder::new()
         .prefix("relstore-bench-")
         .tempdir_in(&scratch_parent)
-        .map_err(|e| {
-            EngineError::Refused(format!(
-                "cannot create a scratch directory in {}: {e}",
-                scratch_parent.display()
-            ))
+        .map_err(|source| BenchError::Scratch {
+            parent: scratch_parent.clone(),
+            source,
         })?;
     let mut runs = Vec::new();
     for run in 1..=opts.runs.max(1) {
         let dir = scratch.path().join(format!("run{run}"));
-        let result = run_series(opts, &origin, &dir, run, rsync_note.is_none(), progress);
+        let result = run_series(opts, &origin, &dir, run, rsync_note.is_none(), env);
         // Scratch on the target goes whatever happened; local scratch goes with `scratch`.
         let steps = result?;
         runs.push(steps);
@@ -215,20 +213,22 @@ fn run_series(
     dir: &Path,
     run: usize,
     with_rsync: bool,
-    progress: &dyn Progress,
+    env: BenchEnv<'_>,
 ) -> EngineResult<Vec<BenchStep>> {
     let work = dir.join("tree");
-    std::fs::create_dir_all(dir)
-        .map_err(|e| EngineError::Refused(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(|source| BenchError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     match origin {
         Origin::Copy(src) => copy_tree(src, &work)?,
         Origin::Generate(n) => {
-            generate(&work, &SiteSpec::new(*n, opts.seed)).map_err(|e| {
-                EngineError::Refused(format!(
-                    "cannot generate a site in {}: {e:#}",
-                    work.display()
-                ))
-            })?;
+            env.trees
+                .generate(&work, *n, opts.seed)
+                .map_err(|source| BenchError::Generate {
+                    path: work.clone(),
+                    source,
+                })?;
         }
     }
     let (target_spec, local_target_root) = match &opts.target {
@@ -245,8 +245,8 @@ fn run_series(
             (p.display().to_string(), Some(p))
         }
     };
-    let target = open_target(&target_spec, &opts.remote)?;
-    let result = series(opts, dir, &work, &target, with_rsync, progress);
+    let target = env.targets.open_target(&target_spec)?;
+    let result = series(opts, dir, &work, &target, with_rsync, env);
     let cleanup = if local_target_root.is_some() {
         Ok(()) // inside the scratch directory
     } else {
@@ -265,14 +265,17 @@ enum Origin {
     Generate(usize),
 }
 
+/// The steps of one run: pushes of the scratch tree `work` as it changes (each
+/// followed by an rsync deploy when `with_rsync`), then the evicted rollback.
 fn series(
     opts: &BenchOptions,
     dir: &Path,
     work: &Path,
     target: &Arc<dyn Target>,
     with_rsync: bool,
-    progress: &dyn Progress,
+    env: BenchEnv<'_>,
 ) -> EngineResult<Vec<BenchStep>> {
+    let progress = env.progress;
     let push_opts = PushOptions {
         cache_dir: Some(dir.join("cache")),
         store: Some(dir.join("local-store")),
@@ -310,54 +313,66 @@ fn series(
     };
     step("first push", &mut steps)?;
     step("no change", &mut steps)?;
-    touch_all(work, 0)
-        .map_err(|e| EngineError::Refused(format!("cannot touch {}: {e:#}", work.display())))?;
+    env.trees
+        .touch_all(work)
+        .map_err(|source| BenchError::Touch {
+            path: work.to_path_buf(),
+            source,
+        })?;
     step("CI rebuild", &mut steps)?;
     for (i, pct) in opts.changes.iter().enumerate() {
-        let spec = MutationSpec {
-            fraction: pct / 100.0,
-            seed: opts.seed + i as u64 + 1,
-            rename_dir: true,
-        };
         if *pct > 0.0 {
-            mutate(work, &spec).map_err(|e| {
-                EngineError::Refused(format!("cannot mutate {}: {e:#}", work.display()))
-            })?;
+            let seed = opts.seed + i as u64 + 1;
+            env.trees
+                .mutate(work, pct / 100.0, seed)
+                .map_err(|source| BenchError::Mutate {
+                    path: work.to_path_buf(),
+                    source,
+                })?;
         }
         step(&format!("change {pct}%"), &mut steps)?;
     }
-    // Rollback to an evicted release: keep one release dir, then bring back the first.
-    crate::retention::prune(target, 1, false, &LockPolicy::default(), &NoProgress)?;
-    let first = steps.first().map(|_| "b1".to_owned());
-    let catalog = crate::catalog::Catalog::load(target.as_ref())?;
-    let evicted = first.filter(|f| catalog.get(f).is_some_and(|r| !r.present));
-    if let Some(first) = evicted {
-        let t = Instant::now();
-        let r = rollback(
-            target,
-            &RollbackOptions {
-                release: Some(first),
-                store: push_opts.store.clone(),
-                ..RollbackOptions::default()
-            },
-            &NoProgress,
-        )?;
-        let base = &steps[0];
-        let row = BenchStep {
-            name: "rollback evicted".into(),
-            files: base.files,
-            bytes: base.bytes,
-            objects_uploaded: r.objects_uploaded,
-            bytes_uploaded: r.bytes_uploaded,
-            seconds: t.elapsed().as_secs_f64(),
-            ..BenchStep::default()
-        };
-        progress.note(&format!("rollback evicted: {:.2} s", row.seconds));
-        steps.push(row);
+    if let Some(first) = steps.first() {
+        if let Some(row) = rollback_evicted(target, push_opts.store.clone(), first)? {
+            progress.note(&format!("rollback evicted: {:.2} s", row.seconds));
+            steps.push(row);
+        }
     }
     Ok(steps)
 }
 
+/// The last step: keep one release directory, then roll back to the first release
+/// (`first`'s push, `b1`), whose objects come back from the local release `store`.
+/// `None` when the prune did not evict it.
+fn rollback_evicted(
+    target: &Arc<dyn Target>,
+    store: Option<PathBuf>,
+    first: &BenchStep,
+) -> EngineResult<Option<BenchStep>> {
+    crate::retention::prune(target, 1, false, &LockPolicy::default(), &NoProgress)?;
+    let catalog = crate::catalog::Catalog::load(target.as_ref())?;
+    if catalog.get("b1").is_none_or(|r| r.present) {
+        return Ok(None);
+    }
+    let t = Instant::now();
+    let opts = RollbackOptions {
+        release: Some("b1".to_owned()),
+        store,
+        ..RollbackOptions::default()
+    };
+    let r = rollback(target, &opts, &NoProgress)?;
+    Ok(Some(BenchStep {
+        name: "rollback evicted".into(),
+        files: first.files,
+        bytes: first.bytes,
+        objects_uploaded: r.objects_uploaded,
+        bytes_uploaded: r.bytes_uploaded,
+        seconds: t.elapsed().as_secs_f64(),
+        ..BenchStep::default()
+    }))
+}
+
+/// The row of a push step.
 fn step_from(name: &str, r: &PushReport) -> BenchStep {
     BenchStep {
         name: name.to_owned(),
@@ -382,14 +397,14 @@ fn copy_tree(from: &Path, to: &Path) -> EngineResult<()> {
         .arg(from)
         .arg(to)
         .output()
-        .map_err(|e| EngineError::Refused(format!("cannot run cp: {e}")))?;
+        .map_err(|source| BenchError::RunTool { tool: "cp", source })?;
     if !out.status.success() {
-        return Err(EngineError::Refused(format!(
-            "cannot copy {} to the scratch directory {}: {}",
-            from.display(),
-            to.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(BenchError::Copy {
+            from: from.to_path_buf(),
+            to: to.to_path_buf(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        }
+        .into());
     }
     Ok(())
 }

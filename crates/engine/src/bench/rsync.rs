@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use crate::error::{EngineError, EngineResult};
+use super::BenchError;
+use crate::error::EngineResult;
 
 /// What one rsync deploy cost.
 #[derive(Clone, Copy, Debug, Default)]
@@ -48,8 +49,9 @@ impl RsyncStore {
         self.count += 1;
         let name = format!("r{}", self.count);
         let releases = self.root.join("releases");
-        std::fs::create_dir_all(&releases).map_err(|e| {
-            EngineError::Refused(format!("cannot create {}: {e}", releases.display()))
+        std::fs::create_dir_all(&releases).map_err(|source| BenchError::CreateDir {
+            path: releases.clone(),
+            source,
         })?;
         let started = Instant::now();
         let mut cmd = Command::new("rsync");
@@ -60,25 +62,24 @@ impl RsyncStore {
         let mut src = source.as_os_str().to_owned();
         src.push("/");
         cmd.arg(src).arg(releases.join(&name));
-        let out = cmd
-            .output()
-            .map_err(|e| EngineError::Refused(format!("cannot run rsync: {e}")))?;
+        let out = cmd.output().map_err(|source| BenchError::RunTool {
+            tool: "rsync",
+            source,
+        })?;
         if !out.status.success() {
-            return Err(EngineError::Refused(format!(
-                "rsync into {} failed: {}",
-                releases.join(&name).display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
+            return Err(BenchError::Rsync {
+                dest: releases.join(&name),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            }
+            .into());
         }
         let tmp_link = self.root.join("current.tmp");
         let _ = std::fs::remove_file(&tmp_link);
         std::os::unix::fs::symlink(format!("releases/{name}"), &tmp_link)
             .and_then(|()| std::fs::rename(&tmp_link, self.root.join("current")))
-            .map_err(|e| {
-                EngineError::Refused(format!(
-                    "cannot swap {}: {e}",
-                    self.root.join("current").display()
-                ))
+            .map_err(|source| BenchError::Swap {
+                path: self.root.join("current"),
+                source,
             })?;
         let seconds = started.elapsed().as_secs_f64();
         self.previous = Some(name);

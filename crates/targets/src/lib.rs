@@ -5,17 +5,18 @@
 //! Remote targets are SFTP targets ([`relstore_ssh::SftpTarget`]); how to reach them
 //! (keys, known_hosts, ssh config) comes from [`RemoteOptions`], which the CLI fills
 //! from its flags on top of [`RemoteOptions::from_env`].
+//!
+//! This is the one place that knows every kind of target, so that the engine (written
+//! against the [`Target`] trait) links neither the local nor the SSH implementation.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use relstore_core::Target;
+use relstore_core::{Target, TargetError};
 use relstore_local::LocalTarget;
 use relstore_ssh::SftpTarget;
 
 pub use relstore_ssh::RemoteOptions;
-
-use crate::error::{EngineError, EngineResult};
 
 /// Whether `spec` names a remote (SSH) target.
 pub fn is_remote(spec: &str) -> bool {
@@ -32,9 +33,9 @@ pub fn is_remote(spec: &str) -> bool {
 /// Builds the target named by `spec`. A remote one is connected here (host key
 /// checked, authenticated with `remote`'s settings), so connection problems surface
 /// before any work starts; nothing on the target is changed yet.
-pub fn open_target(spec: &str, remote: &RemoteOptions) -> EngineResult<Arc<dyn Target>> {
+pub fn open_target(spec: &str, remote: &RemoteOptions) -> Result<Arc<dyn Target>, TargetError> {
     if spec.is_empty() {
-        return Err(EngineError::BadTarget("empty target".into()));
+        return Err(TargetError::Other("empty target".into()));
     }
     if is_remote(spec) {
         return Ok(Arc::new(SftpTarget::connect(spec, remote)?));
@@ -54,5 +55,17 @@ mod tests {
         assert!(!is_remote("/srv/www/site"));
         assert!(!is_remote("./a:b"));
         assert!(!is_remote("out"));
+    }
+
+    #[test]
+    fn empty_spec_is_refused() {
+        let err = open_target("", &RemoteOptions::default()).err();
+        assert_eq!(err.map(|e| e.to_string()).as_deref(), Some("empty target"));
+    }
+
+    #[test]
+    fn a_path_opens_a_local_target() {
+        let t = open_target("some/dir", &RemoteOptions::default());
+        assert!(t.is_ok_and(|t| t.local_root().is_some()));
     }
 }

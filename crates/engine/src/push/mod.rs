@@ -1,0 +1,440 @@
+//! `relstore push`: scan, compare, upload what is missing, assemble, swap.
+//!
+//! The order of steps is what keeps `current` whole through any crash:
+//! 1. scan and hash the source (nothing on the target is touched yet);
+//! 2. lock the target and recover from any interrupted command;
+//! 3. compare: objects of the current release are known to be stored, the others are
+//!    checked in one batched call;
+//! 4. upload the missing objects (into `tmp/`, renamed into `objects/` when durable);
+//! 5. assemble `tmp/NAME.partial`, rename it to `releases/NAME`;
+//! 6. stage the manifest in `tmp/`, swap `current` with one rename, then move the
+//!    manifest into `manifests/` — from that moment the release exists.
+//!
+//! A crash before 6's rename leaves `current` on the old release and only debris that
+//! the next command removes; a crash after it is rolled forward by recovery.
+//!
+//! Ctrl-C (see [`relstore_core::cancel`]) is honoured between steps and inside the long
+//! ones (scan, hash, upload, assemble) up to the staging of the manifest, leaving the
+//! same kind of debris; from staging to the manifest's commit it is ignored.
+
+mod plan;
+mod scan;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use relstore_core::failpoint::{kill_point, points};
+use relstore_core::progress::{Phase, Progress};
+use relstore_core::release::now_unix_ns;
+use relstore_core::{ReleaseName, Target};
+use serde::{Serialize, Serializer};
+
+use crate::catalog::{recover, Catalog};
+use crate::error::{EngineError, EngineResult};
+use crate::local_store::StoreReport;
+use crate::lock::{acquire, LockPolicy};
+use crate::retention::PruneReport;
+use crate::sources::DirSource;
+
+pub(crate) use plan::uploads_for;
+use plan::{load_current, plan_release, Current, Wanted};
+pub use plan::{NewRelease, PushPlan};
+use scan::refuse_store_inside_source;
+pub use scan::{scan_source, scan_source_excluding};
+
+/// How to push.
+#[derive(Clone, Debug, Default)]
+pub struct PushOptions {
+    /// Release name; default: a UTC timestamp.
+    pub release: Option<String>,
+    /// Make a new release even when the tree equals the current one.
+    pub force: bool,
+    /// Skip fifos, sockets and devices in the source instead of failing.
+    pub skip_special: bool,
+    /// Directory of the client's caches (the stat cache lives under it); `None`
+    /// disables the stat cache.
+    pub cache_dir: Option<PathBuf>,
+    /// What to do when the target is locked.
+    pub lock: LockPolicy,
+    /// After the swap, keep only this many release directories (see
+    /// [`crate::retention`]).
+    pub keep: Option<usize>,
+    /// The local release store to write the release's blobs through to (see
+    /// [`crate::local_store`]); `None` turns write-through off.
+    pub store: Option<PathBuf>,
+    /// Compute the plan (objects and bytes to upload, files to link) and change nothing
+    /// on the target: no lock, no recovery, no upload.
+    pub dry_run: bool,
+    /// Gitignore-style patterns of source paths to leave out (`--exclude`), applied
+    /// after those of the source's `.relstoreignore` (see [`relstore_scan::Excludes`]).
+    pub exclude: Vec<String>,
+}
+
+/// Seconds spent in each step.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PhaseTimes {
+    pub scan: f64,
+    pub hash: f64,
+    pub compare: f64,
+    pub upload: f64,
+    pub assemble: f64,
+    pub swap: f64,
+}
+
+/// What a push did, for people and for `--json` (the field names are the JSON keys).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PushReport {
+    pub release: String,
+    /// A `--dry-run`: the numbers are the plan; nothing was changed.
+    pub dry_run: bool,
+    /// The tree equalled the current release; nothing was created.
+    pub unchanged: bool,
+    pub previous: Option<String>,
+    pub files_total: u64,
+    pub dirs_total: u64,
+    pub symlinks_total: u64,
+    pub bytes_total: u64,
+    pub files_hashed: u64,
+    pub bytes_hashed: u64,
+    pub objects_total: u64,
+    pub objects_uploaded: u64,
+    pub bytes_uploaded: u64,
+    pub objects_reused: u64,
+    pub links: u64,
+    pub object_copies: u64,
+    pub skipped: Vec<String>,
+    /// What `--keep` pruned, if it was given.
+    pub pruned: Option<crate::retention::PruneReport>,
+    /// What the local release store write-through did, if it was on.
+    #[serde(serialize_with = "store_report")]
+    pub store: Option<crate::local_store::StoreReport>,
+    pub seconds: f64,
+    pub phases: PhaseTimes,
+}
+
+/// The write-through report in a push report: as `relstore store` reports it.
+fn store_report<S: Serializer>(store: &Option<StoreReport>, s: S) -> Result<S::Ok, S::Error> {
+    store.as_ref().map(StoreReport::to_json).serialize(s)
+}
+
+/// Pushes `source` to `target`.
+pub fn push(
+    source: &Path,
+    target: &Arc<dyn Target>,
+    opts: &PushOptions,
+    progress: &dyn Progress,
+) -> EngineResult<PushReport> {
+    let started = Instant::now();
+    let wanted = Wanted {
+        name: opts
+            .release
+            .as_deref()
+            .map(ReleaseName::parse)
+            .transpose()?,
+        created: now_unix_ns(),
+    };
+    refuse_store_inside_source(source, target.as_ref())?;
+    let scanned = scan_source_excluding(
+        source,
+        opts.skip_special,
+        Some(&opts.exclude),
+        opts.cache_dir.as_deref(),
+        progress,
+    )?;
+    let scan = ScanSummary::of(&scanned);
+    if opts.dry_run {
+        return dry_run(
+            target,
+            scanned.entries,
+            wanted,
+            opts,
+            scan,
+            started,
+            progress,
+        );
+    }
+    let t = Instant::now();
+    target.open(true)?;
+    let lock = acquire(target, "push", &opts.lock, progress)?;
+    let catalog = recover(target.as_ref(), progress)?;
+    relstore_core::cancel::check()?;
+    let current = load_current(target.as_ref(), &catalog, &scanned.entries, opts.force)?;
+    let plan = plan_release(
+        target.location(),
+        &|ids| target.missing_objects(ids),
+        &catalog,
+        &current,
+        scanned.entries,
+        wanted,
+        progress,
+    )?;
+    let mut report = PushReport::planned(&plan, scan, false);
+    report.phases.compare = t.elapsed().as_secs_f64();
+    if let Some(new) = plan.new {
+        relstore_core::cancel::check()?;
+        let run = Run {
+            source,
+            target,
+            opts,
+            previous: plan.previous.as_deref(),
+            progress,
+        };
+        let done = run.create(&new)?;
+        report.links = done.links;
+        report.object_copies = done.object_copies;
+        report.phases.upload = done.upload_seconds;
+        report.phases.assemble = done.assemble_seconds;
+        report.phases.swap = done.swap_seconds;
+        report.store = done.store;
+        report.pruned = done.pruned;
+    }
+    lock.release()?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// What the scan of a push found, for its report.
+struct ScanSummary {
+    files_hashed: u64,
+    bytes_hashed: u64,
+    skipped: Vec<String>,
+    walk_seconds: f64,
+    hash_seconds: f64,
+}
+
+impl ScanSummary {
+    fn of(scanned: &relstore_scan::ScanOutput) -> ScanSummary {
+        ScanSummary {
+            files_hashed: scanned.files_hashed,
+            bytes_hashed: scanned.bytes_hashed,
+            skipped: scanned
+                .skipped
+                .iter()
+                .map(|(p, kind)| format!("{} ({kind})", relstore_core::path::escape(p)))
+                .collect(),
+            walk_seconds: scanned.walk_seconds,
+            hash_seconds: scanned.hash_seconds,
+        }
+    }
+}
+
+impl PushReport {
+    /// The report of `plan` before it runs: totals, what is uploaded and reused.
+    fn planned(plan: &PushPlan, scan: ScanSummary, dry_run: bool) -> PushReport {
+        PushReport {
+            release: plan.release.clone(),
+            dry_run,
+            unchanged: plan.new.is_none(),
+            previous: plan.previous.clone(),
+            files_total: plan.totals.files,
+            dirs_total: plan.totals.dirs,
+            symlinks_total: plan.totals.symlinks,
+            bytes_total: plan.totals.bytes,
+            files_hashed: scan.files_hashed,
+            bytes_hashed: scan.bytes_hashed,
+            objects_total: plan.objects_total,
+            objects_uploaded: plan.objects_uploaded(),
+            bytes_uploaded: plan.bytes_uploaded(),
+            objects_reused: plan.objects_reused(),
+            skipped: scan.skipped,
+            phases: PhaseTimes {
+                scan: scan.walk_seconds,
+                hash: scan.hash_seconds,
+                ..PhaseTimes::default()
+            },
+            ..PushReport::default()
+        }
+    }
+}
+
+/// `push --dry-run`: the plan of [`plan_release`] against the target as it is (read
+/// without the lock), with the links assembly would make. A target that does not exist
+/// yet plans as an empty store (every object uploaded).
+fn dry_run(
+    target: &Arc<dyn Target>,
+    entries: Vec<relstore_core::Entry>,
+    wanted: Wanted,
+    opts: &PushOptions,
+    scan: ScanSummary,
+    started: Instant,
+    progress: &dyn Progress,
+) -> EngineResult<PushReport> {
+    let t = Instant::now();
+    // A root that does not exist yet (or is empty) plans as an empty store.
+    let fresh = match target.open(false) {
+        Ok(_) => false,
+        Err(relstore_core::TargetError::NoStore { .. }) => true,
+        Err(e) => return Err(e.into()),
+    };
+    let (catalog, current) = if fresh {
+        (Catalog::default(), Current::None)
+    } else {
+        let catalog = Catalog::load(target.as_ref())?;
+        let current = load_current(target.as_ref(), &catalog, &entries, opts.force)?;
+        (catalog, current)
+    };
+    let plan = plan_release(
+        target.location(),
+        &|ids| {
+            if fresh {
+                Ok(ids.to_vec())
+            } else {
+                target.missing_objects(ids)
+            }
+        },
+        &catalog,
+        &current,
+        entries,
+        wanted,
+        progress,
+    )?;
+    if opts.keep.is_some() {
+        progress.note("--dry-run does not plan the --keep prune; run `relstore prune TARGET --keep N --dry-run` after the push");
+    }
+    let mut report = PushReport::planned(&plan, scan, true);
+    report.links = plan.links();
+    report.phases.compare = t.elapsed().as_secs_f64();
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The steps of a push that change the target, under its lock.
+struct Run<'a> {
+    source: &'a Path,
+    target: &'a Arc<dyn Target>,
+    opts: &'a PushOptions,
+    /// The release current before the push.
+    previous: Option<&'a str>,
+    progress: &'a dyn Progress,
+}
+
+/// What creating a release did.
+struct Created {
+    links: u64,
+    object_copies: u64,
+    upload_seconds: f64,
+    assemble_seconds: f64,
+    swap_seconds: f64,
+    store: Option<StoreReport>,
+    pruned: Option<PruneReport>,
+}
+
+impl Run<'_> {
+    /// Uploads, assembles and publishes `new`, then prunes for `--keep`.
+    fn create(&self, new: &NewRelease) -> EngineResult<Created> {
+        let (target, progress) = (self.target, self.progress);
+        let t = Instant::now();
+        let mut store = self.upload(new)?;
+        let upload_seconds = t.elapsed().as_secs_f64();
+        kill_point(points::PUSH_UPLOADED);
+        relstore_core::cancel::check()?;
+
+        let t = Instant::now();
+        let stats = target.assemble(&new.name, &new.manifest.entries, progress)?;
+        let assemble_seconds = t.elapsed().as_secs_f64();
+        kill_point(points::PUSH_ASSEMBLED);
+        // The last point where an interruption may stop the push: from staging the
+        // manifest through the swap to its commit, the flag is deliberately ignored, so
+        // a push that started to publish its release always finishes publishing it.
+        relstore_core::cancel::check()?;
+
+        let t = Instant::now();
+        let encoded = self.publish(new)?;
+        let swap_seconds = t.elapsed().as_secs_f64();
+        if let Some(store) = store.as_mut() {
+            if let Some(err) =
+                crate::local_store::record(store, target.as_ref(), new.name.as_str(), &encoded)
+            {
+                progress.note(&format!("local release store: {err}"));
+            }
+        }
+        let pruned = self.opts.keep.map(|keep| self.prune(keep)).transpose()?;
+        Ok(Created {
+            links: stats.links,
+            object_copies: stats.object_copies,
+            upload_seconds,
+            assemble_seconds,
+            swap_seconds,
+            store,
+            pruned,
+        })
+    }
+
+    /// Uploads the objects the target lacks and, alongside, writes the release through
+    /// to the local release store; returns what the write-through did.
+    fn upload(&self, new: &NewRelease) -> EngineResult<Option<StoreReport>> {
+        let (source, target, progress) = (self.source, self.target, self.progress);
+        progress.start(Phase::Upload, new.uploads.iter().map(|u| u.size).sum());
+        // Content is keyed by hash alone: the target gives each object its mode.
+        let blobs = DirSource::new(source.to_path_buf(), &new.manifest.entries);
+        let store_key = crate::local_store::store_key(target.as_ref());
+        // The store write-through reads the same files as the upload (mostly from the
+        // page cache) and compresses them: run it alongside, on its own thread.
+        let (uploaded, stored) = std::thread::scope(|scope| {
+            let store = self.opts.store.as_deref().map(|dir| {
+                let manifest = &new.manifest;
+                let previous = self.previous.map(|release| crate::local_store::Previous {
+                    key: &store_key,
+                    release,
+                    new: &new.new_objects,
+                });
+                scope.spawn(move || {
+                    crate::local_store::write_through(dir, source, manifest, previous)
+                })
+            });
+            let uploaded = target.put_objects(&new.uploads, &blobs, progress);
+            let stored = store.map(|h| {
+                h.join().unwrap_or_else(|_| StoreReport {
+                    error: Some("the write-through thread panicked".into()),
+                    ..Default::default()
+                })
+            });
+            (uploaded, stored)
+        });
+        uploaded?;
+        progress.finish();
+        if let Some(err) = stored.as_ref().and_then(|s| s.error.as_ref()) {
+            progress.note(&format!(
+                "local release store: {err}; this release can still be rolled back to while its objects stay on the target"
+            ));
+        }
+        Ok(stored)
+    }
+
+    /// Stages the manifest, swaps `current` and records the manifest: from the swap on
+    /// the release exists. Returns the encoded manifest.
+    fn publish(&self, new: &NewRelease) -> EngineResult<Vec<u8>> {
+        let target = self.target;
+        self.progress.start(Phase::Swap, 1);
+        let encoded = new
+            .manifest
+            .encode()
+            .map_err(|source| EngineError::EncodeManifest {
+                release: new.name.to_string(),
+                source,
+            })?;
+        target.stage_manifest(&new.name, &encoded)?;
+        kill_point(points::PUSH_STAGED);
+        target.activate(&new.name)?;
+        kill_point(points::PUSH_SWAPPED);
+        target.commit_manifest(&new.name)?;
+        self.progress.finish();
+        Ok(encoded)
+    }
+
+    /// `--keep N` after the swap (see [`crate::retention`]).
+    fn prune(&self, keep: usize) -> EngineResult<PruneReport> {
+        let target = self.target.as_ref();
+        let t = Instant::now();
+        let catalog = Catalog::load(target)?;
+        let plan = crate::retention::plan_prune(target, &catalog, keep)?;
+        let left_behind = crate::retention::apply_prune(target, &plan, self.progress)?;
+        Ok(PruneReport {
+            plan,
+            applied: true,
+            left_behind,
+            seconds: t.elapsed().as_secs_f64(),
+        })
+    }
+}
