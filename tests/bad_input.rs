@@ -223,6 +223,38 @@ fn a_target_inside_the_source_is_refused() {
     );
 }
 
+/// Regression: `cd src && relstore push . site` created `src/site`, because the
+/// containment check gave up on a relative target that did not exist yet; the next
+/// push was then refused (and the first one had deployed a tree holding its own store).
+#[test]
+fn store_created_inside_the_source() {
+    let env = Env::local();
+    let src = env.site("src", 20, 33);
+    let before = crate::util::snapshot(&src);
+    let out = env
+        .cmd()
+        .current_dir(&src)
+        .args(["push", ".", "site"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(one_line_error(&out).contains("contain one another"));
+    assert!(
+        !src.join("site").exists(),
+        "a store was created inside the source"
+    );
+    assert_eq!(
+        crate::util::snapshot(&src),
+        before,
+        "the source was changed"
+    );
+}
+
 conformance!(
     missing_source_is_refused_and_creates_no_target,
     fifo_in_source_is_refused_naming_it_and_skipped_on_request,

@@ -180,7 +180,74 @@ fn two_real_pushes_at_once_never_interleave(env: Env) {
     crate::util::assert_same_tree(expected, &env.root.join("current"));
 }
 
+/// Regression: a push that started earlier (and waited for the lock) but published
+/// later was listed below the release it replaced, and `rollback` then skipped the
+/// release that had been live in between. Releases are ordered by when they went live.
+fn publish_order(env: Env) {
+    let early_src = env.site("early", 30, 41);
+    let late_src = env.site("late", 30, 42);
+    env.push(&early_src, &["--release", "r1"]);
+    std::fs::write(early_src.join("a.html"), "a").unwrap();
+    let mut holder = sleeper();
+    hold(&env, &hostname(), holder.id());
+    let waiting = env
+        .cmd()
+        .args(["push", early_src.to_str().unwrap(), &env.target])
+        .args(["--release", "early", "--wait"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `early` has scanned and waits; `late` starts after it and goes first.
+    std::thread::sleep(Duration::from_millis(800));
+    let late = env.run(&[
+        "push",
+        late_src.to_str().unwrap(),
+        &env.target,
+        "--release",
+        "late",
+        "--break-lock",
+    ]);
+    assert!(
+        late.status.success(),
+        "{}",
+        String::from_utf8_lossy(&late.stderr)
+    );
+    let early = waiting.wait_with_output().unwrap();
+    assert!(
+        early.status.success(),
+        "{}",
+        String::from_utf8_lossy(&early.stderr)
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(env.current().as_deref(), Some("early"));
+    let listed = env.json(&["releases", &env.target]);
+    let names: Vec<&str> = listed["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["r1", "late", "early"],
+        "not in the order they went live"
+    );
+    let out = env.run(&["rollback", &env.target]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        env.current().as_deref(),
+        Some("late"),
+        "rollback skipped a live release"
+    );
+}
+
 conformance!(
+    publish_order,
     a_held_lock_stops_a_second_push_at_once_naming_the_holder,
     a_lock_of_a_dead_process_on_this_host_is_broken_with_a_message,
     a_lock_from_another_host_needs_break_lock,

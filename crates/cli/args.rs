@@ -1,5 +1,5 @@
 //! Command-line arguments. The verbs and their options are a stable surface that
-//! scripts depend on (see DESIGN.md).
+//! scripts depend on (see docs/store-format.md and the README).
 
 use std::path::PathBuf;
 

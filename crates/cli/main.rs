@@ -18,9 +18,9 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Parser;
 use relstore_engine::compare::{diff_operands, Operand};
-use relstore_engine::local_store;
 use relstore_engine::lock::LockPolicy;
 use relstore_engine::push::{push, PushOptions};
+use relstore_engine::release_store;
 use relstore_engine::retention::{prune, set_pin};
 use relstore_engine::rollback::{rollback, RollbackOptions};
 use relstore_targets::{open_target, RemoteOptions};
@@ -76,7 +76,7 @@ fn cache_dir(explicit: Option<PathBuf>, disabled: bool) -> Option<PathBuf> {
 
 /// Where the local release store is: `--store-dir`, else the default location.
 fn store_dir(explicit: Option<PathBuf>) -> Option<PathBuf> {
-    explicit.or_else(local_store::default_location)
+    explicit.or_else(release_store::default_location)
 }
 
 fn required_store_dir(explicit: Option<PathBuf>) -> Result<PathBuf> {
@@ -156,11 +156,11 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
         Command::Bench(a) => run_bench(a, &remote, &mut out, notes)?,
         Command::Store(StoreCommand::Info(a)) => {
             let dir = required_store_dir(a.store.store_dir)?;
-            out.store_usage(&local_store::usage(&dir)?)?;
+            out.store_usage(&release_store::usage(&dir)?)?;
         }
         Command::Store(StoreCommand::Prune(a)) => {
             let dir = required_store_dir(a.store.store_dir)?;
-            let stats = local_store::prune(&dir, a.keep, a.dry_run)?;
+            let stats = release_store::prune(&dir, a.keep, a.dry_run)?;
             out.store_prune(&dir, &stats, a.dry_run)?;
         }
         Command::Pin(a) => pin(&mut out, &a, true, &remote, notes)?,

@@ -436,7 +436,7 @@ impl Out {
     }
 
     /// `relstore store info`.
-    pub fn store_usage(&mut self, u: &relstore_engine::local_store::StoreUsage) -> Result<()> {
+    pub fn store_usage(&mut self, u: &relstore_engine::release_store::StoreUsage) -> Result<()> {
         if self.json {
             return self.json(&u.to_json());
         }
@@ -462,7 +462,7 @@ impl Out {
     pub fn store_prune(
         &mut self,
         root: &std::path::Path,
-        s: &relstore_engine::local_store::PruneStats,
+        s: &relstore_engine::release_store::PruneStats,
         dry_run: bool,
     ) -> Result<()> {
         if self.json {

@@ -4,7 +4,7 @@
 //! call [`check`] (or [`requested`]) between steps and inside their long loops, so a
 //! command stops within a fraction of a second, returns an error through the normal
 //! path, and so releases its lock (the engine's lock guard is dropped) and leaves its
-//! debris only in the target's `tmp/`. The steps that keep DESIGN.md's invariants —
+//! debris only in the target's `tmp/`. The steps that keep the store's invariants (docs/crash-safety.md) —
 //! swapping `current` and committing the manifest — never look at the flag, so they
 //! always complete once started.
 //!

@@ -152,7 +152,9 @@ impl Totals {
 pub struct Header {
     /// Release name; must equal the manifest's file name.
     pub release: String,
-    /// Creation time, nanoseconds since the Unix epoch (UTC).
+    /// When the release was published, nanoseconds since the Unix epoch (UTC): set by
+    /// the push right before its swap, under the store's lock, so releases ordered by
+    /// it are in the order they first went live (not the order their pushes started).
     pub created_unix_ns: i64,
     /// Version of relstore that wrote it.
     pub tool_version: String,

@@ -15,7 +15,7 @@ pub enum EngineError {
     #[error(transparent)]
     Name(#[from] NameError),
     #[error(transparent)]
-    Store(#[from] relstore_blobstore::BlobStoreError),
+    Store(#[from] relstore_release_store::ReleaseStoreError),
     /// A manifest this command wrote could not be encoded (nothing was written).
     #[error("cannot encode the manifest of release {release}")]
     EncodeManifest {

@@ -11,7 +11,7 @@
 //!   the kinds of targets; the engine does not);
 //! - [`sources`]: object content from the source tree, `--source` trees or the local
 //!   release store;
-//! - [`local_store`]: the client-side release store (write-through, retention);
+//! - [`release_store`]: the client-side release store (write-through, retention);
 //! - [`verify`]: re-hash objects, check release trees against manifests, repair.
 //!
 //! The CLI parses arguments and prints reports; everything else happens here.
@@ -20,10 +20,10 @@ pub mod bench;
 pub mod catalog;
 pub mod compare;
 pub mod error;
-pub mod local_store;
 pub mod lock;
 pub mod opener;
 pub mod push;
+pub mod release_store;
 pub mod retention;
 pub mod rollback;
 pub mod sources;

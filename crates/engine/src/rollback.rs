@@ -179,7 +179,7 @@ fn restore_objects(
         return Ok(());
     }
     let store = match &opts.store {
-        Some(dir) => crate::local_store::open_existing(dir)?,
+        Some(dir) => crate::release_store::open_existing(dir)?,
         None => None,
     };
     let mut sources = Sources::new();

@@ -10,12 +10,12 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use relstore_blobstore::BlobStore;
 use relstore_core::path::{escape, join};
 use relstore_core::progress::Progress;
 use relstore_core::target::{BlobSource, Upload};
 use relstore_core::verify_read::HashCheckingReader;
 use relstore_core::{ContentHash, Entry, EntryKind};
+pub use relstore_release_store::StoreSource;
 
 use crate::error::EngineResult;
 use crate::push::scan_source;
@@ -162,21 +162,9 @@ impl BlobSource for Sources<'_> {
     }
 }
 
-/// The client's local release store (see [`relstore_blobstore`]): holds the blobs of
+/// The client's local release store (see [`relstore_release_store`]) holds the blobs of
 /// every release pushed with write-through on, whatever happened to the source tree
-/// since.
-pub struct StoreSource<'a>(pub &'a BlobStore);
-
-impl BlobSource for StoreSource<'_> {
-    fn open(&self, upload: &Upload) -> io::Result<Box<dyn Read + Send>> {
-        relstore_blobstore::StoreSource(self.0).open(upload)
-    }
-
-    fn describe(&self, upload: &Upload) -> String {
-        relstore_blobstore::StoreSource(self.0).describe(upload)
-    }
-}
-
+/// since; it serves repairs as it serves uploads.
 impl RepairSource for StoreSource<'_> {
     fn has(&self, hash: &ContentHash) -> bool {
         self.0.contains(hash)

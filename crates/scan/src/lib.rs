@@ -1,6 +1,6 @@
 //! relstore's source side: turn a directory into sorted manifest entries, fast.
 //!
-//! [`scan`] is steps 1 and 2 of a push (see DESIGN.md): it walks the source tree in
+//! [`scan`] is steps 1 and 2 of a push (see docs/crash-safety.md): it walks the source tree in
 //! parallel, classifies every entry (directory, regular file, symlink; fifos, sockets
 //! and devices are refused or, with [`ScanOptions::skip_special`], skipped and
 //! reported), and blake3-hashes every regular file the stat cache cannot vouch for.

@@ -32,8 +32,8 @@ use serde::{Serialize, Serializer};
 
 use crate::catalog::{recover, Catalog};
 use crate::error::{EngineError, EngineResult};
-use crate::local_store::StoreReport;
 use crate::lock::{acquire, LockPolicy};
+use crate::release_store::StoreReport;
 use crate::retention::PruneReport;
 use crate::sources::DirSource;
 
@@ -61,7 +61,7 @@ pub struct PushOptions {
     /// [`crate::retention`]).
     pub keep: Option<usize>,
     /// The local release store to write the release's blobs through to (see
-    /// [`crate::local_store`]); `None` turns write-through off.
+    /// [`crate::release_store`]); `None` turns write-through off.
     pub store: Option<PathBuf>,
     /// Compute the plan (objects and bytes to upload, files to link) and change nothing
     /// on the target: no lock, no recovery, no upload.
@@ -108,7 +108,7 @@ pub struct PushReport {
     pub pruned: Option<crate::retention::PruneReport>,
     /// What the local release store write-through did, if it was on.
     #[serde(serialize_with = "store_report")]
-    pub store: Option<crate::local_store::StoreReport>,
+    pub store: Option<crate::release_store::StoreReport>,
     pub seconds: f64,
     pub phases: PhaseTimes,
 }
@@ -171,7 +171,7 @@ pub fn push(
     )?;
     let mut report = PushReport::planned(&plan, scan, false);
     report.phases.compare = t.elapsed().as_secs_f64();
-    if let Some(new) = plan.new {
+    if let Some(mut new) = plan.new {
         relstore_core::cancel::check()?;
         let run = Run {
             source,
@@ -180,7 +180,7 @@ pub fn push(
             previous: plan.previous.as_deref(),
             progress,
         };
-        let done = run.create(&new)?;
+        let done = run.create(&mut new)?;
         report.links = done.links;
         report.object_copies = done.object_copies;
         report.phases.upload = done.upload_seconds;
@@ -322,7 +322,7 @@ struct Created {
 
 impl Run<'_> {
     /// Uploads, assembles and publishes `new`, then prunes for `--keep`.
-    fn create(&self, new: &NewRelease) -> EngineResult<Created> {
+    fn create(&self, new: &mut NewRelease) -> EngineResult<Created> {
         let (target, progress) = (self.target, self.progress);
         let t = Instant::now();
         let mut store = self.upload(new)?;
@@ -344,7 +344,7 @@ impl Run<'_> {
         let swap_seconds = t.elapsed().as_secs_f64();
         if let Some(store) = store.as_mut() {
             if let Some(err) =
-                crate::local_store::record(store, target.as_ref(), new.name.as_str(), &encoded)
+                crate::release_store::record(store, target.as_ref(), new.name.as_str(), &encoded)
             {
                 progress.note(&format!("local release store: {err}"));
             }
@@ -368,19 +368,19 @@ impl Run<'_> {
         progress.start(Phase::Upload, new.uploads.iter().map(|u| u.size).sum());
         // Content is keyed by hash alone: the target gives each object its mode.
         let blobs = DirSource::new(source.to_path_buf(), &new.manifest.entries);
-        let store_key = crate::local_store::store_key(target.as_ref());
+        let store_key = crate::release_store::store_key(target.as_ref());
         // The store write-through reads the same files as the upload (mostly from the
         // page cache) and compresses them: run it alongside, on its own thread.
         let (uploaded, stored) = std::thread::scope(|scope| {
             let store = self.opts.store.as_deref().map(|dir| {
                 let manifest = &new.manifest;
-                let previous = self.previous.map(|release| crate::local_store::Previous {
+                let previous = self.previous.map(|release| crate::release_store::Previous {
                     key: &store_key,
                     release,
                     new: &new.new_objects,
                 });
                 scope.spawn(move || {
-                    crate::local_store::write_through(dir, source, manifest, previous)
+                    crate::release_store::write_through(dir, source, manifest, previous)
                 })
             });
             let uploaded = target.put_objects(&new.uploads, &blobs, progress);
@@ -404,9 +404,15 @@ impl Run<'_> {
 
     /// Stages the manifest, swaps `current` and records the manifest: from the swap on
     /// the release exists. Returns the encoded manifest.
-    fn publish(&self, new: &NewRelease) -> EngineResult<Vec<u8>> {
+    ///
+    /// The manifest's time is set here, under the lock and right before the swap: the
+    /// order of releases is the order in which they went live. A push that started
+    /// earlier but waited for the lock is published after the one it replaces, and is
+    /// listed (and rolled back from) after it.
+    fn publish(&self, new: &mut NewRelease) -> EngineResult<Vec<u8>> {
         let target = self.target;
         self.progress.start(Phase::Swap, 1);
+        new.manifest.header.created_unix_ns = now_unix_ns();
         let encoded = new
             .manifest
             .encode()

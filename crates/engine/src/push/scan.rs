@@ -66,8 +66,17 @@ pub(crate) fn refuse_store_inside_source(source: &Path, target: &dyn Target) -> 
     let Ok(source) = source.canonicalize() else {
         return Ok(()); // the scan reports a missing source with its own message
     };
-    // The store may not exist yet: resolve its nearest existing ancestor.
-    let mut probe = root.to_path_buf();
+    // The store may not exist yet: resolve its nearest existing ancestor. A relative
+    // root is taken from the working directory first, or its ancestors would run out
+    // at "" before reaching anything that exists.
+    let mut probe = if root.is_absolute() {
+        root.to_path_buf()
+    } else {
+        match std::env::current_dir() {
+            Ok(cwd) => cwd.join(root),
+            Err(_) => return Ok(()),
+        }
+    };
     let mut rest = Vec::new();
     let resolved = loop {
         if let Ok(p) = probe.canonicalize() {

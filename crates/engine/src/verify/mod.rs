@@ -53,10 +53,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use relstore_blobstore::BlobStore;
 use relstore_core::layout;
 use relstore_core::progress::Progress;
 use relstore_core::{ReleaseName, Target};
+use relstore_release_store::ReleaseStore;
 
 use self::check::{check, Findings};
 use self::manifests::Manifests;
@@ -101,7 +101,7 @@ pub fn verify(
     }
     target.open(false)?;
     let store = match (&opts.store, opts.repair) {
-        (Some(dir), true) => crate::local_store::open_existing(dir)?,
+        (Some(dir), true) => crate::release_store::open_existing(dir)?,
         _ => None,
     };
     let sources = repair_sources(opts, store.as_ref(), progress)?;
@@ -150,7 +150,7 @@ pub fn verify(
 /// `--repair`.
 fn repair_sources<'a>(
     opts: &VerifyOptions,
-    store: Option<&'a BlobStore>,
+    store: Option<&'a ReleaseStore>,
     progress: &dyn Progress,
 ) -> EngineResult<Sources<'a>> {
     let mut sources = Sources::new();

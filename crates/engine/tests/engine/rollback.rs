@@ -19,7 +19,7 @@ fn two_releases(env: &Env) {
         env.write("f.txt", content);
         env.push_with(&PushOptions {
             release: Some(name.into()),
-            store: Some(env.local_store()),
+            store: Some(env.release_store()),
             ..PushOptions::default()
         });
     }
@@ -81,7 +81,7 @@ fn an_evicted_release_is_rebuilt_from_the_local_release_store() {
 
     let opts = RollbackOptions {
         release: Some("r1".into()),
-        store: Some(env.local_store()),
+        store: Some(env.release_store()),
         ..RollbackOptions::default()
     };
     let plan = roll(

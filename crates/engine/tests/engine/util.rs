@@ -34,7 +34,7 @@ impl Env {
         self.dir.path().join("site")
     }
 
-    pub fn local_store(&self) -> PathBuf {
+    pub fn release_store(&self) -> PathBuf {
         self.dir.path().join("local-store")
     }
 

@@ -1,6 +1,6 @@
 //! Measures the local release store's write-through cost and disk ratio.
 //!
-//! `cargo run --release -p relstore-blobstore --example throughput [-- [--levels] [DIR...]]`
+//! `cargo run --release -p relstore-release-store --example throughput [-- [--levels] [DIR...]]`
 //!
 //! Datasets: 1,000 text-like files of 15 KB, one 64 MiB text-like file, one 64 MiB
 //! random (incompressible) file, a 20,000-file generated site from
@@ -17,9 +17,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use relstore_blobstore::BlobStore;
 use relstore_core::progress::NoProgress;
 use relstore_core::ContentHash;
+use relstore_release_store::ReleaseStore;
 
 type Item = (ContentHash, PathBuf, u64);
 
@@ -103,7 +103,7 @@ fn mib(bytes: u64) -> f64 {
 
 fn measure(name: &str, items: &[Item], work: &Path) -> Result<(), Box<dyn Error>> {
     let root = work.join(format!("store-{}", name.replace(' ', "-")));
-    let store = BlobStore::open(&root)?;
+    let store = ReleaseStore::open(&root)?;
     // Flush the freshly written sources first, so the store's one syncfs measures the
     // store's own writes.
     // SAFETY: sync(2) has no preconditions.

@@ -13,7 +13,7 @@ use relstore_core::release::NameError;
 
 /// What went wrong in the local release store.
 #[derive(Debug, thiserror::Error)]
-pub enum BlobStoreError {
+pub enum ReleaseStoreError {
     /// A file-system operation on the store failed.
     #[error("cannot {op} {}", path.display())]
     Io {
@@ -69,8 +69,8 @@ pub(crate) fn io_err(
     op: &'static str,
     path: impl Into<PathBuf>,
     source: io::Error,
-) -> BlobStoreError {
-    BlobStoreError::Io {
+) -> ReleaseStoreError {
+    ReleaseStoreError::Io {
         op,
         path: path.into(),
         source,

@@ -7,11 +7,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use relstore_blobstore::{BlobStore, BlobStoreError, StoreSource, MARKER_FILE};
 use relstore_core::progress::{NoProgress, Phase, Progress};
 use relstore_core::release::ReleaseName;
 use relstore_core::target::{BlobSource, Upload};
 use relstore_core::{ContentHash, Entry, EntryKind, Manifest, ObjectId};
+use relstore_release_store::{ReleaseStore, ReleaseStoreError, StoreSource, MARKER_FILE};
 
 type Item = (ContentHash, PathBuf, u64);
 
@@ -66,13 +66,13 @@ fn random(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-fn read_blob(store: &BlobStore, h: &ContentHash, size: u64) -> std::io::Result<Vec<u8>> {
+fn read_blob(store: &ReleaseStore, h: &ContentHash, size: u64) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     store.open_blob(h, size)?.read_to_end(&mut out)?;
     Ok(out)
 }
 
-fn tmp_entries(store: &BlobStore) -> usize {
+fn tmp_entries(store: &ReleaseStore) -> usize {
     fs::read_dir(store.root().join("tmp")).unwrap().count()
 }
 
@@ -91,7 +91,7 @@ impl Progress for Counting {
 fn round_trips_small_tiny_large_and_incompressible_content() {
     let src = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = BlobStore::open(&dir.path().join("store")).unwrap();
+    let store = ReleaseStore::open(&dir.path().join("store")).unwrap();
     let contents: Vec<(&str, Vec<u8>)> = vec![
         (
             "small.html",
@@ -148,7 +148,7 @@ fn round_trips_small_tiny_large_and_incompressible_content() {
 
     // Reopening finds the same store.
     drop(store);
-    let store = BlobStore::open(&dir.path().join("store")).unwrap();
+    let store = ReleaseStore::open(&dir.path().join("store")).unwrap();
     assert!(store.contains(&items[0].0));
     let again = store.put_files(&items, &NoProgress).unwrap();
     assert_eq!(again.blobs_added, 0);
@@ -159,7 +159,7 @@ fn round_trips_small_tiny_large_and_incompressible_content() {
 fn equal_content_is_one_blob() {
     let src = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = BlobStore::open(dir.path()).unwrap();
+    let store = ReleaseStore::open(dir.path()).unwrap();
     let content = text(20_000, 7);
     let a = file(src.path(), "a.html", &content);
     let b = file(src.path(), "b.html", &content);
@@ -180,7 +180,7 @@ fn equal_content_is_one_blob() {
 fn a_file_changed_after_hashing_is_refused_by_name_and_not_stored() {
     let src = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = BlobStore::open(dir.path()).unwrap();
+    let store = ReleaseStore::open(dir.path()).unwrap();
     // Same size, other bytes (small path); grown and shrunk (streamed path).
     let cases: Vec<(&str, Vec<u8>, Vec<u8>)> = vec![
         (
@@ -198,7 +198,7 @@ fn a_file_changed_after_hashing_is_refused_by_name_and_not_stored() {
             .put_files(std::slice::from_ref(&item), &NoProgress)
             .unwrap_err();
         assert!(
-            matches!(err, BlobStoreError::Source { .. }),
+            matches!(err, ReleaseStoreError::Source { .. }),
             "{name}: {err:?}"
         );
         let shown = format!("{err}");
@@ -231,7 +231,7 @@ fn a_file_changed_after_hashing_is_refused_by_name_and_not_stored() {
 fn a_corrupt_blob_never_reads_as_wrong_bytes() {
     let src = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = BlobStore::open(dir.path()).unwrap();
+    let store = ReleaseStore::open(dir.path()).unwrap();
     let contents = [text(3 << 20, 9), text(30_000, 10), random(200_000, 11)];
     let items: Vec<Item> = contents
         .iter()
@@ -307,7 +307,7 @@ fn manifest_of(name: &str, created: i64, files: &[&Item]) -> Vec<u8> {
 fn prune_keeps_exactly_the_blobs_of_the_newest_manifests_per_target() {
     let src = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = BlobStore::open(dir.path()).unwrap();
+    let store = ReleaseStore::open(dir.path()).unwrap();
     let blobs: Vec<Item> = (0..8)
         .map(|i| file(src.path(), &format!("b{i}"), &text(5000 + i, i as u64)))
         .collect();
@@ -385,20 +385,20 @@ fn prune_keeps_exactly_the_blobs_of_the_newest_manifests_per_target() {
 #[test]
 fn prune_refuses_while_another_handle_is_open_and_clears_tmp() {
     let dir = tempfile::tempdir().unwrap();
-    let store = BlobStore::open(dir.path()).unwrap();
+    let store = ReleaseStore::open(dir.path()).unwrap();
     fs::write(store.root().join("tmp/debris.tmp"), b"x").unwrap();
-    let other = BlobStore::open(dir.path()).unwrap();
+    let other = ReleaseStore::open(dir.path()).unwrap();
     let err = store.prune(3, false).unwrap_err();
-    assert!(matches!(err, BlobStoreError::Busy { .. }), "{err:?}");
+    assert!(matches!(err, ReleaseStoreError::Busy { .. }), "{err:?}");
     assert!(store.prune(3, true).is_ok(), "a dry run needs no lock");
     drop(other);
     store.prune(3, false).unwrap();
     assert_eq!(tmp_entries(&store), 0);
     // The store is still usable (the shared lock came back).
-    let third = BlobStore::open(dir.path()).unwrap();
+    let third = ReleaseStore::open(dir.path()).unwrap();
     assert!(matches!(
         store.prune(3, false),
-        Err(BlobStoreError::Busy { .. })
+        Err(ReleaseStoreError::Busy { .. })
     ));
     drop(third);
 }
@@ -406,19 +406,19 @@ fn prune_refuses_while_another_handle_is_open_and_clears_tmp() {
 #[test]
 fn record_manifest_refuses_bad_names_and_mismatched_manifests() {
     let dir = tempfile::tempdir().unwrap();
-    let store = BlobStore::open(dir.path()).unwrap();
+    let store = ReleaseStore::open(dir.path()).unwrap();
     let bytes = manifest_of("r1", 1, &[]);
     assert!(matches!(
         store.record_manifest("/t", "../r1", &bytes),
-        Err(BlobStoreError::ReleaseName { .. })
+        Err(ReleaseStoreError::ReleaseName { .. })
     ));
     assert!(matches!(
         store.record_manifest("/t", "r2", &bytes),
-        Err(BlobStoreError::Manifest { .. })
+        Err(ReleaseStoreError::Manifest { .. })
     ));
     assert!(matches!(
         store.record_manifest("/t", "r1", b"garbage"),
-        Err(BlobStoreError::Manifest { .. })
+        Err(ReleaseStoreError::Manifest { .. })
     ));
     store.record_manifest("/t", "r1", &bytes).unwrap();
     // A record corrupted on disk stops prune with its name instead of guessing.
@@ -438,8 +438,11 @@ fn open_refuses_foreign_directories() {
     let foreign = dir.path().join("photos");
     fs::create_dir(&foreign).unwrap();
     fs::write(foreign.join("cat.jpg"), b"meow").unwrap();
-    let err = BlobStore::open(&foreign).err().unwrap();
-    assert!(matches!(err, BlobStoreError::NotAStore { .. }), "{err:?}");
+    let err = ReleaseStore::open(&foreign).err().unwrap();
+    assert!(
+        matches!(err, ReleaseStoreError::NotAStore { .. }),
+        "{err:?}"
+    );
     assert!(
         format!("{err}").contains(&foreign.display().to_string()),
         "{err}"
@@ -450,22 +453,22 @@ fn open_refuses_foreign_directories() {
     let a_file = dir.path().join("file");
     fs::write(&a_file, b"x").unwrap();
     assert!(matches!(
-        BlobStore::open(&a_file),
-        Err(BlobStoreError::NotAStore { .. })
+        ReleaseStore::open(&a_file),
+        Err(ReleaseStoreError::NotAStore { .. })
     ));
 
     let future = dir.path().join("future");
     fs::create_dir(&future).unwrap();
     fs::write(future.join(MARKER_FILE), "format = 99\n").unwrap();
     assert!(matches!(
-        BlobStore::open(&future),
-        Err(BlobStoreError::UnsupportedFormat { .. })
+        ReleaseStore::open(&future),
+        Err(ReleaseStoreError::UnsupportedFormat { .. })
     ));
 
     // An empty directory becomes a store.
     let empty = dir.path().join("empty");
     fs::create_dir(&empty).unwrap();
-    BlobStore::open(&empty).unwrap();
+    ReleaseStore::open(&empty).unwrap();
     assert!(empty.join(MARKER_FILE).is_file());
 }
 
@@ -478,8 +481,8 @@ fn concurrent_puts_of_overlapping_sets_both_succeed() {
         .collect();
     let first = &items[..200];
     let second = &items[100..];
-    let shared = BlobStore::open(dir.path()).unwrap();
-    let separate = BlobStore::open(dir.path()).unwrap();
+    let shared = ReleaseStore::open(dir.path()).unwrap();
+    let separate = ReleaseStore::open(dir.path()).unwrap();
     // Same handle from two threads, then two handles (as two processes would).
     for other in [&shared, &separate] {
         let (a, b) = std::thread::scope(|s| {
@@ -504,7 +507,7 @@ fn concurrent_puts_of_overlapping_sets_both_succeed() {
 fn store_source_serves_uploads_by_content() {
     let src = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = BlobStore::open(dir.path()).unwrap();
+    let store = ReleaseStore::open(dir.path()).unwrap();
     let item = file(src.path(), "run.sh", b"#!/bin/sh\necho hi\n");
     store
         .put_files(std::slice::from_ref(&item), &NoProgress)

@@ -9,7 +9,7 @@
 //! (through [`StoreSource`], a [`relstore_core::target::BlobSource`]).
 //!
 //! ```text
-//! ROOT/                              default: see BlobStore::default_location
+//! ROOT/                              default: see ReleaseStore::default_location
 //!   relstore-blobstore.toml          format marker (`format = 1`); a directory without it is never used
 //!   lock                             flock(2): shared by every open store, exclusive while pruning
 //!   blobs/ab/cdef….zst               one zstd frame of the content whose blake3 is abcdef…
@@ -30,7 +30,7 @@
 //! Every read is verified against the hash, so a blob damaged later is detected, moved
 //! aside, and never returned as wrong bytes.
 //!
-//! Retention ([`BlobStore::prune`]) works from the manifests recorded here, without
+//! Retention ([`ReleaseStore::prune`]) works from the manifests recorded here, without
 //! contacting any target.
 
 mod error;
@@ -50,14 +50,15 @@ use std::time::Duration;
 use rayon::prelude::*;
 use relstore_core::ContentHash;
 
-pub use error::BlobStoreError;
+pub use error::ReleaseStoreError;
 pub use put::PutStats;
 pub use read::StoreSource;
 pub use retain::PruneStats;
 
 use error::io_err;
 
-/// Name of the format marker file in the store root.
+/// Name of the format marker file in the store root (it predates the crate's name and
+/// keeps it: it is part of the on-disk format).
 pub const MARKER_FILE: &str = "relstore-blobstore.toml";
 /// The store format this relstore writes and reads; bumped on incompatible changes.
 pub const STORE_FORMAT: u32 = 1;
@@ -71,17 +72,17 @@ const BLOB_SUFFIX: &str = ".zst";
 /// A local release store rooted at one directory.
 ///
 /// Holds a shared `flock(2)` on `ROOT/lock` for as long as it is open, so that
-/// [`BlobStore::prune`] (which needs it exclusively) can never delete a blob that a
+/// [`ReleaseStore::prune`] (which needs it exclusively) can never delete a blob that a
 /// concurrent push just found present and is about to reference in a manifest.
-pub struct BlobStore {
+pub struct ReleaseStore {
     root: PathBuf,
     lock: File,
     /// In-process counterpart of the flock (flock does not exclude threads sharing one
-    /// file description): writers take it shared, [`BlobStore::prune`] exclusively.
+    /// file description): writers take it shared, [`ReleaseStore::prune`] exclusively.
     gate: RwLock<()>,
 }
 
-impl BlobStore {
+impl ReleaseStore {
     /// Where the store lives when the user did not say: `$RELSTORE_STORE_DIR`, else
     /// `$XDG_DATA_HOME/relstore/blobs`, else `~/.local/share/relstore/blobs`. It is
     /// data, not cache (deleting it can make old releases unrecoverable), hence
@@ -109,10 +110,10 @@ impl BlobStore {
     /// and left untouched: a mistyped `RELSTORE_STORE_DIR` must never turn a user's
     /// directory into a store that `prune` later empties. Blocks while another
     /// process prunes the store.
-    pub fn open(root: &Path) -> Result<BlobStore, BlobStoreError> {
+    pub fn open(root: &Path) -> Result<ReleaseStore, ReleaseStoreError> {
         match fs::metadata(root) {
             Ok(m) if !m.is_dir() => {
-                return Err(BlobStoreError::NotAStore {
+                return Err(ReleaseStoreError::NotAStore {
                     path: root.to_path_buf(),
                     reason: "exists and is not a directory".into(),
                 })
@@ -144,7 +145,7 @@ impl BlobStore {
             .open(&lock_path)
             .map_err(|e| io_err("open", &lock_path, e))?;
         flock(&lock, libc::LOCK_SH).map_err(|e| io_err("lock", &lock_path, e))?;
-        Ok(BlobStore {
+        Ok(ReleaseStore {
             root: root.to_path_buf(),
             lock,
             gate: RwLock::new(()),
@@ -174,14 +175,14 @@ impl BlobStore {
 
     /// Number of blobs and their total size on disk (compressed bytes, i.e. file
     /// lengths; file system block rounding is not counted).
-    pub fn usage(&self) -> Result<(u64, u64), BlobStoreError> {
+    pub fn usage(&self) -> Result<(u64, u64), ReleaseStoreError> {
         let blobs = self.list_blobs()?;
         Ok((blobs.len() as u64, blobs.iter().map(|(_, len)| len).sum()))
     }
 
     /// Every blob in `blobs/` with its file length. Files whose names are not blob
     /// names (editor debris, a stray note) are ignored, never counted or deleted.
-    fn list_blobs(&self) -> Result<Vec<(ContentHash, u64)>, BlobStoreError> {
+    fn list_blobs(&self) -> Result<Vec<(ContentHash, u64)>, ReleaseStoreError> {
         let blobs_dir = self.root.join(BLOBS_DIR);
         let mut prefixes = Vec::new();
         for entry in fs::read_dir(&blobs_dir).map_err(|e| io_err("list", &blobs_dir, e))? {
@@ -191,7 +192,7 @@ impl BlobStore {
                 prefixes.push(prefix.to_owned());
             }
         }
-        let per_prefix: Vec<Result<Vec<(ContentHash, u64)>, BlobStoreError>> = prefixes
+        let per_prefix: Vec<Result<Vec<(ContentHash, u64)>, ReleaseStoreError>> = prefixes
             .par_iter()
             .map(|prefix| {
                 let dir = blobs_dir.join(prefix);
@@ -247,7 +248,7 @@ impl BlobStore {
 }
 
 /// Reads the format marker, or writes it into an empty directory.
-fn check_or_create_marker(root: &Path) -> Result<(), BlobStoreError> {
+fn check_or_create_marker(root: &Path) -> Result<(), ReleaseStoreError> {
     let marker = root.join(MARKER_FILE);
     // A concurrent `open` may have created the marker but not yet written its one
     // line; give it a moment before calling the store foreign.
@@ -258,7 +259,7 @@ fn check_or_create_marker(root: &Path) -> Result<(), BlobStoreError> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let mut entries = fs::read_dir(root).map_err(|e| io_err("list", root, e))?;
                 if entries.next().is_some() {
-                    return Err(BlobStoreError::NotAStore {
+                    return Err(ReleaseStoreError::NotAStore {
                         path: root.to_path_buf(),
                         reason: format!(
                             "directory is not empty and is not a relstore local release store (it has no {MARKER_FILE}); refusing to use it"
@@ -288,13 +289,13 @@ fn check_or_create_marker(root: &Path) -> Result<(), BlobStoreError> {
             Err(e) => return Err(io_err("read", &marker, e)),
         }
     }
-    Err(BlobStoreError::NotAStore {
+    Err(ReleaseStoreError::NotAStore {
         path: marker,
         reason: "format marker is empty".into(),
     })
 }
 
-fn check_marker(marker: &Path, text: &str) -> Result<(), BlobStoreError> {
+fn check_marker(marker: &Path, text: &str) -> Result<(), ReleaseStoreError> {
     let found = text
         .lines()
         .map(str::trim)
@@ -304,12 +305,12 @@ fn check_marker(marker: &Path, text: &str) -> Result<(), BlobStoreError> {
         .map(|(_, v)| v.trim().trim_matches('"').to_owned());
     match found {
         Some(v) if v == STORE_FORMAT.to_string() => Ok(()),
-        Some(v) => Err(BlobStoreError::UnsupportedFormat {
+        Some(v) => Err(ReleaseStoreError::UnsupportedFormat {
             path: marker.to_path_buf(),
             found: v,
             supported: STORE_FORMAT,
         }),
-        None => Err(BlobStoreError::NotAStore {
+        None => Err(ReleaseStoreError::NotAStore {
             path: marker.to_path_buf(),
             reason: "format marker has no `format = N` line".into(),
         }),

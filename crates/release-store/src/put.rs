@@ -20,7 +20,7 @@ use relstore_core::verify_read::HashCheckingReader;
 use relstore_core::ContentHash;
 
 use crate::error::io_err;
-use crate::{BlobStore, BlobStoreError};
+use crate::{ReleaseStore, ReleaseStoreError};
 
 /// zstd level for content that compresses: level 3 (zstd's default) compresses text
 /// and markup 3–5x at several hundred MB/s per core, faster than the uploads it runs
@@ -38,7 +38,7 @@ const STREAM_CHUNK: usize = 1 << 20;
 const BATCH_FILES: usize = 8192;
 const BATCH_BYTES: u64 = 1 << 30;
 
-/// What one [`BlobStore::put_files`] did.
+/// What one [`ReleaseStore::put_files`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PutStats {
     /// Blobs written by this call.
@@ -60,7 +60,7 @@ struct Staged {
     stored: u64,
 }
 
-impl BlobStore {
+impl ReleaseStore {
     /// Stores every `(hash, source file, size)` whose blob is not stored yet.
     ///
     /// Each file is read through
@@ -78,7 +78,7 @@ impl BlobStore {
         &self,
         items: &[(ContentHash, PathBuf, u64)],
         progress: &dyn Progress,
-    ) -> Result<PutStats, BlobStoreError> {
+    ) -> Result<PutStats, ReleaseStoreError> {
         let _gate = self.shared();
         let mut seen = HashSet::with_capacity(items.len());
         let distinct: Vec<&(ContentHash, PathBuf, u64)> =
@@ -98,7 +98,7 @@ impl BlobStore {
 
         for batch in batches(&missing) {
             let failed = AtomicBool::new(false);
-            let results: Vec<Result<Option<Staged>, BlobStoreError>> = batch
+            let results: Vec<Result<Option<Staged>, ReleaseStoreError>> = batch
                 .par_iter()
                 .map(|(hash, path, size)| {
                     if failed.load(Ordering::Relaxed) || relstore_core::cancel::requested() {
@@ -145,7 +145,7 @@ impl BlobStore {
                 return Err(e);
             }
             if relstore_core::cancel::requested() {
-                return Err(BlobStoreError::Interrupted);
+                return Err(ReleaseStoreError::Interrupted);
             }
         }
         Ok(stats)
@@ -158,8 +158,8 @@ impl BlobStore {
         path: &Path,
         size: u64,
         progress: &dyn Progress,
-    ) -> Result<Staged, BlobStoreError> {
-        let source_err = |e: io::Error| BlobStoreError::Source {
+    ) -> Result<Staged, ReleaseStoreError> {
+        let source_err = |e: io::Error| ReleaseStoreError::Source {
             path: path.to_path_buf(),
             source: e,
         };
@@ -209,7 +209,7 @@ impl BlobStore {
     fn publish(
         &self,
         staged: &[Staged],
-    ) -> Result<Vec<Result<(), BlobStoreError>>, BlobStoreError> {
+    ) -> Result<Vec<Result<(), ReleaseStoreError>>, ReleaseStoreError> {
         if staged.is_empty() {
             return Ok(Vec::new());
         }
@@ -279,8 +279,8 @@ fn write_whole(
     mut out: File,
     size: u64,
     tmp: &Path,
-    source_err: &dyn Fn(io::Error) -> BlobStoreError,
-) -> Result<u64, BlobStoreError> {
+    source_err: &dyn Fn(io::Error) -> ReleaseStoreError,
+) -> Result<u64, ReleaseStoreError> {
     let mut data = Vec::with_capacity(size as usize);
     reader.read_to_end(&mut data).map_err(source_err)?;
     let compressed = compress_whole(&data).map_err(|e| io_err("compress into", tmp, e))?;
@@ -295,9 +295,9 @@ fn write_streamed(
     out: File,
     size: u64,
     tmp: &Path,
-    source_err: &dyn Fn(io::Error) -> BlobStoreError,
+    source_err: &dyn Fn(io::Error) -> ReleaseStoreError,
     progress: &dyn Progress,
-) -> Result<u64, BlobStoreError> {
+) -> Result<u64, ReleaseStoreError> {
     let write_err = |e| io_err("write", tmp, e);
     let mut enc = zstd::stream::write::Encoder::new(out, LEVEL).map_err(write_err)?;
     // Declaring the size records it in the frame header and lets zstd size its window.
@@ -328,7 +328,7 @@ fn write_streamed(
 
 /// Renames `tmp` to `dest`, creating the prefix directory on first use. Replacing an
 /// existing blob is harmless: a concurrent put of the same hash wrote the same content.
-fn rename_into(tmp: &Path, dest: &Path) -> Result<(), BlobStoreError> {
+fn rename_into(tmp: &Path, dest: &Path) -> Result<(), ReleaseStoreError> {
     match fs::rename(tmp, dest) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {

@@ -1,5 +1,5 @@
 //! The client side of "any release ever pushed can come back": every push writes the
-//! blobs of its release through to the local release store ([`BlobStore`]) and records
+//! blobs of its release through to the local release store ([`ReleaseStore`]) and records
 //! its manifest there, so a release whose directory and objects were later pruned on
 //! the target can be rebuilt by `rollback`, and a corrupt object repaired by
 //! `verify --repair`, without the source tree of the day.
@@ -12,11 +12,11 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use relstore_blobstore::BlobStore;
-pub use relstore_blobstore::PruneStats;
 use relstore_core::path::join;
 use relstore_core::progress::NoProgress;
 use relstore_core::{ContentHash, EntryKind, Manifest, ObjectId, Target};
+pub use relstore_release_store::PruneStats;
+use relstore_release_store::ReleaseStore;
 use serde_json::{json, Value};
 
 use crate::error::{error_chain, EngineResult};
@@ -64,11 +64,11 @@ pub fn store_key(target: &dyn Target) -> String {
 
 /// Opens the store at `dir` for reading if it exists; a store that was never created
 /// is simply absent (rollback and repair then need `--source`).
-pub fn open_existing(dir: &Path) -> EngineResult<Option<BlobStore>> {
+pub fn open_existing(dir: &Path) -> EngineResult<Option<ReleaseStore>> {
     if !dir.exists() {
         return Ok(None);
     }
-    Ok(Some(BlobStore::open(dir)?))
+    Ok(Some(ReleaseStore::open(dir)?))
 }
 
 /// The release a push builds on, as the store knows it: when its manifest is recorded
@@ -93,7 +93,7 @@ pub fn write_through(
         root: dir.to_path_buf(),
         ..StoreReport::default()
     };
-    let result = BlobStore::open(dir).and_then(|store| {
+    let result = ReleaseStore::open(dir).and_then(|store| {
         let only: Option<HashSet<ContentHash>> = previous
             .filter(|p| store.has_record(p.key, p.release))
             .map(|p| p.new.iter().map(|id| id.hash).collect());
@@ -135,7 +135,7 @@ pub fn record(
         // Blobs are missing: a record would promise a restore the store cannot do.
         return None;
     }
-    let result = BlobStore::open(&report.root)
+    let result = ReleaseStore::open(&report.root)
         .and_then(|store| store.record_manifest(&store_key(target), release, manifest));
     let err = error_chain(&result.err()?);
     report.error = Some(err.clone());
@@ -186,7 +186,7 @@ pub fn prune(dir: &Path, keep: usize, dry_run: bool) -> EngineResult<PruneStats>
 }
 
 /// Where the store lives when the user did not say (see
-/// [`BlobStore::default_location`]).
+/// [`ReleaseStore::default_location`]).
 pub fn default_location() -> Option<PathBuf> {
-    BlobStore::default_location()
+    ReleaseStore::default_location()
 }

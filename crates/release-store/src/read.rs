@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use relstore_core::target::{BlobSource, Upload};
 use relstore_core::ContentHash;
 
-use crate::BlobStore;
+use crate::ReleaseStore;
 
-impl BlobStore {
+impl ReleaseStore {
     /// A reader of the original bytes of the blob `hash`, which is `size` bytes long.
     ///
     /// The reader fails (`InvalidData`, naming the blob file) rather than hand out
@@ -63,7 +63,7 @@ enum State {
     Failed(io::ErrorKind, String),
 }
 
-/// Decoded content, checked against length and hash; see [`BlobStore::open_blob`].
+/// Decoded content, checked against length and hash; see [`ReleaseStore::open_blob`].
 struct VerifiedBlob<R> {
     inner: R,
     hasher: blake3::Hasher,
@@ -179,7 +179,7 @@ impl<R: Read> Read for VerifiedBlob<R> {
 /// [`relstore_core::Target::put_objects`] when a release evicted from its target is
 /// restored or a corrupt object is repaired. Object ids carry a mode; the store keys by
 /// content alone, so every mode of one content is served by one blob.
-pub struct StoreSource<'a>(pub &'a BlobStore);
+pub struct StoreSource<'a>(pub &'a ReleaseStore);
 
 impl BlobSource for StoreSource<'_> {
     fn open(&self, upload: &Upload) -> io::Result<Box<dyn Read + Send>> {

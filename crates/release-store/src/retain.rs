@@ -2,7 +2,7 @@
 //!
 //! The store must be able to decide which blobs are still worth keeping without
 //! contacting any target (targets may be unreachable, or gone). So every push records
-//! its manifest here too, under a directory per target, and [`BlobStore::prune`] keeps
+//! its manifest here too, under a directory per target, and [`ReleaseStore::prune`] keeps
 //! the blobs referenced by the newest manifests of each target.
 
 use std::collections::HashSet;
@@ -17,13 +17,13 @@ use relstore_core::release::ReleaseName;
 use relstore_core::{ContentHash, EntryKind, Manifest};
 
 use crate::error::io_err;
-use crate::{flock, is_hex, BlobStore, BlobStoreError, LOCK_FILE, MANIFESTS_DIR};
+use crate::{flock, is_hex, ReleaseStore, ReleaseStoreError, LOCK_FILE, MANIFESTS_DIR};
 
 const MANIFEST_SUFFIX: &str = ".manifest";
 /// File in each target directory holding the target location, for people browsing.
 const TARGET_FILE: &str = "target";
 
-/// What [`BlobStore::prune`] removed (or, with `dry_run`, would remove).
+/// What [`ReleaseStore::prune`] removed (or, with `dry_run`, would remove).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PruneStats {
     /// Recorded manifests beyond the newest `keep_per_target` of their target.
@@ -45,25 +45,26 @@ struct Recorded {
     created_unix_ns: i64,
 }
 
-impl BlobStore {
+impl ReleaseStore {
     /// Records the manifest of `release`, just pushed to `target_location`, as
     /// `manifests/KEY/RELEASE.manifest` (KEY: the first 32 hex digits of the blake3 of
     /// the location string, so any location is a safe directory name), replacing an
     /// earlier record of the same name. The bytes are stored as given (the encoded
-    /// form); their header must decode and name `release`, so that [`BlobStore::prune`]
+    /// form); their header must decode and name `release`, so that [`ReleaseStore::prune`]
     /// can rely on every record.
     pub fn record_manifest(
         &self,
         target_location: &str,
         release: &str,
         manifest_bytes: &[u8],
-    ) -> Result<(), BlobStoreError> {
-        let name = ReleaseName::parse(release).map_err(|source| BlobStoreError::ReleaseName {
-            name: release.to_owned(),
-            source,
-        })?;
+    ) -> Result<(), ReleaseStoreError> {
+        let name =
+            ReleaseName::parse(release).map_err(|source| ReleaseStoreError::ReleaseName {
+                name: release.to_owned(),
+                source,
+            })?;
         decode_header(manifest_bytes, Some(name.as_str())).map_err(|source| {
-            BlobStoreError::Manifest {
+            ReleaseStoreError::Manifest {
                 what: format!("of release {name} for {target_location}"),
                 source,
             }
@@ -92,7 +93,7 @@ impl BlobStore {
     /// that does not decode stops the prune with an error naming it: its blobs cannot
     /// be told apart, and guessing could delete the only copy of a release.
     ///
-    /// Fails with [`BlobStoreError::Busy`] while another [`BlobStore`] is open on the
+    /// Fails with [`ReleaseStoreError::Busy`] while another [`ReleaseStore`] is open on the
     /// same root (in this or another process): a push in flight may be about to
     /// record a manifest referencing blobs it found present. Callers that prune after
     /// a push may treat that as a note. A dry run does not need the lock.
@@ -100,7 +101,7 @@ impl BlobStore {
         &self,
         keep_per_target: usize,
         dry_run: bool,
-    ) -> Result<PruneStats, BlobStoreError> {
+    ) -> Result<PruneStats, ReleaseStoreError> {
         let _gate = self.exclusive();
         if dry_run {
             return self.prune_locked(keep_per_target, true);
@@ -111,7 +112,7 @@ impl BlobStore {
         let upgraded = flock(&self.lock, libc::LOCK_EX | libc::LOCK_NB);
         let result = match upgraded {
             Ok(()) => self.prune_locked(keep_per_target, false),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(BlobStoreError::Busy {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(ReleaseStoreError::Busy {
                 root: self.root.clone(),
                 lock: lock_path.clone(),
             }),
@@ -123,7 +124,7 @@ impl BlobStore {
         Ok(stats)
     }
 
-    fn prune_locked(&self, keep: usize, dry_run: bool) -> Result<PruneStats, BlobStoreError> {
+    fn prune_locked(&self, keep: usize, dry_run: bool) -> Result<PruneStats, ReleaseStoreError> {
         let mut stats = PruneStats::default();
         let mut kept: Vec<PathBuf> = Vec::new();
         let mut dropped: Vec<PathBuf> = Vec::new();
@@ -201,7 +202,7 @@ impl BlobStore {
         self.root.join(MANIFESTS_DIR).join(&key.as_str()[..32])
     }
 
-    fn target_dirs(&self) -> Result<Vec<PathBuf>, BlobStoreError> {
+    fn target_dirs(&self) -> Result<Vec<PathBuf>, ReleaseStoreError> {
         let manifests = self.root.join(MANIFESTS_DIR);
         let mut out = Vec::new();
         for entry in fs::read_dir(&manifests).map_err(|e| io_err("list", &manifests, e))? {
@@ -216,7 +217,7 @@ impl BlobStore {
 
     /// Writes `bytes` to `path` via a temp file, fsync and rename: a record is small
     /// and written once per push, and a half-written one would block every prune.
-    fn write_durably(&self, path: &Path, bytes: &[u8]) -> Result<(), BlobStoreError> {
+    fn write_durably(&self, path: &Path, bytes: &[u8]) -> Result<(), ReleaseStoreError> {
         let tmp = self.tmp_path("record");
         let written = OpenOptions::new()
             .write(true)
@@ -239,7 +240,7 @@ impl BlobStore {
 
     /// Removes everything in `tmp/`; only under the exclusive lock, when no put is in
     /// flight anywhere.
-    fn clear_tmp(&self) -> Result<(), BlobStoreError> {
+    fn clear_tmp(&self) -> Result<(), ReleaseStoreError> {
         let tmp = self.tmp_dir();
         for entry in fs::read_dir(&tmp).map_err(|e| io_err("list", &tmp, e))? {
             let entry = entry.map_err(|e| io_err("list", &tmp, e))?;
@@ -261,7 +262,7 @@ impl BlobStore {
 }
 
 /// Headers of the manifests recorded in one target directory.
-fn read_records(dir: &Path) -> Result<Vec<Recorded>, BlobStoreError> {
+fn read_records(dir: &Path) -> Result<Vec<Recorded>, ReleaseStoreError> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| io_err("list", dir, e))? {
         let entry = entry.map_err(|e| io_err("list", dir, e))?;
@@ -274,11 +275,12 @@ fn read_records(dir: &Path) -> Result<Vec<Recorded>, BlobStoreError> {
         File::open(&path)
             .and_then(|f| f.take(HEADER_PREFIX_LEN as u64).read_to_end(&mut prefix))
             .map_err(|e| io_err("read", &path, e))?;
-        let header =
-            decode_header(&prefix, Some(release)).map_err(|source| BlobStoreError::Manifest {
+        let header = decode_header(&prefix, Some(release)).map_err(|source| {
+            ReleaseStoreError::Manifest {
                 what: path.display().to_string(),
                 source,
-            })?;
+            }
+        })?;
         out.push(Recorded {
             path,
             release: release.to_owned(),
@@ -290,14 +292,14 @@ fn read_records(dir: &Path) -> Result<Vec<Recorded>, BlobStoreError> {
 
 /// Content hashes of every regular file of a recorded manifest (fully decoded and
 /// validated: retention decisions rest on it).
-fn referenced_hashes(path: &Path) -> Result<HashSet<ContentHash>, BlobStoreError> {
+fn referenced_hashes(path: &Path) -> Result<HashSet<ContentHash>, ReleaseStoreError> {
     let bytes = fs::read(path).map_err(|e| io_err("read", path, e))?;
     let release = path
         .file_name()
         .and_then(|n| n.to_str())
         .and_then(|n| n.strip_suffix(MANIFEST_SUFFIX));
     let manifest =
-        Manifest::decode(&bytes, release).map_err(|source| BlobStoreError::Manifest {
+        Manifest::decode(&bytes, release).map_err(|source| ReleaseStoreError::Manifest {
             what: path.display().to_string(),
             source,
         })?;
@@ -311,7 +313,7 @@ fn referenced_hashes(path: &Path) -> Result<HashSet<ContentHash>, BlobStoreError
         .collect())
 }
 
-fn remove_file_if_present(path: &Path) -> Result<(), BlobStoreError> {
+fn remove_file_if_present(path: &Path) -> Result<(), ReleaseStoreError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
