@@ -116,30 +116,9 @@ pub fn scan(
     let loaded = opts.stat_cache.as_deref().map(stat_cache::read);
 
     let hash_start = Instant::now();
-    let mut cache_warning = None;
-    let mut old_records = 0;
-    let mut cache_unusable = false;
-    match &loaded {
-        Some(Loaded::Body(body)) => {
-            let path = opts.stat_cache.as_deref().unwrap_or(Path::new(""));
-            match stat_cache::apply(body, path, &mut nodes) {
-                Ok(n) => old_records = n,
-                Err(w) => {
-                    cache_warning = Some(w);
-                    cache_unusable = true;
-                }
-            }
-        }
-        Some(Loaded::Unusable(w)) => {
-            cache_warning = Some(w.clone());
-            cache_unusable = true;
-        }
-        Some(Loaded::Missing) | None => {}
-    }
-    drop(loaded);
-
+    let applied = apply_cache(opts.stat_cache.as_deref(), loaded, &mut nodes);
     let (files_hashed, bytes_hashed) = hash::hash_missing(root, &mut nodes, progress)?;
-
+    let mut cache_warning = applied.warning;
     if let Some(cache_path) = &opts.stat_cache {
         let files = nodes
             .iter()
@@ -147,13 +126,8 @@ pub fn scan(
             .count();
         // Nothing hashed means every file matched a record; equal counts then mean
         // no record is stale either, so the file on disk is already right.
-        if files_hashed > 0 || files != old_records || cache_unusable {
-            let bytes = stat_cache::encode(scan_started_ns, &nodes);
-            if let Err(e) = stat_cache::write_atomic(cache_path, &bytes) {
-                let w = format!(
-                    "cannot write stat cache {} ({e}); files may be hashed again next time",
-                    stat_cache::shown(cache_path)
-                );
+        if files_hashed > 0 || files != applied.old_records || applied.unusable {
+            if let Some(w) = write_cache(cache_path, scan_started_ns, &nodes) {
                 cache_warning = Some(match cache_warning {
                     Some(prev) => format!("{prev}; {w}"),
                     None => w,
@@ -175,6 +149,53 @@ pub fn scan(
         walk_seconds,
         hash_seconds: hash_start.elapsed().as_secs_f64(),
         cache_warning,
+    })
+}
+
+/// What applying the stat cache to the walked nodes found.
+struct AppliedCache {
+    /// Records the cache held (to tell whether it needs rewriting).
+    old_records: usize,
+    /// The cache could not be used at all: it must be rewritten.
+    unusable: bool,
+    /// Why it could not be used, for the report.
+    warning: Option<String>,
+}
+
+/// Fills the hashes of `nodes` that the loaded stat cache vouches for.
+fn apply_cache(path: Option<&Path>, loaded: Option<Loaded>, nodes: &mut [Node]) -> AppliedCache {
+    let mut applied = AppliedCache {
+        old_records: 0,
+        unusable: false,
+        warning: None,
+    };
+    match loaded {
+        Some(Loaded::Body(body)) => {
+            match stat_cache::apply(&body, path.unwrap_or(Path::new("")), nodes) {
+                Ok(n) => applied.old_records = n,
+                Err(w) => {
+                    applied.warning = Some(w);
+                    applied.unusable = true;
+                }
+            }
+        }
+        Some(Loaded::Unusable(w)) => {
+            applied.warning = Some(w);
+            applied.unusable = true;
+        }
+        Some(Loaded::Missing) | None => {}
+    }
+    applied
+}
+
+/// Writes the stat cache for `nodes`; a failure is a warning, never an error.
+fn write_cache(path: &Path, scan_started_ns: i64, nodes: &[Node]) -> Option<String> {
+    let bytes = stat_cache::encode(scan_started_ns, nodes);
+    stat_cache::write_atomic(path, &bytes).err().map(|e| {
+        format!(
+            "cannot write stat cache {} ({e}); files may be hashed again next time",
+            stat_cache::shown(path)
+        )
     })
 }
 

@@ -377,43 +377,55 @@ fn classify_entry<'s>(
             );
             RawKind::Dir { id }
         }
-        libc::S_IFLNK => {
-            let target = sys::readlink_at(fd.as_fd(), name).map_err(|e| {
-                if e.raw_os_error() == Some(libc::EINVAL) {
-                    // Not a symlink any more.
-                    ScanError::Changed {
-                        path: shared.full(path),
-                        what: "it was replaced".into(),
-                        source: Some(e),
-                    }
-                } else {
-                    classify(shared.full(path), e, |path, source| ScanError::ReadLink {
-                        path,
-                        source,
-                    })
-                }
-            })?;
-            RawKind::Symlink { target }
-        }
-        other => {
-            let kind = match other {
-                libc::S_IFIFO => "fifo",
-                libc::S_IFSOCK => "socket",
-                libc::S_IFCHR => "char device",
-                libc::S_IFBLK => "block device",
-                _ => "file of unknown type",
-            };
-            if shared.skip_special {
-                RawKind::Special(kind)
-            } else {
-                return Err(ScanError::Special {
-                    path: shared.full(path),
-                    kind,
-                });
-            }
-        }
+        libc::S_IFLNK => RawKind::Symlink {
+            target: read_symlink(shared, fd, name, path)?,
+        },
+        other => special(shared, other, path)?,
     };
     Ok(Some(kind))
+}
+
+/// The target of the symlink `name`; a symlink replaced meanwhile is reported as a change.
+fn read_symlink(
+    shared: &Shared<'_>,
+    fd: &Arc<OwnedFd>,
+    name: &CStr,
+    path: &[u8],
+) -> Result<Vec<u8>, ScanError> {
+    sys::readlink_at(fd.as_fd(), name).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EINVAL) {
+            // Not a symlink any more.
+            ScanError::Changed {
+                path: shared.full(path),
+                what: "it was replaced".into(),
+                source: Some(e),
+            }
+        } else {
+            classify(shared.full(path), e, |path, source| ScanError::ReadLink {
+                path,
+                source,
+            })
+        }
+    })
+}
+
+/// A fifo, socket, device or unknown file: skipped when asked, refused otherwise.
+fn special(shared: &Shared<'_>, fmt: libc::mode_t, path: &[u8]) -> Result<RawKind, ScanError> {
+    let kind = match fmt {
+        libc::S_IFIFO => "fifo",
+        libc::S_IFSOCK => "socket",
+        libc::S_IFCHR => "char device",
+        libc::S_IFBLK => "block device",
+        _ => "file of unknown type",
+    };
+    if shared.skip_special {
+        Ok(RawKind::Special(kind))
+    } else {
+        Err(ScanError::Special {
+            path: shared.full(path),
+            kind,
+        })
+    }
 }
 
 /// Stitches the per-directory listings (index = directory id, 0 = root) into one
