@@ -438,7 +438,7 @@ impl Out {
     /// `relstore store info`.
     pub fn store_usage(&mut self, u: &relstore_engine::release_store::StoreUsage) -> Result<()> {
         if self.json {
-            return self.json(&u.to_json());
+            return self.json(u);
         }
         if u.exists {
             writeln!(

@@ -17,14 +17,16 @@ use relstore_core::progress::NoProgress;
 use relstore_core::{ContentHash, EntryKind, Manifest, ObjectId, Target};
 pub use relstore_release_store::PruneStats;
 use relstore_release_store::ReleaseStore;
-use serde_json::{json, Value};
+use serde::{Serialize, Serializer};
 
 use crate::error::{error_chain, EngineResult};
 
-/// What the write-through of one push did (or why it did not).
-#[derive(Clone, Debug, Default)]
+/// What the write-through of one push did (or why it did not). The field names are the
+/// `--json` keys.
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct StoreReport {
     /// The store's root directory.
+    #[serde(serialize_with = "shown_path")]
     pub root: PathBuf,
     /// Blobs this push added.
     pub blobs_added: u64,
@@ -39,18 +41,9 @@ pub struct StoreReport {
     pub error: Option<String>,
 }
 
-impl StoreReport {
-    /// The `--json` object.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "root": self.root.display().to_string(),
-            "blobs_added": self.blobs_added,
-            "bytes_added": self.bytes_added,
-            "bytes_written": self.bytes_written,
-            "seconds": self.seconds,
-            "error": self.error,
-        })
-    }
+/// A path as the human output shows it (JSON strings must be UTF-8).
+fn shown_path<S: Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&p.display().to_string())
 }
 
 /// The name a target is recorded under in the store: the canonical path of a local
@@ -142,23 +135,15 @@ pub fn record(
     Some(err)
 }
 
-/// What `relstore store` shows: where the store is and what it holds.
-#[derive(Clone, Debug)]
+/// What `relstore store` shows: where the store is and what it holds (the field names
+/// are the `--json` keys).
+#[derive(Clone, Debug, Serialize)]
 pub struct StoreUsage {
+    #[serde(serialize_with = "shown_path")]
     pub root: PathBuf,
     pub exists: bool,
     pub blobs: u64,
     pub bytes: u64,
-}
-
-impl StoreUsage {
-    /// The `--json` object.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "root": self.root.display().to_string(), "exists": self.exists,
-            "blobs": self.blobs, "bytes": self.bytes,
-        })
-    }
 }
 
 /// Counts what the store at `dir` holds.

@@ -28,7 +28,7 @@ use relstore_core::failpoint::{kill_point, points};
 use relstore_core::progress::{Phase, Progress};
 use relstore_core::release::now_unix_ns;
 use relstore_core::{ReleaseName, Target};
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 use crate::catalog::{recover, Catalog};
 use crate::error::{EngineError, EngineResult};
@@ -107,15 +107,9 @@ pub struct PushReport {
     /// What `--keep` pruned, if it was given.
     pub pruned: Option<crate::retention::PruneReport>,
     /// What the local release store write-through did, if it was on.
-    #[serde(serialize_with = "store_report")]
     pub store: Option<crate::release_store::StoreReport>,
     pub seconds: f64,
     pub phases: PhaseTimes,
-}
-
-/// The write-through report in a push report: as `relstore store` reports it.
-fn store_report<S: Serializer>(store: &Option<StoreReport>, s: S) -> Result<S::Ok, S::Error> {
-    store.as_ref().map(StoreReport::to_json).serialize(s)
 }
 
 /// Pushes `source` to `target`.
