@@ -176,7 +176,7 @@ pub fn push(
     report.phases.compare = t.elapsed().as_secs_f64();
     if let Some(mut new) = plan.new {
         relstore_core::cancel::check()?;
-        let store = opts.store.as_deref().and_then(open_store_for_bases);
+        let store = store_for_bases(opts, &current);
         let bases = delta_bases(&new, current, store.as_ref());
         let run = Run {
             source,
@@ -200,10 +200,14 @@ pub fn push(
     Ok(report)
 }
 
-/// The local release store, when there is one, as the source of patch bases. A store
-/// that cannot be opened only costs the saving (the write-through reports why).
-fn open_store_for_bases(dir: &Path) -> Option<ReleaseStore> {
-    crate::release_store::open_existing(dir).ok().flatten()
+/// The local release store, when there is one, as the source of patch bases (only
+/// opened when there is a current release to take bases from). A store that cannot be
+/// opened only costs the saving (the write-through reports why).
+fn store_for_bases(opts: &PushOptions, current: &Current) -> Option<ReleaseStore> {
+    match current {
+        Current::Changed(_) => crate::release_store::open_existing(opts.store.as_deref()?).ok()?,
+        Current::None | Current::Unchanged(_) => None,
+    }
 }
 
 /// Bases for the uploads of `new`: what each path held in the current release, whose
