@@ -19,6 +19,7 @@
 pub mod bench;
 pub mod catalog;
 pub mod compare;
+mod delta_bases;
 pub mod error;
 pub mod lock;
 pub mod opener;

@@ -13,7 +13,8 @@ use std::time::Instant;
 
 use relstore_core::path::escape;
 use relstore_core::progress::{Phase, Progress};
-use relstore_core::{Manifest, ObjectId, ReleaseName, Target};
+use relstore_core::{Entry, Manifest, ObjectId, ReleaseName, Target};
+use relstore_release_store::ReleaseStore;
 use serde::Serialize;
 
 use crate::catalog::{read_manifest, recover, Catalog, ReleaseInfo};
@@ -109,7 +110,13 @@ pub fn rollback(
     // whose manifest is unusable would break every later push and diff once current.
     let manifest = read_manifest(target.as_ref(), &to.name)?;
     if !to.present {
-        restore_objects(target.as_ref(), &manifest, opts, &mut report, progress)?;
+        let restore = Restore {
+            target: target.as_ref(),
+            manifest: &manifest,
+            current: current.as_ref(),
+            opts,
+        };
+        restore.run(&mut report, progress)?;
         report.reassembled = true;
         if !opts.dry_run {
             target.assemble(&to.name, &manifest.entries, progress)?;
@@ -160,69 +167,91 @@ fn pick_release(
         })
 }
 
-/// Uploads the objects of an evicted release that the target no longer holds, from the
-/// local store and `--source` trees; fails before uploading anything when some object
-/// is in none of them.
-fn restore_objects(
-    target: &dyn Target,
-    manifest: &Manifest,
-    opts: &RollbackOptions,
-    report: &mut RollbackReport,
-    progress: &dyn Progress,
-) -> EngineResult<()> {
-    let objects = manifest.objects();
-    progress.start(Phase::Compare, objects.len() as u64);
-    let missing = target.missing_objects(&objects)?;
-    progress.advance(objects.len() as u64);
-    progress.finish();
-    if missing.is_empty() {
-        return Ok(());
+/// Bringing back the objects of an evicted release.
+struct Restore<'a> {
+    target: &'a dyn Target,
+    /// The manifest of the release rolled back to.
+    manifest: &'a Manifest,
+    /// The release current before the rollback: its objects are the patch bases.
+    current: Option<&'a ReleaseName>,
+    opts: &'a RollbackOptions,
+}
+
+impl Restore<'_> {
+    /// Uploads the objects of an evicted release that the target no longer holds, from
+    /// the local store and `--source` trees; fails before uploading anything when some
+    /// object is in none of them.
+    fn run(&self, report: &mut RollbackReport, progress: &dyn Progress) -> EngineResult<()> {
+        let (target, manifest, opts) = (self.target, self.manifest, self.opts);
+        let objects = manifest.objects();
+        progress.start(Phase::Compare, objects.len() as u64);
+        let missing = target.missing_objects(&objects)?;
+        progress.advance(objects.len() as u64);
+        progress.finish();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let store = match &opts.store {
+            Some(dir) => crate::release_store::open_existing(dir)?,
+            None => None,
+        };
+        let mut sources = Sources::new();
+        for dir in &opts.sources {
+            sources.push(Box::new(DirSource::scan(
+                dir,
+                opts.cache_dir.as_deref(),
+                progress,
+            )?));
+        }
+        if let Some(store) = &store {
+            sources.push(Box::new(StoreSource(store)));
+        }
+        let unavailable: HashSet<ObjectId> = missing
+            .iter()
+            .filter(|id| sources.find(&id.hash).is_none())
+            .copied()
+            .collect();
+        if !unavailable.is_empty() {
+            return Err(unavailable_error(
+                target.location(),
+                manifest,
+                &unavailable,
+                &sources,
+            ));
+        }
+        let uploads = crate::push::uploads_for(manifest, &missing);
+        report.objects_uploaded = uploads.len() as u64;
+        report.bytes_uploaded = uploads.iter().map(|u| u.size).sum();
+        let mut from: Vec<String> = uploads
+            .iter()
+            .filter_map(|u| sources.find(&u.id.hash).map(|s| s.label()))
+            .collect();
+        from.sort();
+        from.dedup();
+        report.uploaded_from = from;
+        if opts.dry_run {
+            return Ok(());
+        }
+        let old = self.current_entries(store.as_ref());
+        let bases =
+            crate::delta_bases::from_previous(&uploads, &manifest.entries, &old, store.as_ref());
+        progress.start(Phase::Upload, report.bytes_uploaded);
+        target.put_objects_with_bases(&uploads, &sources, &bases, progress)?;
+        progress.finish();
+        Ok(())
     }
-    let store = match &opts.store {
-        Some(dir) => crate::release_store::open_existing(dir)?,
-        None => None,
-    };
-    let mut sources = Sources::new();
-    for dir in &opts.sources {
-        sources.push(Box::new(DirSource::scan(
-            dir,
-            opts.cache_dir.as_deref(),
-            progress,
-        )?));
+
+    /// The entries of the current release, the patch bases of the restored objects: read
+    /// only when the local release store can supply base content. A current manifest
+    /// that cannot be read only costs the saving (rolling away from it must work).
+    fn current_entries(&self, store: Option<&ReleaseStore>) -> Vec<Entry> {
+        match (self.current, store) {
+            (Some(name), Some(_)) => read_manifest(self.target, name)
+                .map(|m| m.entries)
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
     }
-    if let Some(store) = &store {
-        sources.push(Box::new(StoreSource(store)));
-    }
-    let unavailable: HashSet<ObjectId> = missing
-        .iter()
-        .filter(|id| sources.find(&id.hash).is_none())
-        .copied()
-        .collect();
-    if !unavailable.is_empty() {
-        return Err(unavailable_error(
-            target.location(),
-            manifest,
-            &unavailable,
-            &sources,
-        ));
-    }
-    let uploads = crate::push::uploads_for(manifest, &missing);
-    report.objects_uploaded = uploads.len() as u64;
-    report.bytes_uploaded = uploads.iter().map(|u| u.size).sum();
-    let mut from: Vec<String> = uploads
-        .iter()
-        .filter_map(|u| sources.find(&u.id.hash).map(|s| s.label()))
-        .collect();
-    from.sort();
-    from.dedup();
-    report.uploaded_from = from;
-    if opts.dry_run {
-        return Ok(());
-    }
-    progress.start(Phase::Upload, report.bytes_uploaded);
-    target.put_objects(&uploads, &sources, progress)?;
-    progress.finish();
-    Ok(())
 }
 
 /// One line naming what cannot be rebuilt: the release, how many objects, the first

@@ -27,10 +27,13 @@ use std::time::Instant;
 use relstore_core::failpoint::{kill_point, points};
 use relstore_core::progress::{Phase, Progress};
 use relstore_core::release::now_unix_ns;
+use relstore_core::target::DeltaBases;
 use relstore_core::{ReleaseName, Target};
+use relstore_release_store::ReleaseStore;
 use serde::Serialize;
 
 use crate::catalog::{recover, Catalog};
+use crate::delta_bases::StoreBases;
 use crate::error::{EngineError, EngineResult};
 use crate::lock::{acquire, LockPolicy};
 use crate::release_store::StoreReport;
@@ -167,11 +170,14 @@ pub fn push(
     report.phases.compare = t.elapsed().as_secs_f64();
     if let Some(mut new) = plan.new {
         relstore_core::cancel::check()?;
+        let store = store_for_bases(opts, &current);
+        let bases = delta_bases(&new, current, store.as_ref());
         let run = Run {
             source,
             target,
             opts,
             previous: plan.previous.as_deref(),
+            bases: &bases,
             progress,
         };
         let done = run.create(&mut new)?;
@@ -186,6 +192,35 @@ pub fn push(
     lock.release()?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The local release store, when there is one, as the source of patch bases (only
+/// opened when there is a current release to take bases from). A store that cannot be
+/// opened only costs the saving (the write-through reports why).
+fn store_for_bases(opts: &PushOptions, current: &Current) -> Option<ReleaseStore> {
+    match current {
+        Current::Changed(_) => crate::release_store::open_existing(opts.store.as_deref()?).ok()?,
+        Current::None | Current::Unchanged(_) => None,
+    }
+}
+
+/// Bases for the uploads of `new`: what each path held in the current release, whose
+/// manifest the push already loaded. The manifest is dropped here: the bases keep only
+/// what the uploads need, so a million-file tree is not held twice during the upload.
+fn delta_bases<'a>(
+    new: &NewRelease,
+    current: Current,
+    store: Option<&'a ReleaseStore>,
+) -> StoreBases<'a> {
+    match current {
+        Current::Changed(old) => crate::delta_bases::from_previous(
+            &new.uploads,
+            &new.manifest.entries,
+            &old.entries,
+            store,
+        ),
+        Current::None | Current::Unchanged(_) => StoreBases::none(),
+    }
 }
 
 /// What the scan of a push found, for its report.
@@ -300,6 +335,8 @@ struct Run<'a> {
     opts: &'a PushOptions,
     /// The release current before the push.
     previous: Option<&'a str>,
+    /// Earlier versions of the uploads, for targets that take patches.
+    bases: &'a dyn DeltaBases,
     progress: &'a dyn Progress,
 }
 
@@ -377,7 +414,8 @@ impl Run<'_> {
                     crate::release_store::write_through(dir, source, manifest, previous)
                 })
             });
-            let uploaded = target.put_objects(&new.uploads, &blobs, progress);
+            let uploaded =
+                target.put_objects_with_bases(&new.uploads, &blobs, self.bases, progress);
             let stored = store.map(|h| {
                 h.join().unwrap_or_else(|_| StoreReport {
                     error: Some("the write-through thread panicked".into()),

@@ -132,6 +132,7 @@ pub fn verify(
             catalog: &catalog,
             scope: &scope,
             sources: &sources,
+            store: store.as_ref(),
             progress,
         };
         run.repair_and_check(found, &mut manifests, &mut report)?;
@@ -215,6 +216,8 @@ struct Run<'a> {
     catalog: &'a Catalog,
     scope: &'a Scope,
     sources: &'a Sources<'a>,
+    /// The local release store, also the source of patch bases for re-uploads.
+    store: Option<&'a ReleaseStore>,
     progress: &'a dyn Progress,
 }
 
@@ -233,6 +236,7 @@ impl Run<'_> {
             &found,
             manifests,
             self.sources,
+            self.store,
             self.progress,
         )?;
         let after = check(self.target, self.scope, manifests, self.progress)?;

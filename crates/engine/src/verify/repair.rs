@@ -6,11 +6,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use relstore_core::progress::{Phase, Progress};
 use relstore_core::target::{BlobSource, StoredObject, Upload};
 use relstore_core::{Entry, ObjectId, Target};
+use relstore_release_store::ReleaseStore;
 
 use super::check::{file_objects, Findings};
 use super::manifests::Manifests;
 use super::report::{plural, Problem, ProblemKind};
 use crate::catalog::Catalog;
+use crate::delta_bases::{BasesBuilder, StoreBases};
 use crate::error::EngineResult;
 use crate::sources::Sources;
 
@@ -24,13 +26,15 @@ pub(super) fn repair(
     found: &Findings,
     manifests: &mut Manifests,
     sources: &Sources<'_>,
+    store: Option<&ReleaseStore>,
     progress: &dyn Progress,
 ) -> EngineResult<Vec<Problem>> {
     // 1. Objects whose first copy must be uploaded again.
     let (uploads, unrepairable) = plan_uploads(target, catalog, found, manifests, sources);
     if !uploads.is_empty() {
+        let bases = delta_bases(target, catalog, found, manifests, &uploads, store);
         progress.start(Phase::Upload, uploads.iter().map(|u| u.size).sum());
-        target.put_objects(&uploads, sources, progress)?;
+        target.put_objects_with_bases(&uploads, sources, &bases, progress)?;
         progress.finish();
         for u in &uploads {
             progress.note(&format!(
@@ -102,6 +106,43 @@ fn plan_uploads(
         }
     }
     (uploads, unrepairable)
+}
+
+/// Patch bases for the re-uploads, read from the local release store: what the same
+/// path holds in a neighbouring present release. Only manifests this command already
+/// loaded are paired (and the current one), so a repair downloads nothing more for it.
+fn delta_bases<'a>(
+    target: &dyn Target,
+    catalog: &Catalog,
+    found: &Findings,
+    manifests: &mut Manifests,
+    uploads: &[Upload],
+    store: Option<&'a ReleaseStore>,
+) -> StoreBases<'a> {
+    if store.is_none() {
+        return StoreBases::none();
+    }
+    if let Some(current) = &catalog.current {
+        let _ = manifests.load_usable(target, current);
+    }
+    let loaded: Vec<&relstore_core::Manifest> = catalog
+        .releases
+        .iter()
+        .filter(|r| r.present)
+        .filter_map(|r| manifests.get(&r.name))
+        .collect();
+    let mut builder = BasesBuilder::new(uploads);
+    builder.avoid(found.missing.iter().copied());
+    builder.avoid(found.corrupt_ids.iter().copied());
+    builder.avoid(found.bad_copies.keys().map(|(id, _)| *id));
+    for pair in loaded.windows(2) {
+        builder.add_pair(&pair[1].entries, &pair[0].entries);
+        builder.add_pair(&pair[0].entries, &pair[1].entries);
+        if builder.complete() {
+            break;
+        }
+    }
+    builder.finish(store)
 }
 
 /// Why an object's content could not be found.

@@ -2,6 +2,7 @@
 //! a local target in a temporary directory: what each leaves on the store and what it
 //! reports, without the CLI.
 
+mod helper;
 mod prune;
 mod push;
 mod rollback;
