@@ -254,6 +254,15 @@ pub trait Target: Send + Sync {
     fn remove_release_dir(&self, name: &str) -> TargetResult<Removal>;
     /// Empties `tmp/`: only called under the lock, when nothing else can be in flight.
     fn clear_tmp(&self) -> TargetResult<Removal>;
+    /// When the store path `rel` (relative to the root, e.g. `releases/r1`) was last
+    /// modified, looked at without following a symlink; `None` when nothing is there
+    /// or the target cannot tell. Recovery compares release directories with
+    /// `manifests/` by it, so only times of one target are ever compared (SFTP v3
+    /// gives whole seconds).
+    fn modified(&self, rel: &str) -> TargetResult<Option<std::time::SystemTime>> {
+        let _ = rel;
+        Ok(None)
+    }
 
     /// Every object file stored, copies included; files under `objects/` that are not
     /// object names are ignored.

@@ -3,6 +3,7 @@
 //! - [`bench`]: a series of pushes on a scratch copy, side by side with rsync;
 //! - [`push`]: scan a source, upload what the target lacks, assemble, swap `current`;
 //! - [`catalog`]: what releases a store holds, and recovery after interrupted commands;
+//! - [`leftover`]: which release directories without a manifest recovery may delete;
 //! - [`rollback`]: point `current` at another release;
 //! - [`retention`]: prune old release directories and unreferenced objects, pins;
 //! - [`compare`]: diff releases, directories and manifest files;
@@ -19,6 +20,7 @@ pub mod bench;
 pub mod catalog;
 pub mod compare;
 pub mod error;
+pub mod leftover;
 pub mod local_store;
 pub mod lock;
 pub mod push;
