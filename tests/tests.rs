@@ -44,6 +44,7 @@ mod diff;
 mod dry_run;
 mod emlink;
 mod exclude;
+mod hostile;
 mod interrupt;
 mod lock;
 mod progress;

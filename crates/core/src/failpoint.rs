@@ -37,9 +37,9 @@ pub mod points {
     pub const GC_REMOVED: &str = "gc.removed";
     /// After every object of a push is uploaded.
     pub const PUSH_UPLOADED: &str = "push.uploaded";
-    /// After the release directory is in place.
+    /// After the release directory is in place, before the swap.
     pub const PUSH_ASSEMBLED: &str = "push.assembled";
-    /// After the manifest is committed, before the swap.
+    /// After the manifest is staged in `tmp/`, before the release is assembled.
     pub const PUSH_STAGED: &str = "push.staged";
     /// Right after the swap.
     pub const PUSH_SWAPPED: &str = "push.swapped";

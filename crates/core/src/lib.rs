@@ -6,8 +6,8 @@
 //! ([`release`]), the manifest format and its validation ([`manifest`]), manifest
 //! comparison ([`diff`]), the on-target layout ([`layout`]), the [`target::Target`]
 //! trait that the local and SSH targets implement with the policy they share — which
-//! roots `open` accepts ([`root`]), how releases are built and repaired ([`assembly`])
-//! — lock records ([`lock`]), progress
+//! roots `open` accepts ([`root`]), how releases are built and repaired ([`assembly`]),
+//! which store paths may be followed ([`store_path`]) — lock records ([`lock`]), progress
 //! reporting ([`progress`]), crash-test kill points ([`failpoint`]) and Ctrl-C
 //! cancellation ([`cancel`]).
 //!
@@ -26,6 +26,7 @@ pub mod path;
 pub mod progress;
 pub mod release;
 pub mod root;
+pub mod store_path;
 pub mod target;
 pub mod verify_read;
 

@@ -16,6 +16,10 @@ pub enum RootFound {
     Missing,
     /// Something that is not a directory (a file, a device) is there.
     NotADirectory,
+    /// A symlink to a path that does not exist (`points_at`, as messages show it):
+    /// creating the root would fail on the link, and following it would create a
+    /// store wherever it points.
+    DanglingSymlink { points_at: String },
     /// A directory holding `relstore.toml`, with the marker's contents.
     Marked { config: Vec<u8> },
     /// An empty directory.
@@ -59,6 +63,10 @@ pub fn decide_open(
         RootFound::Missing if create => Ok(OpenAction::CreateRoot),
         RootFound::Missing => Err(no_store("no relstore store here (the path does not exist)")),
         RootFound::NotADirectory => Err(not_a_store("is a file, not a directory".into())),
+        RootFound::DanglingSymlink { points_at } => Err(not_a_store(format!(
+            "is a symlink to {points_at}, which does not exist; create that directory or \
+             give another path"
+        ))),
         RootFound::Marked { config: text } => {
             match layout::parse_config_format(&String::from_utf8_lossy(text)) {
                 Some(layout::STORE_FORMAT) => Ok(OpenAction::Existing { complete: create }),
@@ -138,6 +146,17 @@ mod tests {
     #[test]
     fn foreign_roots_are_refused_either_way() {
         for create in [true, false] {
+            let dangling = RootFound::DanglingSymlink {
+                points_at: "/gone".into(),
+            };
+            assert_eq!(
+                decide(dangling, create),
+                Err(
+                    "not a store: /srv/site: is a symlink to /gone, which does not exist; \
+                     create that directory or give another path"
+                        .into()
+                )
+            );
             assert_eq!(
                 decide(RootFound::NotADirectory, create),
                 Err("not a store: /srv/site: is a file, not a directory".into())

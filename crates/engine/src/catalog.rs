@@ -201,8 +201,9 @@ pub fn manifest_error(
 
 /// Brings a store back to a clean state after an interrupted command; runs under the
 /// lock. Rolls forward a push that died between its swap and recording its manifest,
-/// empties `tmp/`, and removes release directories that never became releases.
-/// Returns the store's catalog as it is afterwards.
+/// empties `tmp/`, and removes release directories that never became releases (only
+/// with evidence that they did not; see [`crate::leftover`]). Returns the store's
+/// catalog as it is afterwards.
 pub fn recover(target: &dyn Target, progress: &dyn Progress) -> EngineResult<Catalog> {
     if let Some(current) = target.current()? {
         let recorded = target.list_manifests()?;
@@ -220,6 +221,8 @@ pub fn recover(target: &dyn Target, progress: &dyn Progress) -> EngineResult<Cat
             }
         }
     }
+    // Before tmp/ is emptied: staged manifests are evidence.
+    let evidence = crate::leftover::Evidence::gather(target)?;
     let cleared = target.clear_tmp()?;
     for left in &cleared.left_behind {
         progress.note(&format!("could not remove from tmp/: {left}"));
@@ -227,7 +230,13 @@ pub fn recover(target: &dyn Target, progress: &dyn Progress) -> EngineResult<Cat
     let mut catalog = Catalog::load(target)?;
     let debris = std::mem::take(&mut catalog.incomplete);
     for dir in &debris {
-        if catalog.current.as_ref().is_some_and(|c| c.as_str() == dir) {
+        if let crate::leftover::Verdict::Keep(why) = evidence.judge(dir) {
+            if catalog.current.as_ref().is_none_or(|c| c.as_str() != dir) {
+                progress.note(&format!(
+                    "kept releases/{dir}, which has no manifest: {why} (restore its \
+                     manifest, or delete the directory by hand if it is not needed)"
+                ));
+            }
             catalog.incomplete.push(dir.clone());
             continue;
         }

@@ -3,6 +3,7 @@
 //! - [`bench`]: a series of pushes on a scratch copy, side by side with rsync;
 //! - [`push`]: scan a source, upload what the target lacks, assemble, swap `current`;
 //! - [`catalog`]: what releases a store holds, and recovery after interrupted commands;
+//! - [`leftover`]: which release directories without a manifest recovery may delete;
 //! - [`rollback`]: point `current` at another release;
 //! - [`retention`]: prune old release directories and unreferenced objects, pins;
 //! - [`compare`]: diff releases, directories and manifest files;
@@ -21,6 +22,7 @@ pub mod catalog;
 pub mod compare;
 mod delta_bases;
 pub mod error;
+pub mod leftover;
 pub mod lock;
 pub mod opener;
 pub mod push;

@@ -6,6 +6,7 @@
 //! empty files, `symlink(2)`, `chmod(2)`, and copying an object when `link(2)` fails
 //! with `EMLINK`. Leaves are made in parallel on rayon's pool.
 
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::io;
@@ -20,11 +21,14 @@ use relstore_core::assembly::{
     NextCopy, RelinkStep,
 };
 use relstore_core::failpoint::{kill_point, points};
+use relstore_core::layout;
 use relstore_core::path::join;
 use relstore_core::progress::{Phase, Progress};
+use relstore_core::store_path::{self, PathKind};
 use relstore_core::target::{AssembleStats, TargetResult};
 use relstore_core::{Entry, Leaf, ObjectId};
 
+use crate::contain::{is_cross_device, kind};
 use crate::fsutil::{io_err, remove_tree, show};
 use crate::LocalTarget;
 
@@ -39,6 +43,7 @@ pub(crate) fn build_tree(
     progress: &dyn Progress,
 ) -> TargetResult<AssembleStats> {
     let plan = AssemblyPlan::new(entries);
+    target.check_object_dirs(entries.iter().filter_map(Entry::object))?;
     progress.start(Phase::Assemble, entries.len() as u64);
     fs::create_dir(partial).map_err(|e| io_err("create directory", partial, e))?;
     for dir in plan.dir_levels().iter().flatten() {
@@ -110,6 +115,11 @@ fn link_object(
     let mut copy = copies.in_use(id);
     loop {
         let src = target.p(&id.copy_rel_path(copy));
+        // link(2) does not follow a symlink: it would link the symlink itself into
+        // the release. Only a regular file is an object.
+        if target.object_file(&src)? == PathKind::Missing {
+            return Err(missing_object(&show(&src), &show(dest)));
+        }
         match hard_link(&src, dest) {
             Ok(()) => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EMLINK) => {
@@ -120,6 +130,7 @@ fn link_object(
             {
                 return Err(missing_object(&show(&src), &show(dest)));
             }
+            Err(e) if is_cross_device(&e) => return Err(target.cross_device(layout::OBJECTS)),
             Err(e) => return Err(io_err("hardlink", dest, e)),
         }
     }
@@ -150,6 +161,7 @@ fn next_copy(target: &LocalTarget, copies: &Copies, id: &ObjectId, full: u32) ->
     let make = fs::symlink_metadata(&next_path).is_err();
     if make {
         let from = target.p(&id.copy_rel_path(from));
+        target.object_file(&from)?;
         let tmp = target.tmp_name("objcopy");
         fs::copy(&from, &tmp).map_err(|e| io_err("copy object", &from, e))?;
         set_mode(&tmp, id.mode)?;
@@ -166,7 +178,9 @@ fn next_copy(target: &LocalTarget, copies: &Copies, id: &ObjectId, full: u32) ->
 /// [`relstore_core::Target::relink`]).
 pub(crate) fn relink(target: &LocalTarget, release: &Path, entries: &[Entry]) -> TargetResult<()> {
     let copies = Copies::default();
+    let mut checked: HashSet<Vec<u8>> = HashSet::new();
     for e in entries {
+        check_parents(release, &e.path, &mut checked)?;
         let dest = join(release, &e.path);
         let found = match fs::symlink_metadata(&dest) {
             Ok(m) if m.is_dir() => Found::Dir,
@@ -199,6 +213,23 @@ pub(crate) fn relink(target: &LocalTarget, release: &Path, entries: &[Entry]) ->
                 })?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Checks that every parent of `rel` inside `release` is a real directory (or
+/// missing), so that re-creating `rel` never goes through a symlink someone put in
+/// the release. `checked` remembers the parents already looked at.
+fn check_parents(release: &Path, rel: &[u8], checked: &mut HashSet<Vec<u8>>) -> TargetResult<()> {
+    let mut end = 0;
+    while let Some(pos) = rel[end..].iter().position(|b| *b == b'/') {
+        end += pos;
+        let parent = &rel[..end];
+        if checked.insert(parent.to_vec()) {
+            let p = join(release, parent);
+            store_path::store_dir(&show(&p), kind(&p)?)?;
+        }
+        end += 1;
     }
     Ok(())
 }

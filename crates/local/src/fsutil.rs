@@ -44,7 +44,15 @@ pub fn sync_batch(paths: &[PathBuf]) -> Result<(), TargetError> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TargetError> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let result = (|| {
-        let mut f = File::create(&tmp)?;
+        // Created afresh (O_EXCL never follows a symlink someone left at this name).
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()
     })();

@@ -4,25 +4,36 @@
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use rayon::prelude::*;
 use relstore_core::layout;
 use relstore_core::progress::Progress;
+use relstore_core::store_path;
 use relstore_core::target::{StoredObject, TargetResult, TreeEntry, TreeKind};
 use relstore_core::{ContentHash, ObjectId, ReleaseName};
 
-use crate::fsutil::io_err;
+use crate::contain::kind_of;
+use crate::fsutil::{io_err, show};
 use crate::LocalTarget;
 
 pub(crate) fn list_objects(t: &LocalTarget) -> TargetResult<Vec<StoredObject>> {
+    t.store_dir(layout::OBJECTS)?;
     let objects = t.p(layout::OBJECTS);
-    let prefixes: Vec<String> = fs::read_dir(&objects)
-        .map_err(|e| io_err("list", &objects, e))?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.len() == 2)
-        .collect();
+    let mut prefixes: Vec<String> = Vec::new();
+    for e in fs::read_dir(&objects).map_err(|e| io_err("list", &objects, e))? {
+        let e = e.map_err(|err| io_err("list", &objects, err))?;
+        let Some(name) = e.file_name().into_string().ok().filter(|n| n.len() == 2) else {
+            continue;
+        };
+        // Never listed (and so never pruned) through a symlink out of the store.
+        let ft = e
+            .file_type()
+            .map_err(|err| io_err("stat", &e.path(), err))?;
+        store_path::store_dir(&show(&e.path()), kind_of(&ft))?;
+        prefixes.push(name);
+    }
     let lists: Vec<TargetResult<Vec<StoredObject>>> = prefixes
         .par_iter()
         .map(|prefix| {
@@ -68,7 +79,14 @@ pub(crate) fn hash_objects(
                 // the flag after the batch and reports the interruption, not these.
                 relstore_core::cancel::check()?;
                 let p = t.p(&o.rel_path());
-                let mut f = fs::File::open(&p).map_err(|e| io_err("open", &p, e))?;
+                // A symlink to a file with the right content is not an object: reported,
+                // never followed.
+                t.object_file(&p)?;
+                let mut f = fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                    .open(&p)
+                    .map_err(|e| io_err("open", &p, e))?;
                 let mut h = blake3::Hasher::new();
                 loop {
                     let n = match f.read(buf) {
@@ -106,6 +124,7 @@ pub(crate) fn list_release_tree(
     t: &LocalTarget,
     name: &ReleaseName,
 ) -> TargetResult<Vec<TreeEntry>> {
+    t.existing_store_dir(&layout::release_dir(name))?;
     let root = t.p(&layout::release_dir(name));
     let mut out = Vec::new();
     walk(&root, &[], &mut out)?;

@@ -15,6 +15,7 @@
 //! [`TargetError::Interrupted`]; what they leave is in `tmp/` or complete.
 
 mod assemble;
+mod contain;
 mod fsutil;
 mod inspect;
 #[cfg(test)]
@@ -34,6 +35,7 @@ use relstore_core::layout::{self, LockFile};
 use relstore_core::manifest::HEADER_PREFIX_LEN;
 use relstore_core::progress::Progress;
 use relstore_core::root::{self, OpenAction, RootFound};
+use relstore_core::store_path;
 use relstore_core::target::{
     AssembleStats, BlobSource, Opened, Removal, StoredObject, TargetError, TargetResult, TreeEntry,
     Upload,
@@ -94,19 +96,19 @@ impl LocalTarget {
         Ok(())
     }
 
-    fn check_layout_dirs(&self) -> TargetResult<()> {
-        match layout::REQUIRED_DIRS.iter().find(|d| !self.p(d).is_dir()) {
-            Some(d) => Err(root::missing_dir(&self.location, d)),
-            None => Ok(()),
-        }
-    }
-
     /// What is at the root, for [`root::decide_open`].
     fn probe_root(&self) -> TargetResult<RootFound> {
         match fs::metadata(&self.root) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => return Ok(RootFound::NotADirectory),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(RootFound::Missing),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(match fs::read_link(&self.root) {
+                    Ok(to) => RootFound::DanglingSymlink {
+                        points_at: show(&to),
+                    },
+                    Err(_) => RootFound::Missing,
+                })
+            }
             Err(e) => return Err(io_err("access", &self.root, e)),
         }
         let config = self.p(layout::CONFIG);
@@ -199,6 +201,7 @@ impl LocalTarget {
         let dest = self.p(&id.rel_path());
         match fs::rename(tmp, &dest) {
             Ok(()) => Ok(()),
+            Err(e) if contain::is_cross_device(&e) => Err(self.cross_device(layout::OBJECTS)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if let Some(parent) = dest.parent() {
                     match fs::create_dir(parent) {
@@ -207,7 +210,10 @@ impl LocalTarget {
                         Err(e) => return Err(io_err("create directory", parent, e)),
                     }
                 }
-                fs::rename(tmp, &dest).map_err(|e| io_err("rename into place", &dest, e))
+                fs::rename(tmp, &dest).map_err(|e| match contain::is_cross_device(&e) {
+                    true => self.cross_device(layout::OBJECTS),
+                    false => io_err("rename into place", &dest, e),
+                })
             }
             Err(e) => Err(io_err("rename into place", &dest, e)),
         }
@@ -234,10 +240,11 @@ impl Target for LocalTarget {
             }
             OpenAction::Layout => self.lay_out(),
             OpenAction::Existing { complete } => {
+                // Checked before anything is created: mkdir must not go through a
+                // symlinked store directory either.
+                self.check_layout(!complete)?;
                 if complete {
                     self.create_layout_dirs()?;
-                } else {
-                    self.check_layout_dirs()?;
                 }
                 Ok(Opened::Existing)
             }
@@ -287,6 +294,9 @@ impl Target for LocalTarget {
 
     fn current(&self) -> TargetResult<Option<ReleaseName>> {
         let link = self.p(layout::CURRENT);
+        if !store_path::current_link(&show(&link), contain::kind(&link)?)? {
+            return Ok(None);
+        }
         match fs::read_link(&link) {
             Ok(target) => {
                 use std::os::unix::ffi::OsStrExt;
@@ -349,16 +359,13 @@ impl Target for LocalTarget {
     }
 
     fn missing_objects(&self, ids: &[ObjectId]) -> TargetResult<Vec<ObjectId>> {
+        self.check_object_dirs(ids)?;
         let flags: Vec<TargetResult<bool>> = ids
             .par_iter()
             .with_min_len(256)
             .map(|id| {
-                let p = self.p(&id.rel_path());
-                match fs::symlink_metadata(&p) {
-                    Ok(_) => Ok(false),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
-                    Err(e) => Err(io_err("check", &p, e)),
-                }
+                let k = contain::kind(&self.p(&id.rel_path()))?;
+                Ok(!store_path::object_stored(k))
             })
             .collect();
         let mut missing = Vec::new();
@@ -376,6 +383,8 @@ impl Target for LocalTarget {
         source: &dyn BlobSource,
         progress: &dyn Progress,
     ) -> TargetResult<()> {
+        self.store_dir(layout::TMP)?;
+        self.check_object_dirs(uploads.iter().map(|u| &u.id))?;
         let mut start = 0;
         while start < uploads.len() {
             relstore_core::cancel::check()?;
@@ -440,18 +449,25 @@ impl Target for LocalTarget {
         }
         let stats = assemble::build_tree(self, &partial, entries, progress)?;
         kill_point(points::ASSEMBLE_BEFORE_RENAME);
-        fs::rename(&partial, &dest).map_err(|e| io_err("rename into place", &dest, e))?;
+        fs::rename(&partial, &dest).map_err(|e| match contain::is_cross_device(&e) {
+            true => self.cross_device(layout::RELEASES),
+            false => io_err("rename into place", &dest, e),
+        })?;
         fsync_dir(&self.p(layout::RELEASES))?;
         Ok(stats)
     }
 
     fn activate(&self, name: &ReleaseName) -> TargetResult<()> {
+        // Never point `current` through a symlink out of the store, nor rename over
+        // something that is not the symlink relstore swaps.
+        self.existing_store_dir(&layout::release_dir(name))?;
+        let current = self.p(layout::CURRENT);
+        store_path::current_link(&show(&current), contain::kind(&current)?)?;
         let tmp = self.tmp_name("current");
         let _ = fs::remove_file(&tmp);
         std::os::unix::fs::symlink(layout::current_link_target(name), &tmp)
             .map_err(|e| io_err("create symlink", &tmp, e))?;
         kill_point(points::SWAP_BEFORE_RENAME);
-        let current = self.p(layout::CURRENT);
         fs::rename(&tmp, &current).map_err(|e| {
             let _ = fs::remove_file(&tmp);
             io_err("replace", &current, e)
@@ -473,6 +489,7 @@ impl Target for LocalTarget {
     }
 
     fn clear_tmp(&self) -> TargetResult<Removal> {
+        self.store_dir(layout::TMP)?;
         let tmp = self.p(layout::TMP);
         let children: Vec<PathBuf> = match fs::read_dir(&tmp) {
             Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
@@ -495,6 +512,7 @@ impl Target for LocalTarget {
         objects: &[StoredObject],
         progress: &dyn Progress,
     ) -> TargetResult<Removal> {
+        self.check_object_dirs(objects.iter().map(|o| &o.id))?;
         let left_behind = objects
             .par_iter()
             .with_min_len(64)
@@ -534,13 +552,15 @@ impl Target for LocalTarget {
     }
 
     fn relink(&self, name: &ReleaseName, entries: &[Entry]) -> TargetResult<()> {
+        self.existing_store_dir(&layout::release_dir(name))?;
+        self.check_object_dirs(entries.iter().filter_map(Entry::object))?;
         assemble::relink(self, &self.p(&layout::release_dir(name)), entries)
     }
 
     fn list_pins(&self) -> TargetResult<Vec<String>> {
-        match fs::metadata(self.p(layout::PINS)) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-            _ => list_names(&self.p(layout::PINS), None),
+        match self.store_dir(layout::PINS)? {
+            false => Ok(Vec::new()),
+            true => list_names(&self.p(layout::PINS), None),
         }
     }
 
@@ -557,6 +577,7 @@ impl Target for LocalTarget {
     }
 
     fn set_pin(&self, name: &ReleaseName, pinned: bool) -> TargetResult<()> {
+        self.store_dir(layout::PINS)?;
         let dir = self.p(layout::PINS);
         let marker = dir.join(name.as_str());
         if pinned {

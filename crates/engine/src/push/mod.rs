@@ -361,17 +361,24 @@ impl Run<'_> {
         kill_point(points::PUSH_UPLOADED);
         relstore_core::cancel::check()?;
 
+        // Staged before the release directory exists: a directory under `releases/`
+        // without a manifest is then provably the leftover of an interrupted push only
+        // when its staged manifest is there too (see [`crate::leftover`]).
+        let encoded = self.stage(new)?;
+        kill_point(points::PUSH_STAGED);
+        relstore_core::cancel::check()?;
+
         let t = Instant::now();
         let stats = target.assemble(&new.name, &new.manifest.entries, progress)?;
         let assemble_seconds = t.elapsed().as_secs_f64();
         kill_point(points::PUSH_ASSEMBLED);
-        // The last point where an interruption may stop the push: from staging the
-        // manifest through the swap to its commit, the flag is deliberately ignored, so
-        // a push that started to publish its release always finishes publishing it.
+        // The last point where an interruption may stop the push: from the swap to the
+        // manifest's commit the flag is deliberately ignored, so a push that started to
+        // publish its release always finishes publishing it.
         relstore_core::cancel::check()?;
 
         let t = Instant::now();
-        let encoded = self.publish(new)?;
+        self.publish(new)?;
         let swap_seconds = t.elapsed().as_secs_f64();
         if let Some(store) = store.as_mut() {
             if let Some(err) =
@@ -434,16 +441,13 @@ impl Run<'_> {
         Ok(stored)
     }
 
-    /// Stages the manifest, swaps `current` and records the manifest: from the swap on
-    /// the release exists. Returns the encoded manifest.
+    /// Encodes the manifest and writes it to `tmp/` (durably); returns its bytes.
     ///
-    /// The manifest's time is set here, under the lock and right before the swap: the
-    /// order of releases is the order in which they went live. A push that started
-    /// earlier but waited for the lock is published after the one it replaces, and is
-    /// listed (and rolled back from) after it.
-    fn publish(&self, new: &mut NewRelease) -> EngineResult<Vec<u8>> {
-        let target = self.target;
-        self.progress.start(Phase::Swap, 1);
+    /// The manifest's time is set here, under the lock, right before the release is
+    /// assembled and swapped in: the order of releases is the order in which they went
+    /// live. A push that started earlier but waited for the lock is published after the
+    /// one it replaces, and is listed (and rolled back from) after it.
+    fn stage(&self, new: &mut NewRelease) -> EngineResult<Vec<u8>> {
         new.manifest.header.created_unix_ns = now_unix_ns();
         let encoded = new
             .manifest
@@ -452,13 +456,20 @@ impl Run<'_> {
                 release: new.name.to_string(),
                 source,
             })?;
-        target.stage_manifest(&new.name, &encoded)?;
-        kill_point(points::PUSH_STAGED);
+        self.target.stage_manifest(&new.name, &encoded)?;
+        Ok(encoded)
+    }
+
+    /// Swaps `current` and records the staged manifest: from the swap on the release
+    /// exists.
+    fn publish(&self, new: &NewRelease) -> EngineResult<()> {
+        let target = self.target;
+        self.progress.start(Phase::Swap, 1);
         target.activate(&new.name)?;
         kill_point(points::PUSH_SWAPPED);
         target.commit_manifest(&new.name)?;
         self.progress.finish();
-        Ok(encoded)
+        Ok(())
     }
 
     /// `--keep N` after the swap (see [`crate::retention`]).

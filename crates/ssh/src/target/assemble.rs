@@ -11,6 +11,8 @@
 //! the long name of a directory listing) is high or unknown, the failure is taken for
 //! the link cap — as the local target takes `EMLINK`.
 
+use std::collections::HashSet;
+
 use futures::StreamExt;
 use relstore_core::assembly::{
     dir_not_replaced, missing_object, partial_not_cleared, relink_step, AssemblyPlan, DirRepair,
@@ -20,6 +22,7 @@ use relstore_core::failpoint::{kill_point, points};
 use relstore_core::layout;
 use relstore_core::path::escape;
 use relstore_core::progress::{Phase, Progress};
+use relstore_core::store_path::{self, PathKind};
 use relstore_core::target::{AssembleStats, TargetError, TargetResult};
 use relstore_core::{Entry, Leaf, ObjectId, ReleaseName};
 
@@ -62,6 +65,8 @@ pub(super) async fn assemble(
     let partial = t.p(&layout::partial_dir(name));
     // Many mkdir/link requests: spread them over more sftp-server processes.
     t.widen(entries.len()).await;
+    let objects: Vec<ObjectId> = entries.iter().filter_map(Entry::object).collect();
+    t.check_objects_linkable(&objects).await?;
     let left = t.remove_tree(partial.clone(), None).await;
     if let Some(first) = left.first() {
         return Err(partial_not_cleared(first));
@@ -238,12 +243,11 @@ async fn next_copy(t: &SftpTarget, copies: &Copies, id: &ObjectId, full: u32) ->
         NextCopy::Ensure { from, next } => (from, next),
     };
     let next_path = t.p(&id.copy_rel_path(next));
-    let make = !t
-        .exists(&next_path)
-        .await
-        .map_err(|e| t.io_err("check", &next_path, e))?;
+    // A copy made earlier is linked from: it must be a regular file too.
+    let make = t.object_file(&next_path).await? == PathKind::Missing;
     if make {
         let from = t.p(&id.copy_rel_path(from));
+        t.object_file(&from).await?;
         let tmp = t.tmp_path("objcopy");
         if let Err(e) = copy_file(t, &from, &tmp, id.mode).await {
             let _ = t.client().remove(&tmp).await;
@@ -330,9 +334,14 @@ pub(super) async fn relink(
     name: &ReleaseName,
     entries: &[Entry],
 ) -> TargetResult<()> {
+    t.existing_store_dir(&layout::release_dir(name)).await?;
+    let objects: Vec<ObjectId> = entries.iter().filter_map(Entry::object).collect();
+    t.check_objects_linkable(&objects).await?;
     let release = t.p(&layout::release_dir(name));
     let copies = Copies::default();
+    let mut checked: HashSet<Vec<u8>> = HashSet::new();
     for e in entries {
+        check_parents(t, &release, &e.path, &mut checked).await?;
         let dest = join(&release, &e.path);
         let found = match t.client().lstat(&dest).await {
             Ok(a) if a.is_dir() => Found::Dir,
@@ -347,6 +356,28 @@ pub(super) async fn relink(
                 replace(t, &tmp, &dest, clear_dir).await?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Checks that every parent of `rel` inside `release` is a real directory (or
+/// missing), so that re-creating `rel` never goes through a symlink someone put in
+/// the release. `checked` remembers the parents already looked at.
+async fn check_parents(
+    t: &SftpTarget,
+    release: &[u8],
+    rel: &[u8],
+    checked: &mut HashSet<Vec<u8>>,
+) -> TargetResult<()> {
+    let mut end = 0;
+    while let Some(pos) = rel[end..].iter().position(|b| *b == b'/') {
+        end += pos;
+        let parent = &rel[..end];
+        if checked.insert(parent.to_vec()) {
+            let p = join(release, parent);
+            store_path::store_dir(&t.show(&p), t.kind(&p).await?)?;
+        }
+        end += 1;
     }
     Ok(())
 }

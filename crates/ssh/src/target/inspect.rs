@@ -5,9 +5,11 @@ use futures::future::BoxFuture;
 use futures::StreamExt;
 use relstore_core::layout;
 use relstore_core::progress::Progress;
+use relstore_core::store_path;
 use relstore_core::target::{StoredObject, TargetResult, TreeEntry, TreeKind};
 use relstore_core::{ContentHash, ObjectId, ReleaseName};
 
+use super::contain::kind_of;
 use super::{SftpTarget, LISTINGS_IN_FLIGHT, READS_IN_FLIGHT, SMALL_IN_FLIGHT};
 use crate::sftp::{FileAttrs, FileKind, OpenFlags, SftpError};
 
@@ -20,16 +22,23 @@ fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
 }
 
 pub(super) async fn list_objects(t: &SftpTarget) -> TargetResult<Vec<StoredObject>> {
+    t.store_dir(layout::OBJECTS).await?;
     let objects = t.p(layout::OBJECTS);
-    let prefixes: Vec<String> = t
+    let mut prefixes: Vec<String> = Vec::new();
+    for e in t
         .client()
         .read_dir(&objects)
         .await
         .map_err(|e| t.io_err("list", &objects, e))?
-        .into_iter()
-        .filter_map(|e| String::from_utf8(e.name).ok())
-        .filter(|n| n.len() == 2)
-        .collect();
+    {
+        let Some(name) = String::from_utf8(e.name).ok().filter(|n| n.len() == 2) else {
+            continue;
+        };
+        // Never listed (and so never pruned) through a symlink out of the store.
+        let shown = t.show(&join(&objects, name.as_bytes()));
+        store_path::store_dir(&shown, kind_of(&e.attrs))?;
+        prefixes.push(name);
+    }
     let lists: Vec<TargetResult<Vec<StoredObject>>> = futures::stream::iter(prefixes)
         .map(|prefix| {
             let dir = join(&objects, prefix.as_bytes());
@@ -77,6 +86,9 @@ pub(super) async fn hash_objects(
             // Once interrupted, the remaining objects fail fast (as locally).
             relstore_core::cancel::check()?;
             let p = t.p(&o.rel_path());
+            // A symlink to a file with the right content is not an object: reported,
+            // never followed.
+            t.object_file(&p).await?;
             let c = t.client();
             let h = c
                 .open(&p, OpenFlags::READ, &FileAttrs::default())
@@ -114,6 +126,7 @@ pub(super) async fn list_release_tree(
     t: &SftpTarget,
     name: &ReleaseName,
 ) -> TargetResult<Vec<TreeEntry>> {
+    t.existing_store_dir(&layout::release_dir(name)).await?;
     let root = t.p(&layout::release_dir(name));
     let mut out: Vec<TreeEntry> = Vec::new();
     let mut level: Vec<Vec<u8>> = vec![Vec::new()];

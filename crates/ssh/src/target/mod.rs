@@ -21,6 +21,7 @@
 //! object" check (sizes, modes, kinds, link targets and object hashes are checked).
 
 mod assemble;
+mod contain;
 mod inspect;
 mod lock;
 mod root;
@@ -36,6 +37,7 @@ use relstore_core::layout::{self, LockFile};
 use relstore_core::manifest::HEADER_PREFIX_LEN;
 use relstore_core::path::escape;
 use relstore_core::progress::Progress;
+use relstore_core::store_path;
 use relstore_core::target::{
     AssembleStats, BlobSource, Opened, Removal, StoredObject, TargetError, TargetResult, TreeEntry,
     Upload,
@@ -297,6 +299,11 @@ impl SftpTarget {
     }
 
     async fn activate_async(&self, name: &ReleaseName) -> TargetResult<()> {
+        // Never point `current` through a symlink out of the store, nor rename over
+        // something that is not the symlink relstore swaps.
+        self.existing_store_dir(&layout::release_dir(name)).await?;
+        let current = self.p(layout::CURRENT);
+        store_path::current_link(&self.show(&current), self.kind(&current).await?)?;
         let c = self.client();
         let tmp = self.tmp_path("current");
         let _ = c.remove(&tmp).await;
@@ -304,7 +311,6 @@ impl SftpTarget {
             .await
             .map_err(|e| self.io_err("create symlink", &tmp, e))?;
         kill_point(points::SWAP_BEFORE_RENAME);
-        let current = self.p(layout::CURRENT);
         if let Err(e) = c.posix_rename(&tmp, &current).await {
             let _ = c.remove(&tmp).await;
             return Err(self.io_err("replace", &current, e));
@@ -326,6 +332,7 @@ impl SftpTarget {
     }
 
     async fn clear_tmp_async(&self) -> TargetResult<Removal> {
+        self.store_dir(layout::TMP).await?;
         let tmp = self.p(layout::TMP);
         let children = match self.client().read_dir(&tmp).await {
             Ok(c) => c,
@@ -348,6 +355,7 @@ impl SftpTarget {
     }
 
     async fn set_pin_async(&self, name: &ReleaseName, pinned: bool) -> TargetResult<()> {
+        self.store_dir(layout::PINS).await?;
         let dir = self.p(layout::PINS);
         let marker = self.p(&format!("{}/{}", layout::PINS, name.as_str()));
         if pinned {
@@ -462,7 +470,13 @@ impl Target for SftpTarget {
                     ))
                 }),
             Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(self.io_err("read symlink", &link, e)),
+            Err(e) => {
+                // Say what is there instead (a directory, say) rather than how the
+                // server refused to read it as a link.
+                let k = self.run(self.kind(&link))?;
+                store_path::current_link(&self.show(&link), k)?;
+                Err(self.io_err("read symlink", &link, e))
+            }
         }
     }
 
@@ -552,6 +566,7 @@ impl Target for SftpTarget {
         objects: &[StoredObject],
         progress: &dyn Progress,
     ) -> TargetResult<Removal> {
+        self.run(self.check_object_dirs(objects.iter().map(|o| &o.id)))?;
         let left: Vec<Option<String>> = self.run(
             futures::stream::iter(objects)
                 .map(|o| async move {
@@ -600,9 +615,9 @@ impl Target for SftpTarget {
 
     fn list_pins(&self) -> TargetResult<Vec<String>> {
         self.run(async {
-            match self.client().stat(&self.p(layout::PINS)).await {
-                Err(e) if e.is_not_found() => Ok(Vec::new()),
-                _ => self.list_names(&self.p(layout::PINS), None).await,
+            match self.store_dir(layout::PINS).await? {
+                false => Ok(Vec::new()),
+                true => self.list_names(&self.p(layout::PINS), None).await,
             }
         })
     }

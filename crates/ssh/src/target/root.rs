@@ -21,10 +21,11 @@ impl SftpTarget {
             }
             OpenAction::Layout => self.lay_out().await,
             OpenAction::Existing { complete } => {
+                // Checked before anything is created: mkdir must not go through a
+                // symlinked store directory either.
+                self.check_layout(!complete).await?;
                 if complete {
                     self.create_layout_dirs().await?;
-                } else {
-                    self.check_layout_dirs().await?;
                 }
                 Ok(Opened::Existing)
             }
@@ -37,7 +38,14 @@ impl SftpTarget {
         match c.stat(&self.root).await {
             Ok(a) if a.is_dir() => {}
             Ok(_) => return Ok(RootFound::NotADirectory),
-            Err(e) if e.is_not_found() => return Ok(RootFound::Missing),
+            Err(e) if e.is_not_found() => {
+                return Ok(match c.readlink(&self.root).await {
+                    Ok(to) => RootFound::DanglingSymlink {
+                        points_at: relstore_core::path::escape(&to),
+                    },
+                    Err(_) => RootFound::Missing,
+                })
+            }
             Err(e) => return Err(self.io_err("access", &self.root, e)),
         }
         let config = self.p(layout::CONFIG);
@@ -135,16 +143,6 @@ impl SftpTarget {
             self.mkdir_existing_ok(&p, 0o755)
                 .await
                 .map_err(|e| self.io_err("create directory", &p, e))?;
-        }
-        Ok(())
-    }
-
-    async fn check_layout_dirs(&self) -> TargetResult<()> {
-        for d in layout::REQUIRED_DIRS {
-            let ok = matches!(self.client().stat(&self.p(d)).await, Ok(a) if a.is_dir());
-            if !ok {
-                return Err(root::missing_dir(&self.location, d));
-            }
         }
         Ok(())
     }

@@ -31,10 +31,12 @@ use futures::{StreamExt, TryStreamExt};
 use relstore_core::failpoint::{kill_point, points};
 use relstore_core::layout;
 use relstore_core::progress::Progress;
+use relstore_core::store_path;
 use relstore_core::target::{BlobSource, TargetError, TargetResult, Upload};
 use relstore_core::ObjectId;
 use tokio::sync::mpsc;
 
+use super::contain::kind_of;
 use super::{SftpTarget, CHANNELS, LISTINGS_IN_FLIGHT, SMALL_IN_FLIGHT};
 use crate::sftp::{FileAttrs, SftpClient, SftpConfig};
 
@@ -74,6 +76,10 @@ pub(super) fn put_objects(
     if uploads.is_empty() {
         return Ok(());
     }
+    t.run(async {
+        t.store_dir(layout::TMP).await?;
+        t.check_object_dirs(uploads.iter().map(|u| &u.id)).await
+    })?;
     t.run(async {
         t.widen(uploads.len() * 4).await;
         // Probed once here, not by each of the first uploads at the same time.
@@ -372,14 +378,13 @@ pub(super) async fn missing_objects(
     t: &SftpTarget,
     ids: &[ObjectId],
 ) -> TargetResult<Vec<ObjectId>> {
+    // Never looked into (nor, later, written into) through a symlink out of the store.
+    t.check_object_dirs(ids).await?;
     let by_stat = |ids: Vec<ObjectId>| async move {
         let flags: Vec<TargetResult<bool>> = futures::stream::iter(&ids)
             .map(|id| async move {
-                let p = t.p(&id.rel_path());
-                t.exists(&p)
-                    .await
-                    .map(|e| !e)
-                    .map_err(|e| t.io_err("check", &p, e))
+                let k = t.kind(&t.p(&id.rel_path())).await?;
+                Ok(!store_path::object_stored(k))
             })
             .buffered(SMALL_IN_FLIGHT)
             .collect()
@@ -440,6 +445,7 @@ pub(super) async fn missing_objects(
                     .await
                     .map_err(|e| t.io_err("list", &dir, e))?
                     .into_iter()
+                    .filter(|e| store_path::object_stored(kind_of(&e.attrs)))
                     .map(|e| e.name)
                     .collect();
                 Ok(group
