@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use relstore_core::Target;
 use relstore_local::LocalTarget;
-use relstore_ssh::SftpTarget;
 
 pub use relstore_ssh::RemoteOptions;
 
@@ -36,8 +35,22 @@ pub fn open_target(spec: &str, remote: &RemoteOptions) -> EngineResult<Arc<dyn T
     if spec.is_empty() {
         return Err(EngineError::BadTarget("empty target".into()));
     }
+    open_target_noted(spec, remote, Arc::new(|_: &str| {}))
+}
+
+/// Like [`open_target`]; a remote target runs a relstore helper on the server as
+/// `remote.helper` says, and tells `note` on the command's first open of the store
+/// which helper it uses or why none (see [`relstore_ssh::helper`]).
+pub fn open_target_noted(
+    spec: &str,
+    remote: &RemoteOptions,
+    note: relstore_ssh::helper::NoteSink,
+) -> EngineResult<Arc<dyn Target>> {
+    if spec.is_empty() {
+        return Err(EngineError::BadTarget("empty target".into()));
+    }
     if is_remote(spec) {
-        return Ok(Arc::new(SftpTarget::connect(spec, remote)?));
+        return Ok(relstore_ssh::connect_for_command(spec, remote, note)?);
     }
     Ok(Arc::new(LocalTarget::new(PathBuf::from(spec))))
 }
