@@ -285,7 +285,7 @@ impl Read for ExecReader {
                 None => self.rx.blocking_recv(),
                 Some(limit) => self
                     .rt
-                    .block_on(tokio::time::timeout(limit, self.rx.recv()))
+                    .block_on(async { tokio::time::timeout(limit, self.rx.recv()).await })
                     .map_err(|_| {
                         io::Error::new(
                             io::ErrorKind::TimedOut,
