@@ -3,7 +3,8 @@
 //! Started by a relstore client over an SSH exec channel, it serves the store at ROOT
 //! with the local target — the same code a local push runs — on stdin/stdout. Stdout
 //! carries the protocol and nothing else: the process's own fd 1 is pointed at stderr
-//! before serving, so no stray print can corrupt the stream.
+//! before serving, so no stray print can corrupt the stream. The helper ends as soon
+//! as its client is gone (see `exit_when_the_client_is_gone`).
 
 use std::fs::File;
 use std::io;
@@ -34,8 +35,32 @@ pub fn serve_stdio(root: PathBuf) -> Result<()> {
     if unsafe { libc::dup2(2, 1) } < 0 {
         return Err(io::Error::last_os_error()).context("cannot point stdout at stderr");
     }
+    exit_when_the_client_is_gone();
     let target = LocalTarget::new(root);
     serve(input, output, &target, &ServeOptions::default())
         .map(|_| ())
         .context("helper session failed")
+}
+
+/// Ends this process as soon as the client's end of stdin is closed (the client
+/// died, or its connection did), even in the middle of a request: the store is safe
+/// against a crash at any moment, and a helper that outlived its client could still
+/// be writing when the client's re-run starts. A client that is done says goodbye
+/// first, so nothing it waits for is cut short.
+fn exit_when_the_client_is_gone() {
+    std::thread::spawn(|| loop {
+        let mut fds = [libc::pollfd {
+            fd: 0,
+            events: 0,
+            revents: 0,
+        }];
+        // SAFETY: poll(2) on one valid, initialised pollfd array of length 1.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, -1) };
+        if n > 0 && fds[0].revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+            std::process::exit(1);
+        }
+        if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return;
+        }
+    });
 }

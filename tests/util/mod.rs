@@ -234,6 +234,45 @@ impl Env {
         }
     }
 
+    /// Whether a command was killed at a kill point (`RELSTORE_KILL_AT`): by SIGKILL
+    /// itself or, through a helper, the helper on the server was (kill points of the
+    /// store's own code fire there) and the client failed naming that signal. Waits
+    /// for the helper to be gone either way.
+    pub fn killed(&self, out: &Output) -> bool {
+        use std::os::unix::process::ExitStatusExt;
+        self.settle();
+        out.status.signal() == Some(9)
+            || (self.kind == Kind::Helper
+                && out.status.code() == Some(1)
+                && String::from_utf8_lossy(&out.stderr).contains("killed by signal KILL"))
+    }
+
+    /// Waits (at most 10 s) until no helper process serves this root any more: a
+    /// helper whose client died ends on its own as soon as it notices.
+    pub fn settle(&self) {
+        if self.kind != Kind::Helper {
+            return;
+        }
+        let needle = format!("--stdio\0{}\0", self.root.display());
+        let t = std::time::Instant::now();
+        loop {
+            let alive = fs::read_dir("/proc").unwrap().flatten().any(|e| {
+                fs::read(e.path().join("cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                    .unwrap_or(false)
+            });
+            if !alive {
+                return;
+            }
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(10),
+                "a helper of {} outlived its client",
+                self.root.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// A path inside the scratch area.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)

@@ -176,37 +176,38 @@ impl ExecChannel {
     ) -> Result<ExecChannel, Box<SessionError>> {
         let destination = session.destination().to_owned();
         let ssh_err = |e: russh::Error| SessionError::from(e).at(&destination);
-        let (read_half, write_half) = rt.block_on(async {
-            let mut channel = session
-                .handle()
-                .channel_open_session()
-                .await
-                .map_err(ssh_err)?;
-            channel
-                .exec(true, command.to_vec())
-                .await
-                .map_err(ssh_err)?;
-            loop {
-                match channel.wait().await {
-                    Some(ChannelMsg::Success) => break,
-                    Some(ChannelMsg::Failure) => {
-                        return Err(SessionError::Exec {
-                            destination: destination.clone(),
-                            reason: "the server refused to run a command".into(),
-                        })
+        let (read_half, write_half) = rt
+            .block_on(async {
+                let mut channel = session
+                    .handle()
+                    .channel_open_session()
+                    .await
+                    .map_err(ssh_err)?;
+                channel
+                    .exec(true, command.to_vec())
+                    .await
+                    .map_err(ssh_err)?;
+                loop {
+                    match channel.wait().await {
+                        Some(ChannelMsg::Success) => break,
+                        Some(ChannelMsg::Failure) => {
+                            return Err(SessionError::Exec {
+                                destination: destination.clone(),
+                                reason: "the server refused to run a command".into(),
+                            })
+                        }
+                        Some(ChannelMsg::Eof) | Some(ChannelMsg::Close) | None => {
+                            return Err(SessionError::Exec {
+                                destination: destination.clone(),
+                                reason: "the channel was closed".into(),
+                            })
+                        }
+                        Some(_) => continue,
                     }
-                    Some(ChannelMsg::Eof) | Some(ChannelMsg::Close) | None => {
-                        return Err(SessionError::Exec {
-                            destination: destination.clone(),
-                            reason: "the channel was closed".into(),
-                        })
-                    }
-                    Some(_) => continue,
                 }
-            }
-            Ok(channel.split())
-        })
-        .map_err(Box::new)?;
+                Ok(channel.split())
+            })
+            .map_err(Box::new)?;
         let shared = Arc::new(Shared::default());
         let (tx, rx) = mpsc::channel(QUEUE);
         rt.spawn(pump(read_half, tx, Arc::clone(&shared)));

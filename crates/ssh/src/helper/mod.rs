@@ -204,7 +204,8 @@ pub(crate) fn find(
     request: HelperRequest,
 ) -> Result<(HelperClient, RunningHelper), String> {
     let root = sftp.root().to_vec();
-    let mut cmd = b"relstore serve --stdio ".to_vec();
+    let mut cmd = failpoint_prefix();
+    cmd.extend_from_slice(b"relstore serve --stdio ");
     cmd.extend_from_slice(&shell_quote(&root));
     let on_path = match start(sftp, &cmd, spec) {
         Ok(client) => return Ok(running(client, "relstore".into(), HelperSource::Path)),
@@ -257,6 +258,19 @@ fn start(sftp: &Arc<SftpTarget>, command: &[u8], spec: &str) -> Result<HelperCli
             })
         }
     }
+}
+
+/// `NAME='VALUE' ` for each crash-test setting to pass on to the helper (nothing
+/// outside test builds: see `relstore_core::failpoint::forwarded_env`).
+pub(crate) fn failpoint_prefix() -> Vec<u8> {
+    let mut out = Vec::new();
+    for (k, v) in relstore_core::failpoint::forwarded_env() {
+        out.extend_from_slice(k.as_bytes());
+        out.push(b'=');
+        out.extend_from_slice(&shell_quote(v.as_bytes()));
+        out.push(b' ');
+    }
+    out
 }
 
 /// `text` with line breaks turned into spaces.

@@ -62,7 +62,8 @@ fn run_copy(
     path: &[u8],
     source: HelperSource,
 ) -> Result<(HelperClient, RunningHelper), String> {
-    let mut cmd = shell_quote(path);
+    let mut cmd = super::failpoint_prefix();
+    cmd.extend_from_slice(&shell_quote(path));
     cmd.extend_from_slice(b" serve --stdio ");
     cmd.extend_from_slice(&shell_quote(sftp.root()));
     match start(sftp, &cmd, spec) {
