@@ -29,6 +29,10 @@ pub struct Cli {
     /// ssh config file instead of ~/.ssh/config.
     #[arg(long, value_name = "FILE", global = true, hide = true)]
     pub ssh_config: Option<PathBuf>,
+    /// Run a relstore helper on SSH servers: auto (when one can run, else SFTP),
+    /// off (SFTP only, nothing runs on the server), require [default: $RELSTORE_HELPER or auto].
+    #[arg(long, value_name = "MODE", global = true)]
+    pub helper: Option<relstore_ssh::HelperMode>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -57,6 +61,33 @@ pub enum Command {
     /// Show or prune the local release store (the client-side copy of pushed releases).
     #[command(subcommand)]
     Store(StoreCommand),
+    /// The relstore helper of an SSH target.
+    #[command(subcommand)]
+    Helper(HelperCommand),
+    /// Serve a store on stdin/stdout for a relstore client (run over SSH by helper mode).
+    #[command(hide = true)]
+    Serve(ServeArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HelperCommand {
+    /// Which helper TARGET would use (version, where), or why none; installs nothing.
+    Status(HelperStatusArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct HelperStatusArgs {
+    /// Store root.
+    pub target: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Speak the helper protocol on stdin/stdout (the only transport).
+    #[arg(long, required = true)]
+    pub stdio: bool,
+    /// Store root on this machine.
+    pub root: PathBuf,
 }
 
 #[derive(Args, Debug)]

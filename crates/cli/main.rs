@@ -5,6 +5,7 @@
 //! 130 (SIGINT) or 143 (SIGTERM) when interrupted (see `interrupt`).
 
 mod args;
+mod helper_cmd;
 mod interrupt;
 mod output;
 mod progress_bars;
@@ -23,14 +24,28 @@ use relstore_engine::push::{push, PushOptions};
 use relstore_engine::release_store;
 use relstore_engine::retention::{prune, set_pin};
 use relstore_engine::rollback::{rollback, RollbackOptions};
-use relstore_targets::{open_target, RemoteOptions};
+use relstore_targets::{open_target_noted, RemoteOptions};
 
-use args::{Cli, Command, LockArgs, StoreCommand};
+use args::{Cli, Command, HelperCommand, LockArgs, StoreCommand};
 use output::{Notes, Out};
 use targets::{FixtureTrees, Targets};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Serve(a) = cli.command {
+        // Nothing but the protocol on stdout, no notes, no progress.
+        return match relstore_targets::serve_stdio(a.root) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                let _ = writeln!(
+                    io::stderr(),
+                    "relstore: error: {:#}",
+                    anyhow::Error::from(e)
+                );
+                ExitCode::from(1)
+            }
+        };
+    }
     interrupt::install();
     let notes = Notes::new(cli.quiet, cli.json);
     let result = run(cli, &notes);
@@ -101,9 +116,45 @@ fn remote_options(cli: &Cli) -> RemoteOptions {
     r
 }
 
+/// `--helper`, else `$RELSTORE_HELPER`, else auto.
+fn helper_mode(cli: &Cli) -> Result<relstore_ssh::HelperMode> {
+    if let Some(m) = cli.helper {
+        return Ok(m);
+    }
+    match std::env::var("RELSTORE_HELPER") {
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("RELSTORE_HELPER: {e}")),
+        _ => Ok(relstore_ssh::HelperMode::Auto),
+    }
+}
+
+/// Opens TARGET for a command; a remote one says on stderr (unless --quiet) which
+/// helper it uses, or why none.
+fn open_target(
+    spec: &str,
+    remote: &RemoteOptions,
+) -> Result<std::sync::Arc<dyn relstore_core::Target>> {
+    let quiet = remote_quiet();
+    let note: relstore_ssh::helper::NoteSink = std::sync::Arc::new(move |line: &str| {
+        if !quiet {
+            let _ = writeln!(io::stderr(), "relstore: {line}");
+        }
+    });
+    Ok(open_target_noted(spec, remote, note)?)
+}
+
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn remote_quiet() -> bool {
+    QUIET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 fn run(cli: Cli, notes: &Notes) -> Result<()> {
     let mut out = Out::new(cli.json);
-    let remote = remote_options(&cli);
+    let mut remote = remote_options(&cli);
+    remote.helper = helper_mode(&cli)?;
+    QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     match cli.command {
         Command::Push(a) => run_push(a, &remote, &mut out, notes)?,
         Command::Releases(a) => {
@@ -163,6 +214,11 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
             let stats = release_store::prune(&dir, a.keep, a.dry_run)?;
             out.store_prune(&dir, &stats, a.dry_run)?;
         }
+        Command::Helper(HelperCommand::Status(a)) => {
+            helper_cmd::status(&a.target, &remote, cli.json)?;
+            return Ok(());
+        }
+        Command::Serve(_) => anyhow::bail!("serve runs only as the helper of a client"),
         Command::Pin(a) => pin(&mut out, &a, true, &remote, notes)?,
         Command::Unpin(a) => pin(&mut out, &a, false, &remote, notes)?,
     }

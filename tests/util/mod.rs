@@ -27,8 +27,12 @@ pub enum Kind {
     /// A local path.
     Local,
     /// `ssh://USER@127.0.0.1:PORT/ABS/PATH` on the shared loopback sshd: the same
-    /// directory on this machine's disk, reached over SSH and SFTP.
+    /// directory on this machine's disk, reached over SSH and SFTP (`--helper off`).
     Ssh,
+    /// The same over SSH through a relstore helper (`relstore serve --stdio`, this
+    /// build of relstore on the server's PATH), with `--helper require`: a test fails
+    /// if the helper does not run.
+    Helper,
 }
 
 static SERVER: OnceLock<&'static sshd::Sshd> = OnceLock::new();
@@ -39,12 +43,45 @@ pub fn server() -> &'static sshd::Sshd {
     SERVER.get_or_init(private_server)
 }
 
+static HELPER_SERVER: OnceLock<&'static sshd::Sshd> = OnceLock::new();
+
+/// The sshd of this test process whose commands find this build of relstore on
+/// their PATH (started on first use).
+pub fn helper_server() -> &'static sshd::Sshd {
+    HELPER_SERVER.get_or_init(|| private_server_with_path(&relstore_bin_dir()))
+}
+
+/// A directory holding only `relstore`, a link to the binary under test.
+pub fn relstore_bin_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("relstore-it-bin-{}", std::process::id()));
+    let link = dir.join("relstore");
+    if !link.exists() {
+        fs::create_dir_all(&dir).unwrap();
+        let _ = std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_relstore"), &link);
+    }
+    dir
+}
+
+/// A private server (see [`private_server`]) whose commands run with `dir` first on
+/// their PATH.
+pub fn private_server_with_path(dir: &Path) -> &'static sshd::Sshd {
+    private_server_with(&format!(
+        "SetEnv PATH={}:/usr/local/bin:/usr/bin:/bin",
+        dir.display()
+    ))
+}
+
 /// A new sshd of its own, for tests that kill the server's processes (every
 /// per-connection process of it then serves that test only). It lives as long as this
 /// test process: statics are never dropped, so a watchdog process stops the server and
 /// removes its temp dir once this process has exited (however it exits).
 pub fn private_server() -> &'static sshd::Sshd {
-    let s: &'static sshd::Sshd = Box::leak(Box::new(sshd::Sshd::start()));
+    private_server_with("")
+}
+
+/// [`private_server`] with `extra` lines in its config.
+pub fn private_server_with(extra: &str) -> &'static sshd::Sshd {
+    let s: &'static sshd::Sshd = Box::leak(Box::new(sshd::Sshd::start_with(extra)));
     let script = format!(
         "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; kill {sshd_pid}; rm -rf '{dir}'",
         me = std::process::id(),
@@ -110,6 +147,7 @@ impl Env {
         match kind {
             Kind::Local => Env::local(),
             Kind::Ssh => Env::ssh(),
+            Kind::Helper => Env::helper(),
         }
     }
 
@@ -118,6 +156,7 @@ impl Env {
             .prefix(match kind {
                 Kind::Local => "relstore-it-",
                 Kind::Ssh => "relstore-it-ssh-",
+                Kind::Helper => "relstore-it-helper-",
             })
             .tempdir()
             .unwrap();
@@ -151,7 +190,18 @@ impl Env {
 
     /// [`Env::ssh`] on a given server.
     pub fn ssh_on(server: &'static sshd::Sshd) -> Env {
-        let mut env = Env::scratch(Kind::Ssh);
+        Env::remote_on(Kind::Ssh, server)
+    }
+
+    /// A helper environment: like [`Env::ssh`], on the server whose PATH has this
+    /// relstore, every command with `--helper require`.
+    pub fn helper() -> Env {
+        Env::remote_on(Kind::Helper, helper_server())
+    }
+
+    /// An environment of remote `kind` on `server`.
+    pub fn remote_on(kind: Kind, server: &'static sshd::Sshd) -> Env {
+        let mut env = Env::scratch(kind);
         env.target = server.url(&env.root);
         env.ssh = Some(server);
         env
@@ -160,13 +210,14 @@ impl Env {
     /// Another, fresh environment of the same kind (on the same server).
     pub fn sibling(&self) -> Env {
         match self.ssh {
-            Some(s) => Env::ssh_on(s),
+            Some(s) => Env::remote_on(self.kind, s),
             None => Env::local(),
         }
     }
 
+    /// Whether the target is reached over SSH (with or without a helper).
     pub fn is_ssh(&self) -> bool {
-        self.kind == Kind::Ssh
+        self.kind != Kind::Local
     }
 
     /// The sshd behind an SSH environment.
@@ -179,7 +230,46 @@ impl Env {
     pub fn scaled(&self, n: usize, ssh_divisor: usize) -> usize {
         match self.kind {
             Kind::Local => n,
-            Kind::Ssh => (n / ssh_divisor).max(1),
+            Kind::Ssh | Kind::Helper => (n / ssh_divisor).max(1),
+        }
+    }
+
+    /// Whether a command was killed at a kill point (`RELSTORE_KILL_AT`): by SIGKILL
+    /// itself or, through a helper, the helper on the server was (kill points of the
+    /// store's own code fire there) and the client failed naming that signal. Waits
+    /// for the helper to be gone either way.
+    pub fn killed(&self, out: &Output) -> bool {
+        use std::os::unix::process::ExitStatusExt;
+        self.settle();
+        out.status.signal() == Some(9)
+            || (self.kind == Kind::Helper
+                && out.status.code() == Some(1)
+                && String::from_utf8_lossy(&out.stderr).contains("killed by signal KILL"))
+    }
+
+    /// Waits (at most 10 s) until no helper process serves this root any more: a
+    /// helper whose client died ends on its own as soon as it notices.
+    pub fn settle(&self) {
+        if self.kind != Kind::Helper {
+            return;
+        }
+        let needle = format!("--stdio\0{}\0", self.root.display());
+        let t = std::time::Instant::now();
+        loop {
+            let alive = fs::read_dir("/proc").unwrap().flatten().any(|e| {
+                fs::read(e.path().join("cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                    .unwrap_or(false)
+            });
+            if !alive {
+                return;
+            }
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(10),
+                "a helper of {} outlived its client",
+                self.root.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
 
@@ -229,7 +319,14 @@ impl Env {
             .env_remove("RELSTORE_SSH_CONFIG")
             .env_remove("RELSTORE_ACCEPT_NEW_HOST_KEY")
             .env_remove("RELSTORE_KILL_AT")
-            .env_remove("RELSTORE_PAUSE_AT");
+            .env_remove("RELSTORE_PAUSE_AT")
+            .env(
+                "RELSTORE_HELPER",
+                match self.kind {
+                    Kind::Helper => "require",
+                    _ => "off",
+                },
+            );
         if let Some(s) = self.ssh {
             c.env("RELSTORE_SSH_IDENTITY", &s.user_key)
                 .env("RELSTORE_KNOWN_HOSTS", &s.known_hosts);

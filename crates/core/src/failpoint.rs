@@ -61,6 +61,25 @@ pub fn kill_point(name: &str) {
     armed::kill_point(name);
 }
 
+/// The kill and pause settings of this process as `NAME=VALUE` pairs, for a relstore
+/// this one starts elsewhere (the helper on an SSH server), so that a crash test's
+/// points fire in whichever process reaches them. Empty without the feature.
+#[cfg(not(feature = "failpoints"))]
+pub fn forwarded_env() -> Vec<(&'static str, String)> {
+    Vec::new()
+}
+
+/// The kill and pause settings of this process as `NAME=VALUE` pairs, for a relstore
+/// this one starts elsewhere (the helper on an SSH server), so that a crash test's
+/// points fire in whichever process reaches them. Empty without the feature.
+#[cfg(feature = "failpoints")]
+pub fn forwarded_env() -> Vec<(&'static str, String)> {
+    ["RELSTORE_KILL_AT", "RELSTORE_PAUSE_AT"]
+        .into_iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k, v)))
+        .collect()
+}
+
 #[cfg(feature = "failpoints")]
 mod armed {
     use std::sync::atomic::{AtomicU64, Ordering};

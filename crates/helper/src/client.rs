@@ -22,7 +22,7 @@ use crate::client_delta::{full_entries, ManifestCache};
 use crate::error::HelperError;
 use crate::frame::{self, Counters, FrameReader, FrameWriter, WireTotals};
 use crate::handshake::{greet, Hello, Peer, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
-use crate::proto::{Delta, Request, Response, WireObject};
+use crate::proto::{Delta, Request, Response, WireError, WireObject};
 
 /// How the client compresses what it sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,6 +182,12 @@ impl HelperClient {
         }
     }
 
+    /// A store error the helper reported, naming places as the client names them.
+    pub(crate) fn store_error(&self, e: WireError) -> TargetError {
+        e.relocated(&self.peer.hello.location, &self.location)
+            .into_target_error()
+    }
+
     /// The connection, unless an earlier failure broke it.
     pub(crate) fn conn(&self) -> TargetResult<MutexGuard<'_, Conn>> {
         let conn = lock(&self.conn);
@@ -199,7 +205,7 @@ impl HelperClient {
             .send_now(req, "sending a request")
             .and_then(|()| conn.answer(progress));
         match answer {
-            Ok(Response::Error(e)) => Err(e.into_target_error()),
+            Ok(Response::Error(e)) => Err(self.store_error(e)),
             Ok(r) => Ok(r),
             Err(e) => {
                 conn.broken = true;
@@ -371,7 +377,7 @@ impl Target for HelperClient {
         match self.call(&req) {
             Ok(Response::ManyBytes(list)) if list.len() == names.len() => list
                 .into_iter()
-                .map(|r| r.map(|b| b.into_vec()).map_err(|e| e.into_target_error()))
+                .map(|r| r.map(|b| b.into_vec()).map_err(|e| self.store_error(e)))
                 .collect(),
             Ok(other) => {
                 let e = self
@@ -585,7 +591,7 @@ fn per_object<T>(
     match answer.map(pick) {
         Ok(Ok(list)) if list.len() == n => list
             .into_iter()
-            .map(|r| r.map_err(|e| e.into_target_error()))
+            .map(|r| r.map_err(|e| client.store_error(e)))
             .collect(),
         Ok(Ok(_)) => all_failed(format!(
             "{}: helper protocol error: wrong number of results to {what}",

@@ -126,7 +126,7 @@ fn round(
     }
     match conn.answer(None) {
         Ok(Response::Stored { stored, resend }) => Ok((stored, resend)),
-        Ok(Response::Error(e)) => Err(e.into_target_error()),
+        Ok(Response::Error(e)) => Err(client.store_error(e)),
         Ok(other) => Err(client.unexpected("put_objects", &other)),
         Err(e) => {
             conn.broken = true;

@@ -396,7 +396,31 @@ impl From<&TargetError> for WireError {
     }
 }
 
+/// `s` with a leading `from` (followed by nothing, `/` or `:`) replaced by `to`.
+fn relocate(s: &mut String, from: &str, to: &str) {
+    if from.is_empty() || !s.starts_with(from) {
+        return;
+    }
+    if matches!(s.as_bytes().get(from.len()), None | Some(b'/') | Some(b':')) {
+        s.replace_range(..from.len(), to);
+    }
+}
+
 impl WireError {
+    /// The same error with places under the helper's store root `from` named under
+    /// the client's name for it, `to` (`/srv/site/objects/..` becomes
+    /// `web1:/srv/site/objects/..`), so messages name the target as the user wrote it,
+    /// as over SFTP.
+    pub(crate) fn relocated(mut self, from: &str, to: &str) -> WireError {
+        for place in [&mut self.path, &mut self.detail].into_iter().flatten() {
+            relocate(place, from, to);
+        }
+        if self.kind == ErrorKind::Other {
+            relocate(&mut self.message, from, to);
+        }
+        self
+    }
+
     /// The client's error: the same variant, with the helper's message and places.
     pub(crate) fn into_target_error(self) -> TargetError {
         let path = self.path.unwrap_or_default();

@@ -42,6 +42,8 @@ pub struct RemoteOptions {
     pub connect_timeout: Duration,
     /// Ask for key passphrases on the terminal (when stdin is one).
     pub prompt_passphrase: bool,
+    /// Whether a relstore helper runs on the server (`--helper`, `RELSTORE_HELPER`).
+    pub helper: crate::helper::HelperMode,
 }
 
 impl Default for RemoteOptions {
@@ -56,6 +58,7 @@ impl Default for RemoteOptions {
             home: None,
             connect_timeout: Duration::from_secs(30),
             prompt_passphrase: true,
+            helper: crate::helper::HelperMode::Auto,
         }
     }
 }

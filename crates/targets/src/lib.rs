@@ -9,14 +9,16 @@
 //! This is the one place that knows every kind of target, so that the engine (written
 //! against the [`Target`] trait) links neither the local nor the SSH implementation.
 
+mod serve;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use relstore_core::{Target, TargetError};
 use relstore_local::LocalTarget;
-use relstore_ssh::SftpTarget;
 
 pub use relstore_ssh::RemoteOptions;
+pub use serve::{serve_stdio, ServeError};
 
 /// Whether `spec` names a remote (SSH) target.
 pub fn is_remote(spec: &str) -> bool {
@@ -37,8 +39,22 @@ pub fn open_target(spec: &str, remote: &RemoteOptions) -> Result<Arc<dyn Target>
     if spec.is_empty() {
         return Err(TargetError::Other("empty target".into()));
     }
+    open_target_noted(spec, remote, Arc::new(|_: &str| {}))
+}
+
+/// Like [`open_target`]; a remote target runs a relstore helper on the server as
+/// `remote.helper` says, and tells `note` on the command's first open of the store
+/// which helper it uses or why none (see [`relstore_ssh::helper`]).
+pub fn open_target_noted(
+    spec: &str,
+    remote: &RemoteOptions,
+    note: relstore_ssh::helper::NoteSink,
+) -> Result<Arc<dyn Target>, TargetError> {
+    if spec.is_empty() {
+        return Err(TargetError::Other("empty target".into()));
+    }
     if is_remote(spec) {
-        return Ok(Arc::new(SftpTarget::connect(spec, remote)?));
+        return relstore_ssh::connect_for_command(spec, remote, note);
     }
     Ok(Arc::new(LocalTarget::new(PathBuf::from(spec))))
 }

@@ -82,6 +82,9 @@ pub enum SessionError {
     /// The server would not start the `sftp` subsystem on a channel.
     #[error("{destination} refused the sftp subsystem: {reason}")]
     Subsystem { destination: String, reason: String },
+    /// An exec channel (helper mode's command) could not be started.
+    #[error("cannot run a command on {destination}: {reason}")]
+    Exec { destination: String, reason: String },
     /// The SSH connection failed (key exchange, a channel request, a disconnect).
     #[error("SSH failure with {destination}")]
     Ssh {
@@ -120,7 +123,7 @@ impl From<russh::Error> for SessionError {
 
 impl SessionError {
     /// Fills in the destination of an error converted from russh's without one.
-    pub(super) fn at(self, dest: &str) -> SessionError {
+    pub(crate) fn at(self, dest: &str) -> SessionError {
         match self {
             SessionError::Ssh {
                 destination,

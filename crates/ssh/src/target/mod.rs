@@ -178,6 +178,21 @@ impl SftpTarget {
         self.session.destination()
     }
 
+    /// The SSH connection (helper mode opens its exec channels on it).
+    pub fn session(&self) -> &SshSession {
+        &self.session
+    }
+
+    /// The runtime the connection lives on (helper mode's channels run on it too).
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.rt
+    }
+
+    /// One of the SFTP channels (helper mode installs its helper with it).
+    pub fn sftp(&self) -> &SftpClient {
+        self.client()
+    }
+
     fn run<F: Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)
     }

@@ -72,6 +72,12 @@ fn free_port() -> u16 {
 
 impl Sshd {
     pub fn start() -> Sshd {
+        Sshd::start_with("")
+    }
+
+    /// [`Sshd::start`] with `extra` lines appended to the config (say
+    /// `SetEnv PATH=...` to give commands run over SSH another PATH).
+    pub fn start_with(extra: &str) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} is missing: install openssh-server (scripts/test.sh does)"
@@ -122,7 +128,8 @@ impl Sshd {
                      Subsystem sftp internal-sftp\n\
                      MaxSessions 64\n\
                      MaxStartups 100:30:200\n\
-                     LogLevel VERBOSE\n",
+                     LogLevel VERBOSE\n\
+                     {extra}\n",
                     host = host_key.display(),
                     dir = d.display(),
                 ),
