@@ -180,46 +180,48 @@ fn two_real_pushes_at_once_never_interleave(env: Env) {
     crate::util::assert_same_tree(expected, &env.root.join("current"));
 }
 
-/// Regression: a push that started earlier (and waited for the lock) but published
-/// later was listed below the release it replaced, and `rollback` then skipped the
-/// release that had been live in between. Releases are ordered by when they went live.
+/// Regression: a push that started earlier (and was slower to reach the lock) but
+/// published later was listed below the release it replaced, and `rollback` then
+/// skipped the release that had been live in between. Releases are ordered by when
+/// they went live.
 fn publish_order(env: Env) {
     let early_src = env.site("early", 30, 41);
     let late_src = env.site("late", 30, 42);
     env.push(&early_src, &["--release", "r1"]);
     std::fs::write(early_src.join("a.html"), "a").unwrap();
-    let mut holder = sleeper();
-    hold(&env, &hostname(), holder.id());
-    let waiting = env
+    // `early` starts first and stops between its scan and taking the lock...
+    let mut early = env
         .cmd()
         .args(["push", early_src.to_str().unwrap(), &env.target])
         .args(["--release", "early", "--wait"])
+        .env("RELSTORE_PAUSE_AT", "push.scanned:6000")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // `early` has scanned and waits; `late` starts after it and goes first.
-    std::thread::sleep(Duration::from_millis(800));
+    std::thread::sleep(Duration::from_millis(500));
+    // ...while `late`, started after it, goes live first.
     let late = env.run(&[
         "push",
         late_src.to_str().unwrap(),
         &env.target,
         "--release",
         "late",
-        "--break-lock",
     ]);
     assert!(
         late.status.success(),
         "{}",
         String::from_utf8_lossy(&late.stderr)
     );
-    let early = waiting.wait_with_output().unwrap();
+    assert!(
+        early.try_wait().unwrap().is_none(),
+        "the early push finished before the late one: nothing was tested"
+    );
+    let early = early.wait_with_output().unwrap();
     assert!(
         early.status.success(),
         "{}",
         String::from_utf8_lossy(&early.stderr)
     );
-    holder.kill().unwrap();
-    holder.wait().unwrap();
     assert_eq!(env.current().as_deref(), Some("early"));
     let listed = env.json(&["releases", &env.target]);
     let names: Vec<&str> = listed["releases"]

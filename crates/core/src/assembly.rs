@@ -177,15 +177,19 @@ impl<M> LinkCopies<M> {
 /// The error for a link whose object is not stored. `object` and `dest` are shown
 /// as the target shows paths.
 pub fn missing_object(object: &str, dest: &str) -> TargetError {
-    TargetError::Other(format!(
-        "object {object} is missing from the store (needed for {dest})"
-    ))
+    TargetError::MissingObject {
+        object: object.to_owned(),
+        needed_for: dest.to_owned(),
+    }
 }
 
 /// The error for a partial release from an earlier attempt that could not be
 /// deleted (`first` is the first path left, with the reason).
 pub fn partial_not_cleared(first: &str) -> TargetError {
-    TargetError::Other(format!("cannot clear an old partial release: {first}"))
+    TargetError::LeftBehind {
+        what: "clear an old partial release",
+        first: first.to_owned(),
+    }
 }
 
 /// What is at a release path before [`crate::Target::relink`] re-creates it.
@@ -243,7 +247,10 @@ pub fn relink_step(entry: &Entry, found: Found) -> RelinkStep<'_> {
 /// The error for a directory in the way of a relinked path that could not be deleted
 /// (`first` is the first path left, with the reason).
 pub fn dir_not_replaced(first: &str) -> TargetError {
-    TargetError::Other(format!("cannot replace a directory: {first}"))
+    TargetError::LeftBehind {
+        what: "replace a directory",
+        first: first.to_owned(),
+    }
 }
 
 #[cfg(test)]

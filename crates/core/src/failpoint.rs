@@ -35,6 +35,8 @@ pub mod points {
     pub const SWAP_BEFORE_RENAME: &str = "swap.before_rename";
     /// After each unreferenced object is removed by garbage collection.
     pub const GC_REMOVED: &str = "gc.removed";
+    /// After the source is scanned, before the push takes the store's lock.
+    pub const PUSH_SCANNED: &str = "push.scanned";
     /// After every object of a push is uploaded.
     pub const PUSH_UPLOADED: &str = "push.uploaded";
     /// After the release directory is in place, before the swap.

@@ -51,6 +51,31 @@ pub enum TargetError {
     /// A release to create already exists.
     #[error("release {name} already exists on {location}")]
     ReleaseExists { name: String, location: String },
+    /// An object a release needs is not stored (assembly or repair was asked to link
+    /// it): the store lost it, or the caller skipped uploading it.
+    #[error("object {object} is missing from the store (needed for {needed_for})")]
+    MissingObject { object: String, needed_for: String },
+    /// Something in the way could not be deleted (`first` names the first path left
+    /// and why), so the step cannot go on.
+    #[error("cannot {what}: {first}")]
+    LeftBehind { what: &'static str, first: String },
+    /// `current` exists but is not a link to a release.
+    #[error("{link} points at {found}, which is not a release")]
+    BadCurrent { link: String, found: String },
+    /// The target cannot do this at all.
+    #[error("{location}: {what} is not supported by this target")]
+    Unsupported {
+        location: String,
+        what: &'static str,
+    },
+    /// Connecting to a remote target failed; the source says why (DNS, refused, host
+    /// key, authentication).
+    #[error("{spec}")]
+    Connect {
+        spec: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Anything else, with its context already in the message.
     #[error("{0}")]
     Other(String),
@@ -291,9 +316,9 @@ pub trait Target: Send + Sync {
     /// command created for itself (`relstore bench`'s scratch targets); never called
     /// on a user's store.
     fn remove_store(&self) -> TargetResult<()> {
-        Err(TargetError::Other(format!(
-            "{}: removing a whole store is not supported by this target",
-            self.location()
-        )))
+        Err(TargetError::Unsupported {
+            location: self.location().to_owned(),
+            what: "removing a whole store",
+        })
     }
 }

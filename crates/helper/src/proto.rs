@@ -390,8 +390,9 @@ impl From<&TargetError> for WireError {
                 detail: Some(location.clone()),
                 ..with_path(ErrorKind::ReleaseExists, String::new(), name)
             },
-            TargetError::Other(message) => WireError::new(ErrorKind::Other, message.clone()),
             TargetError::Interrupted(_) => WireError::new(ErrorKind::Interrupted, String::new()),
+            // The rest travel as their one-line message (the client shows it as is).
+            other => WireError::new(ErrorKind::Other, crate::error::error_chain(other)),
         }
     }
 }

@@ -303,12 +303,9 @@ impl Target for LocalTarget {
                 let bytes = target.as_os_str().as_bytes();
                 layout::release_from_link_target(bytes)
                     .map(Some)
-                    .ok_or_else(|| {
-                        TargetError::Other(format!(
-                            "{} points at {}, which is not a release",
-                            show(&link),
-                            relstore_core::path::escape(bytes)
-                        ))
+                    .ok_or_else(|| TargetError::BadCurrent {
+                        link: show(&link),
+                        found: relstore_core::path::escape(bytes),
                     })
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),

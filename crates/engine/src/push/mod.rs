@@ -151,6 +151,7 @@ pub fn push(
             progress,
         );
     }
+    kill_point(points::PUSH_SCANNED);
     let t = Instant::now();
     target.open(true)?;
     let lock = acquire(target, "push", &opts.lock, progress)?;

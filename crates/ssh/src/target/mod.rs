@@ -109,8 +109,10 @@ impl SftpTarget {
     /// login's home directory).
     pub fn connect(spec: &str, opts: &RemoteOptions) -> TargetResult<SftpTarget> {
         let parsed = RemoteSpec::parse(spec).map_err(|e| other(e.to_string()))?;
-        let copts = config::resolve(&parsed, opts)
-            .map_err(|e| other(format!("{spec}: {}", error_line(&e))))?;
+        let copts = config::resolve(&parsed, opts).map_err(|e| TargetError::Connect {
+            spec: spec.to_owned(),
+            source: Box::new(e),
+        })?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("relstore-ssh")
@@ -477,12 +479,9 @@ impl Target for SftpTarget {
         match self.run(self.client().readlink(&link)) {
             Ok(target) => layout::release_from_link_target(&target)
                 .map(Some)
-                .ok_or_else(|| {
-                    other(format!(
-                        "{} points at {}, which is not a release",
-                        self.show(&link),
-                        escape(&target)
-                    ))
+                .ok_or_else(|| TargetError::BadCurrent {
+                    link: self.show(&link),
+                    found: escape(&target),
                 }),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => {
