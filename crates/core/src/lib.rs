@@ -27,6 +27,7 @@ pub mod progress;
 pub mod release;
 pub mod root;
 pub mod target;
+pub mod tree_hash;
 pub mod verify_read;
 
 pub use hash::{ContentHash, ObjectId};

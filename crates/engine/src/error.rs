@@ -32,6 +32,15 @@ pub enum EngineError {
     /// `--wait` ran out of time.
     #[error("gave up waiting for the lock on {location}, held by {holder}")]
     LockTimeout { location: String, holder: String },
+    /// The manifest of a release whose directory is still on the target does not
+    /// decode: commands that need it stop, `verify --repair` rebuilds it from the tree.
+    #[error("corrupt manifest {path} (run `relstore verify {location} --repair` to rebuild it)")]
+    ManifestNeedsRebuild {
+        path: String,
+        location: String,
+        #[source]
+        source: relstore_core::manifest::ManifestError,
+    },
     /// A named release is not on the target.
     #[error("release {name} does not exist on {location}")]
     NoSuchRelease { name: String, location: String },

@@ -85,6 +85,7 @@ pub fn rollback(
     } else {
         recover(target.as_ref(), progress)?
     };
+    catalog.require_readable_headers(target.as_ref())?;
     let current = catalog.current.clone();
     let to = pick_release(&catalog, requested, target.location())?;
     let mut report = RollbackReport {
@@ -133,7 +134,7 @@ fn pick_release(
 ) -> EngineResult<ReleaseInfo> {
     if let Some(name) = requested {
         return catalog
-            .get(name.as_str())
+            .resolve(name.as_str())
             .cloned()
             .ok_or_else(|| EngineError::NoSuchRelease {
                 name: name.to_string(),

@@ -130,7 +130,7 @@ pub fn push(
         name: opts
             .release
             .as_deref()
-            .map(ReleaseName::parse)
+            .map(ReleaseName::parse_new)
             .transpose()?,
         created: now_unix_ns(),
     };
@@ -158,6 +158,7 @@ pub fn push(
     target.open(true)?;
     let lock = acquire(target, "push", &opts.lock, progress)?;
     let catalog = recover(target.as_ref(), progress)?;
+    catalog.require_readable_headers(target.as_ref())?;
     relstore_core::cancel::check()?;
     let current = load_current(target.as_ref(), &catalog, &scanned.entries, opts.force)?;
     let plan = plan_release(
@@ -271,6 +272,7 @@ fn dry_run(
         (Catalog::default(), Current::None)
     } else {
         let catalog = Catalog::load(target.as_ref())?;
+        catalog.require_readable_headers(target.as_ref())?;
         let current = load_current(target.as_ref(), &catalog, &entries, opts.force)?;
         (catalog, current)
     };
