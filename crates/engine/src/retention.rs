@@ -21,7 +21,7 @@ use relstore_core::{ObjectId, ReleaseName, Target};
 use serde::{Serialize, Serializer};
 
 use crate::catalog::{read_manifest, recover, Catalog};
-use crate::error::{EngineError, EngineResult};
+use crate::error::{during_step, EngineError, EngineResult};
 use crate::lock::{acquire, LockPolicy};
 
 /// What a prune will do (or did). Serialized (for `--json`) as the `evicted` and
@@ -160,7 +160,9 @@ pub fn apply_prune(
         relstore_core::progress::Phase::Prune,
         plan.objects.len() as u64,
     );
-    let removal = target.remove_objects(&plan.objects, progress)?;
+    let removal = target
+        .remove_objects(&plan.objects, progress)
+        .map_err(|e| during_step(target, "deleting objects", e))?;
     progress.finish();
     left_behind.extend(removal.left_behind);
     for left in &left_behind {

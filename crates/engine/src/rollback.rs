@@ -17,7 +17,7 @@ use relstore_core::{Manifest, ObjectId, ReleaseName, Target};
 use serde::Serialize;
 
 use crate::catalog::{read_manifest, recover, Catalog, ReleaseInfo};
-use crate::error::{EngineError, EngineResult};
+use crate::error::{during_step, EngineError, EngineResult};
 use crate::lock::{acquire, LockPolicy};
 use crate::sources::{DirSource, Sources, StoreSource};
 
@@ -113,7 +113,9 @@ pub fn rollback(
         restore_objects(target.as_ref(), &manifest, opts, &mut report, progress)?;
         report.reassembled = true;
         if !opts.dry_run {
-            target.assemble(&to.name, &manifest.entries, progress)?;
+            target
+                .assemble(&to.name, &manifest.entries, progress)
+                .map_err(|e| during_step(target.as_ref(), "assembling the release", e))?;
         }
     }
     let Some(lock) = lock else {
@@ -221,7 +223,9 @@ fn restore_objects(
         return Ok(());
     }
     progress.start(Phase::Upload, report.bytes_uploaded);
-    target.put_objects(&uploads, &sources, progress)?;
+    target
+        .put_objects(&uploads, &sources, progress)
+        .map_err(|e| during_step(target, "uploading objects", e))?;
     progress.finish();
     Ok(())
 }

@@ -31,7 +31,7 @@ use relstore_core::{ReleaseName, Target};
 use serde::{Serialize, Serializer};
 
 use crate::catalog::{recover, Catalog};
-use crate::error::{EngineError, EngineResult};
+use crate::error::{during_step, EngineError, EngineResult};
 use crate::lock::{acquire, LockPolicy};
 use crate::release_store::StoreReport;
 use crate::retention::PruneReport;
@@ -333,7 +333,9 @@ impl Run<'_> {
         relstore_core::cancel::check()?;
 
         let t = Instant::now();
-        let stats = target.assemble(&new.name, &new.manifest.entries, progress)?;
+        let stats = target
+            .assemble(&new.name, &new.manifest.entries, progress)
+            .map_err(|e| during_step(target.as_ref(), "assembling the release", e))?;
         let assemble_seconds = t.elapsed().as_secs_f64();
         kill_point(points::PUSH_ASSEMBLED);
         // The last point where an interruption may stop the push: from staging the
@@ -394,7 +396,7 @@ impl Run<'_> {
             });
             (uploaded, stored)
         });
-        uploaded?;
+        uploaded.map_err(|e| during_step(target.as_ref(), "uploading objects", e))?;
         progress.finish();
         if let Some(err) = stored.as_ref().and_then(|s| s.error.as_ref()) {
             progress.note(&format!(
