@@ -109,7 +109,15 @@ impl Catalog {
             .map(|(name, prefix)| {
                 let decoded = prefix.map_err(|e| e.to_string()).and_then(|b| {
                     decode_header(&b, Some(name.as_str())).map_err(|e| {
-                        format!("corrupt manifest {}: {e}", layout::manifest_file(name))
+                        let rebuild = if dirs.contains(name.as_str()) {
+                            "; `relstore verify TARGET --repair` rebuilds it"
+                        } else {
+                            ""
+                        };
+                        format!(
+                            "corrupt manifest {}: {e}{rebuild}",
+                            layout::manifest_file(name)
+                        )
                     })
                 });
                 let (header, problem) = match decoded {
