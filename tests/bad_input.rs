@@ -149,6 +149,64 @@ fn a_corrupt_manifest_on_the_target_is_refused(env: Env) {
     refused(&env, &["rollback", &env.target, "r1"], "r1");
 }
 
+/// `current` means the current release wherever a release is named (`TARGET@current`,
+/// `rollback TARGET current`, `verify TARGET current`): no new release may take the
+/// name, and a store from before, with a release named `current`, stays usable (that
+/// release is listed with a problem, `current` still means the live one).
+fn a_release_named_current_is_refused(env: Env) {
+    let (env, src) = pushed_env(env);
+    std::fs::write(src.join("new.html"), "new").unwrap();
+    let src_arg = src.to_str().unwrap();
+    refused(
+        &env,
+        &["push", src_arg, &env.target, "--release", "current"],
+        "reserved",
+    );
+
+    // A store made before the name was reserved: r1 renamed `current`.
+    let old = env.root.join("manifests/r1.manifest");
+    let mut m = relstore_core::Manifest::decode(&std::fs::read(&old).unwrap(), Some("r1")).unwrap();
+    m.header.release = "current".into();
+    std::fs::write(
+        env.root.join("manifests/current.manifest"),
+        m.encode().unwrap(),
+    )
+    .unwrap();
+    std::fs::remove_file(&old).unwrap();
+    std::fs::rename(
+        env.root.join("releases/r1"),
+        env.root.join("releases/current"),
+    )
+    .unwrap();
+    std::fs::remove_file(env.root.join("current")).unwrap();
+    std::os::unix::fs::symlink("releases/current", env.root.join("current")).unwrap();
+
+    let l = env.json(&["releases", &env.target]);
+    let listed = &l["releases"][0];
+    assert_eq!(listed["name"], "current", "{l}");
+    assert_eq!(listed["current"], true, "{l}");
+    assert!(
+        listed["problem"]
+            .as_str()
+            .unwrap_or("")
+            .contains("reserved"),
+        "{l}"
+    );
+    let v = env.json(&["verify", &env.target]);
+    assert_eq!(v["problems"], serde_json::json!([]), "{v}");
+    env.push(&src, &["--release", "r2"]);
+    // `current` now means r2, not the old release of that name.
+    let v = env.json(&["verify", &env.target, "current"]);
+    assert_eq!(v["releases_checked"], serde_json::json!(["r2"]), "{v}");
+    let r = env.json(&["rollback", &env.target, "current"]);
+    assert_eq!(r["already_current"], true, "{r}");
+    let d = env.json(&["diff", &format!("{}@current", env.target), src_arg]);
+    assert_eq!(d["added"], serde_json::json!([]), "{d}");
+    // It can still be pruned like any old release.
+    let p = env.json(&["prune", &env.target, "--keep", "1"]);
+    assert_eq!(p["evicted"], serde_json::json!(["current"]), "{p}");
+}
+
 /// Local target only: the refusal comes from the client's scan, before any target is
 /// touched, and running as `nobody` (below) could not read the root-owned SSH test key.
 #[test]
@@ -256,6 +314,7 @@ fn store_created_inside_the_source() {
 }
 
 conformance!(
+    a_release_named_current_is_refused,
     missing_source_is_refused_and_creates_no_target,
     fifo_in_source_is_refused_naming_it_and_skipped_on_request,
     bad_release_names_are_refused,

@@ -169,6 +169,56 @@ fn undeletable_files_are_reported_by_path_and_the_rest_is_pruned(env: Env) {
     assert_same_tree(&srcs[2], &env.root.join("current"));
 }
 
+/// Numbered copies of an object (`…+0444.1`, made when the file system caps the links
+/// of copy 0; made by hand here, as the assembler would) that no remaining release
+/// links are deleted by prune; a copy a remaining release links stays, and so does
+/// copy 0 of an object in use. Local target only: SFTP has no inode numbers, so over
+/// SFTP a copy still linked cannot be told from one that is not, and copies of objects
+/// in use are kept.
+#[test]
+fn unreferenced_emlink_copies_are_pruned() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::local();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("logo.svg"), "<svg/>").unwrap();
+    std::fs::write(src.join("a.html"), "a").unwrap();
+    env.push(&src, &["--release", "r1"]);
+    let (logo_key, _) = blobs(&src)
+        .into_iter()
+        .find(|(_, size)| *size == "<svg/>".len() as u64)
+        .unwrap();
+    let object = env
+        .root
+        .join("objects")
+        .join(&logo_key[..2])
+        .join(&logo_key[2..]);
+    let copy = |n: u32| PathBuf::from(format!("{}.{n}", object.display()));
+    let link_to_copy = |release: &str, n: u32| {
+        std::fs::copy(&object, copy(n)).unwrap();
+        std::fs::set_permissions(copy(n), std::fs::Permissions::from_mode(0o444)).unwrap();
+        let p = env.root.join("releases").join(release).join("logo.svg");
+        std::fs::remove_file(&p).unwrap();
+        std::fs::hard_link(copy(n), &p).unwrap();
+    };
+    link_to_copy("r1", 1);
+    std::fs::write(src.join("b.html"), "b").unwrap();
+    env.push(&src, &["--release", "r2"]);
+    link_to_copy("r2", 2);
+
+    let plan = env.json(&["prune", &env.target, "--keep", "1", "--dry-run"]);
+    let r = env.json(&["prune", &env.target, "--keep", "1"]);
+    assert_eq!(r["evicted"], serde_json::json!(["r1"]));
+    assert_eq!(r["objects_removed"], plan["objects_removed"]);
+    assert_eq!(r["objects_removed"], 1, "{r}");
+    assert!(!copy(1).exists(), "the copy only r1 linked is still there");
+    assert!(copy(2).exists(), "the copy r2 links was deleted");
+    assert!(object.exists(), "copy 0 of an object in use was deleted");
+    let v = env.json(&["verify", &env.target]);
+    assert_eq!(v["problems"], serde_json::json!([]), "{v}");
+    assert_same_tree(&src, &env.root.join("current"));
+}
+
 conformance!(
     prune_keeps_newest_and_removes_exactly_the_objects_only_evicted_releases_used,
     pinned_current_and_newest_releases_are_never_evicted,

@@ -206,6 +206,75 @@ fn connection_cut_mid_assembly_keeps_current_and_a_rerun_uploads_nothing() {
     );
 }
 
+/// A server that stops answering mid-upload (its processes stopped: the TCP connection
+/// stays up, nothing comes back): the client gives up within seconds, not minutes, with
+/// one line naming the host, how long it waited and the step it was in; `current` is
+/// untouched.
+#[test]
+fn a_stalled_connection_fails_within_seconds_naming_the_host_and_the_step() {
+    let server = private_server();
+    let env = Env::ssh_on(server);
+    let v1 = env.site("v1", 250, 140);
+    env.push(&v1, &["--release", "r1"]);
+    let v2 = env.next_release(&v1, "v2", 0.5, 141);
+    let objects_before = env.object_files().len();
+    let listener = sshd_pid(server);
+    let t = Instant::now();
+    while !descendants(listener).is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "a session is still alive"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let child = env
+        .cmd()
+        .args(["push", v2.to_str().unwrap(), &env.target, "--release", "r2"])
+        .env("RELSTORE_PAUSE_AT", "upload.object:40")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while env.object_files().len() < objects_before + 5 {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the upload never started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let sessions = descendants(listener);
+    assert!(!sessions.is_empty(), "no session process to stop");
+    for pid in &sessions {
+        // SAFETY: kill(2) on a process of the sshd this test started.
+        unsafe { libc::kill(*pid as i32, libc::SIGSTOP) };
+    }
+    let stalled = Instant::now();
+    let out = wait_exit(child, Duration::from_secs(45), "stalled push");
+    let took = stalled.elapsed();
+    for pid in &sessions {
+        // SAFETY: as above; the stopped processes are ended for good.
+        unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+    }
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = one_line_error(&out);
+    eprintln!("stalled after {took:?}: {line}");
+    for needle in ["127.0.0.1", "no answer for", "while uploading objects"] {
+        assert!(line.contains(needle), "{needle:?} not in {line}");
+    }
+    assert!(
+        took < Duration::from_secs(15),
+        "took {took:?} to notice: {line}"
+    );
+    assert_eq!(env.current().as_deref(), Some("r1"));
+    assert_same_tree(&v1, &env.root.join("current"));
+}
+
 // ---------------------------------------------------------------------------------
 // Connection and permission failures through the CLI.
 

@@ -530,6 +530,84 @@ fn numbered_copies_count_as_links_and_a_corrupt_copy_is_replaced(env: Env) {
 }
 
 /// `objects/ab/cdef…+0444` of an object file path under the store root.
+/// A truncated manifest of the current release: every command that needs it stops with
+/// one line naming the file and the way out, and `verify --repair` rebuilds it from
+/// the release's tree, after which the store is whole and usable again.
+fn a_truncated_current_manifest_is_rebuilt_by_verify_repair(env: Env) {
+    let srcs = releases(&env, 2, 80, 95);
+    let manifest = env.root.join("manifests/r2.manifest");
+    let original = fs::read(&manifest).unwrap();
+    // Cut inside the header: not even the release's time can be read.
+    fs::write(&manifest, &original[..20]).unwrap();
+    let hint = format!(
+        "run `relstore verify {} --repair` to rebuild it",
+        env.target
+    );
+    let src = srcs[1].to_str().unwrap();
+    for args in [
+        vec!["push", src, &env.target],
+        vec!["rollback", &env.target],
+        vec!["prune", &env.target, "--keep", "1"],
+        vec![
+            "diff",
+            &format!("{}@r1", env.target),
+            &format!("{}@current", env.target),
+        ],
+    ] {
+        let before = store_fingerprint(&env.root);
+        let out = env.run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let line = one_line_error(&out);
+        assert!(
+            line.contains("manifests/r2.manifest") && line.contains(&hint),
+            "{args:?}: {line}"
+        );
+        assert_eq!(
+            store_fingerprint(&env.root),
+            before,
+            "{args:?} changed the store"
+        );
+    }
+
+    let (out, v) = verify(&env, &["--repair"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{v} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        keys(&v["repaired"]),
+        [key(Some("r2"), "manifests/r2.manifest", "corrupt-manifest")]
+            .into_iter()
+            .collect()
+    );
+    verify_clean(&env, &[]);
+    // The rebuilt manifest is the tree: same order, same files, and a push of the
+    // same source changes nothing.
+    let l = env.json(&["releases", &env.target]);
+    let names: Vec<&str> = l["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["r1", "r2"]);
+    assert_eq!(l["releases"][1]["problem"], Value::Null, "{l}");
+    let r = env.push(&srcs[1], &[]);
+    assert_eq!(r["unchanged"], true, "{r}");
+    let d = env.json(&[
+        "diff",
+        &format!("{}@r2", env.target),
+        srcs[1].to_str().unwrap(),
+    ]);
+    assert_eq!(d["added"], serde_json::json!([]), "{d}");
+    assert_eq!(d["modified"], serde_json::json!([]), "{d}");
+    env.json(&["rollback", &env.target]);
+    assert_eq!(env.current().as_deref(), Some("r1"));
+    assert_same_tree(&srcs[1], &env.root.join("releases/r2"));
+}
+
 fn object_rel_of(env: &Env, object: &Path) -> String {
     object
         .strip_prefix(&env.root)
@@ -546,4 +624,5 @@ conformance!(
     verify_of_one_release_checks_only_that_release,
     modes_targets_kinds_are_repaired_and_extra_paths_are_left_alone,
     numbered_copies_count_as_links_and_a_corrupt_copy_is_replaced,
+    a_truncated_current_manifest_is_rebuilt_by_verify_repair,
 );

@@ -28,6 +28,7 @@ pub mod release;
 pub mod root;
 pub mod store_path;
 pub mod target;
+pub mod tree_hash;
 pub mod verify_read;
 
 pub use hash::{ContentHash, ObjectId};

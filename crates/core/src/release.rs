@@ -21,6 +21,25 @@ pub enum NameError {
     BadChar(String),
     #[error("release name {0:?} may not start with '.' or '-'")]
     BadStart(String),
+    /// `current` names the live release wherever a release is named (`TARGET@current`,
+    /// `rollback TARGET current`, `verify TARGET current`), so no release may take it.
+    #[error("release name {0:?} is reserved: `current` always means the current release (as in TARGET@current)")]
+    Reserved(String),
+}
+
+/// Names no new release may take: each already means something wherever a release is
+/// named.
+pub const RESERVED_NAMES: [&str; 1] = [crate::layout::CURRENT];
+
+/// Checks the name of a release about to be created: [`validate_name`], and not one of
+/// [`RESERVED_NAMES`]. Names read from a store are checked with [`validate_name`] only,
+/// so a store made before `current` was reserved stays readable.
+pub fn validate_new_name(name: &str) -> Result<(), NameError> {
+    validate_name(name)?;
+    if RESERVED_NAMES.contains(&name) {
+        return Err(NameError::Reserved(name.to_owned()));
+    }
+    Ok(())
 }
 
 /// Checks a release name: `[A-Za-z0-9._-]`, 1..=100 characters, no leading `.` or `-`.
@@ -52,6 +71,18 @@ impl ReleaseName {
     pub fn parse(name: &str) -> Result<ReleaseName, NameError> {
         validate_name(name)?;
         Ok(ReleaseName(name.to_owned()))
+    }
+
+    /// Validates the name of a release about to be created (see [`validate_new_name`]).
+    pub fn parse_new(name: &str) -> Result<ReleaseName, NameError> {
+        validate_new_name(name)?;
+        Ok(ReleaseName(name.to_owned()))
+    }
+
+    /// Whether this is a reserved name (a release of a store made before it was
+    /// reserved): commands can no longer name it, since the name means something else.
+    pub fn is_reserved(&self) -> bool {
+        RESERVED_NAMES.contains(&self.0.as_str())
     }
 
     /// The default name for a push at `unix_ns`: a sortable UTC timestamp such as
@@ -132,6 +163,17 @@ mod tests {
         for good in ["r1", "v1.2.3", "2026-11-22_build-7", "A.b_c-d"] {
             assert!(validate_name(good).is_ok(), "{good:?} refused");
         }
+    }
+
+    #[test]
+    fn current_is_reserved_for_new_releases_but_readable() {
+        assert_eq!(
+            validate_new_name("current"),
+            Err(NameError::Reserved("current".into()))
+        );
+        assert!(validate_new_name("current-2").is_ok());
+        assert!(ReleaseName::parse("current").is_ok_and(|n| n.is_reserved()));
+        assert!(ReleaseName::parse_new("current").is_err());
     }
 
     #[test]

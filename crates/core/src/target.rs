@@ -300,6 +300,31 @@ pub trait Target: Send + Sync {
     fn object_inodes(&self, objects: &[StoredObject]) -> Vec<TargetResult<Option<u64>>>;
     /// Every path under `releases/NAME` (the root excluded), in any order.
     fn list_release_tree(&self, name: &ReleaseName) -> TargetResult<Vec<TreeEntry>>;
+    /// Re-reads and hashes regular files of the release directory `name` (`paths`
+    /// relative to it), one result per path, in order; progress advances in bytes.
+    /// `verify --repair` rebuilds a release's unreadable manifest from its tree this
+    /// way where inode numbers cannot tell which object a file is linked to. The
+    /// default reads the files under [`Target::local_root`] (never through a
+    /// symlink); a target without one reports that it cannot.
+    fn hash_release_files(
+        &self,
+        name: &ReleaseName,
+        paths: &[Vec<u8>],
+        progress: &dyn Progress,
+    ) -> Vec<TargetResult<ContentHash>> {
+        match self.local_root() {
+            Some(root) => crate::tree_hash::hash_local_release_files(root, name, paths, progress),
+            None => paths
+                .iter()
+                .map(|_| {
+                    Err(TargetError::Other(format!(
+                        "{}: this target cannot re-read the files of releases/{name}",
+                        self.location()
+                    )))
+                })
+                .collect(),
+        }
+    }
     /// Re-creates the given paths of an existing release directory from their entries
     /// (validated, parents present in the release): each new link, empty file or
     /// symlink is made under a temporary name and renamed over the path, so a reader

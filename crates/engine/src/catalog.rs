@@ -109,11 +109,19 @@ impl Catalog {
             .map(|(name, prefix)| {
                 let decoded = prefix.map_err(|e| e.to_string()).and_then(|b| {
                     decode_header(&b, Some(name.as_str())).map_err(|e| {
-                        format!("corrupt manifest {}: {e}", layout::manifest_file(name))
+                        let rebuild = if dirs.contains(name.as_str()) {
+                            "; `relstore verify TARGET --repair` rebuilds it"
+                        } else {
+                            ""
+                        };
+                        format!(
+                            "corrupt manifest {}: {e}{rebuild}",
+                            layout::manifest_file(name)
+                        )
                     })
                 });
                 let (header, problem) = match decoded {
-                    Ok(h) => (Some(h), None),
+                    Ok(h) => (Some(h), name.is_reserved().then(|| reserved_problem(name))),
                     Err(p) => (None, Some(p)),
                 };
                 ReleaseInfo {
@@ -161,6 +169,31 @@ impl Catalog {
         self.releases.iter().find(|r| r.name.as_str() == name)
     }
 
+    /// The release a command names: `current` is the current release (a release of an
+    /// old store that is itself named `current` can no longer be named), any other name
+    /// the release of that name.
+    pub fn resolve(&self, name: &str) -> Option<&ReleaseInfo> {
+        if name == layout::CURRENT {
+            return self.releases.iter().find(|r| r.current);
+        }
+        self.get(name)
+    }
+
+    /// Stops a command that would act on releases in order or drop their trees while a
+    /// present release's manifest header cannot be read: its tree is the only thing
+    /// left to rebuild the manifest from (`verify --repair` does), and without a
+    /// header the release cannot even be placed in order.
+    pub fn require_readable_headers(&self, target: &dyn Target) -> EngineResult<()> {
+        for r in self
+            .releases
+            .iter()
+            .filter(|r| r.present && r.header.is_none())
+        {
+            read_manifest(target, &r.name)?;
+        }
+        Ok(())
+    }
+
     /// True when `name` is taken, by a release or by anything under `releases/`.
     pub fn name_taken(&self, name: &str) -> bool {
         self.get(name).is_some() || self.incomplete.iter().any(|d| d == name)
@@ -187,16 +220,32 @@ pub fn read_manifest_bytes(target: &dyn Target, name: &ReleaseName) -> EngineRes
     }
 }
 
-/// A manifest of `name` that does not decode, as an error naming its file.
+/// A manifest of `name` that does not decode, as an error naming its file; when the
+/// release's directory is still there, the error says how to rebuild the manifest.
 pub fn manifest_error(
     target: &dyn Target,
     name: &ReleaseName,
     source: relstore_core::manifest::ManifestError,
 ) -> EngineError {
-    EngineError::Target(TargetError::Manifest {
-        path: format!("{}/{}", target.location(), layout::manifest_file(name)),
-        source,
-    })
+    let path = format!("{}/{}", target.location(), layout::manifest_file(name));
+    let present = target
+        .list_release_dirs()
+        .is_ok_and(|dirs| dirs.iter().any(|d| d == name.as_str()));
+    if present {
+        return EngineError::ManifestNeedsRebuild {
+            path,
+            location: target.location().to_owned(),
+            source,
+        };
+    }
+    EngineError::Target(TargetError::Manifest { path, source })
+}
+
+/// What `releases` says of a release of an old store named `current`.
+fn reserved_problem(name: &ReleaseName) -> String {
+    format!(
+        "release name {name} is reserved for the current release: it can no longer be named in commands"
+    )
 }
 
 /// Brings a store back to a clean state after an interrupted command; runs under the

@@ -32,6 +32,24 @@ pub enum EngineError {
     /// `--wait` ran out of time.
     #[error("gave up waiting for the lock on {location}, held by {holder}")]
     LockTimeout { location: String, holder: String },
+    /// The manifest of a release whose directory is still on the target does not
+    /// decode: commands that need it stop, `verify --repair` rebuilds it from the tree.
+    #[error("corrupt manifest {path} (run `relstore verify {location} --repair` to rebuild it)")]
+    ManifestNeedsRebuild {
+        path: String,
+        location: String,
+        #[source]
+        source: relstore_core::manifest::ManifestError,
+    },
+    /// The connection to the target was lost, or stopped answering, during a step of
+    /// the command; the source says how (`no answer for 9 s`, closed).
+    #[error("{location}: connection lost while {step}")]
+    ConnectionLost {
+        location: String,
+        step: &'static str,
+        #[source]
+        source: TargetError,
+    },
     /// A named release is not on the target.
     #[error("release {name} does not exist on {location}")]
     NoSuchRelease { name: String, location: String },
@@ -95,6 +113,36 @@ impl EngineError {
                 | EngineError::Target(TargetError::Interrupted(_))
                 | EngineError::Scan(ScanError::Interrupted { .. })
         )
+    }
+}
+
+/// `e` as a failure of `step` on `target` when it is the connection to the target
+/// that failed (a stalled or cut SSH connection then names the step it broke); any
+/// other error unchanged.
+pub fn during_step(
+    target: &dyn relstore_core::Target,
+    step: &'static str,
+    e: TargetError,
+) -> EngineError {
+    use std::io::ErrorKind;
+    match &e {
+        TargetError::Io { source, .. }
+            if matches!(
+                source.kind(),
+                ErrorKind::TimedOut
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::BrokenPipe
+                    | ErrorKind::NotConnected
+            ) =>
+        {
+            EngineError::ConnectionLost {
+                location: target.location().to_owned(),
+                step,
+                source: e,
+            }
+        }
+        _ => EngineError::Target(e),
     }
 }
 

@@ -1,5 +1,6 @@
 //! `relstore prune` and `push --keep`: evict old release directories, then delete the
-//! objects no remaining release directory references. Manifests always stay, so an
+//! objects no remaining release directory references, and the numbered copies of the
+//! others that no remaining release directory links. Manifests always stay, so an
 //! evicted release can come back (`rollback` re-assembles it).
 //!
 //! Plan first, then apply: the plan is computed by the same code for `--dry-run` and for
@@ -9,18 +10,18 @@
 //! that remain, so a killed prune leaves every remaining release intact and a re-run
 //! finishes the job.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use relstore_core::failpoint::{kill_point, points};
 use relstore_core::progress::Progress;
-use relstore_core::target::StoredObject;
+use relstore_core::target::{StoredObject, TreeKind};
 use relstore_core::{ObjectId, ReleaseName, Target};
 use serde::{Serialize, Serializer};
 
 use crate::catalog::{read_manifest, recover, Catalog};
-use crate::error::{EngineError, EngineResult};
+use crate::error::{during_step, EngineError, EngineResult};
 use crate::lock::{acquire, LockPolicy};
 
 /// What a prune will do (or did). Serialized (for `--json`) as the `evicted` and
@@ -60,6 +61,7 @@ fn count<S: Serializer>(objects: &[StoredObject], s: S) -> Result<S::Ok, S::Erro
 /// Computes which release directories beyond the newest `keep` go (never the current,
 /// a pinned or the newest one) and which objects are then unreferenced.
 pub fn plan_prune(target: &dyn Target, catalog: &Catalog, keep: usize) -> EngineResult<PrunePlan> {
+    catalog.require_readable_headers(target)?;
     let pins: HashSet<String> = target.list_pins()?.into_iter().collect();
     let present: Vec<&crate::catalog::ReleaseInfo> =
         catalog.releases.iter().filter(|r| r.present).collect();
@@ -79,18 +81,66 @@ pub fn plan_prune(target: &dyn Target, catalog: &Catalog, keep: usize) -> Engine
 
     // Objects referenced by any release directory that stays. A manifest that cannot
     // be read stops the prune: without it, its objects cannot be told apart.
-    let mut referenced: HashSet<ObjectId> = HashSet::new();
+    let mut referenced: HashMap<ObjectId, Vec<ReleaseName>> = HashMap::new();
     for name in &plan.keep {
         let name = ReleaseName::parse(name)?;
-        referenced.extend(read_manifest(target, &name)?.objects());
+        for id in read_manifest(target, &name)?.objects() {
+            referenced.entry(id).or_default().push(name.clone());
+        }
     }
-    plan.objects = target
+    let (copies, mut objects): (Vec<StoredObject>, Vec<StoredObject>) = target
         .list_objects()?
         .into_iter()
-        .filter(|o| !referenced.contains(&o.id))
-        .collect();
+        .filter(|o| o.copy > 0 || !referenced.contains_key(&o.id))
+        .partition(|o| o.copy > 0 && referenced.contains_key(&o.id));
+    objects.extend(unlinked_copies(target, &copies, &referenced)?);
+    objects.sort_by_key(|o| (o.id, o.copy));
+    plan.objects = objects;
     plan.bytes_freed = plan.objects.iter().map(|o| o.size).sum();
     Ok(plan)
+}
+
+/// The numbered copies (`…+0444.1`, made when a file system capped the links of an
+/// object) among `copies` that no path of a release that stays is linked to, told by
+/// inode. Copy 0 is never among them: it goes only with the last release using its
+/// object. A target without inode numbers keeps every copy of a used object (a copy
+/// still linked cannot be told from one that is not).
+fn unlinked_copies(
+    target: &dyn Target,
+    copies: &[StoredObject],
+    referenced: &HashMap<ObjectId, Vec<ReleaseName>>,
+) -> EngineResult<Vec<StoredObject>> {
+    if copies.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut inodes = Vec::with_capacity(copies.len());
+    for ino in target.object_inodes(copies) {
+        match ino? {
+            Some(ino) => inodes.push(ino),
+            None => return Ok(Vec::new()),
+        }
+    }
+    let releases: BTreeSet<&ReleaseName> = copies
+        .iter()
+        .filter_map(|o| referenced.get(&o.id))
+        .flatten()
+        .collect();
+    let mut linked: HashSet<u64> = HashSet::new();
+    for name in releases {
+        linked.extend(
+            target
+                .list_release_tree(name)?
+                .into_iter()
+                .filter(|t| t.kind == TreeKind::File)
+                .filter_map(|t| t.ino),
+        );
+    }
+    Ok(copies
+        .iter()
+        .zip(inodes)
+        .filter(|(_, ino)| !linked.contains(ino))
+        .map(|(o, _)| *o)
+        .collect())
 }
 
 /// Carries out `plan` (under the lock the caller holds).
@@ -110,7 +160,9 @@ pub fn apply_prune(
         relstore_core::progress::Phase::Prune,
         plan.objects.len() as u64,
     );
-    let removal = target.remove_objects(&plan.objects, progress)?;
+    let removal = target
+        .remove_objects(&plan.objects, progress)
+        .map_err(|e| during_step(target, "deleting objects", e))?;
     progress.finish();
     left_behind.extend(removal.left_behind);
     for left in &left_behind {
@@ -163,13 +215,13 @@ pub fn set_pin(
         progress,
     )?;
     let catalog = Catalog::load(target.as_ref())?;
-    if catalog.get(name.as_str()).is_none() {
+    let Some(release) = catalog.resolve(name.as_str()) else {
         return Err(EngineError::NoSuchRelease {
             name: name.to_string(),
             location: target.location().to_owned(),
         });
-    }
-    target.set_pin(&name, pinned)?;
+    };
+    target.set_pin(&release.name, pinned)?;
     lock.release()?;
     Ok(())
 }

@@ -18,7 +18,7 @@ use relstore_release_store::ReleaseStore;
 use serde::Serialize;
 
 use crate::catalog::{read_manifest, recover, Catalog, ReleaseInfo};
-use crate::error::{EngineError, EngineResult};
+use crate::error::{during_step, EngineError, EngineResult};
 use crate::lock::{acquire, LockPolicy};
 use crate::sources::{DirSource, Sources, StoreSource};
 
@@ -86,6 +86,7 @@ pub fn rollback(
     } else {
         recover(target.as_ref(), progress)?
     };
+    catalog.require_readable_headers(target.as_ref())?;
     let current = catalog.current.clone();
     let to = pick_release(&catalog, requested, target.location())?;
     let mut report = RollbackReport {
@@ -119,7 +120,9 @@ pub fn rollback(
         restore.run(&mut report, progress)?;
         report.reassembled = true;
         if !opts.dry_run {
-            target.assemble(&to.name, &manifest.entries, progress)?;
+            target
+                .assemble(&to.name, &manifest.entries, progress)
+                .map_err(|e| during_step(target.as_ref(), "assembling the release", e))?;
         }
     }
     let Some(lock) = lock else {
@@ -140,7 +143,7 @@ fn pick_release(
 ) -> EngineResult<ReleaseInfo> {
     if let Some(name) = requested {
         return catalog
-            .get(name.as_str())
+            .resolve(name.as_str())
             .cloned()
             .ok_or_else(|| EngineError::NoSuchRelease {
                 name: name.to_string(),
@@ -236,7 +239,9 @@ impl Restore<'_> {
         let bases =
             crate::delta_bases::from_previous(&uploads, &manifest.entries, &old, store.as_ref());
         progress.start(Phase::Upload, report.bytes_uploaded);
-        target.put_objects_with_bases(&uploads, &sources, &bases, progress)?;
+        target
+            .put_objects_with_bases(&uploads, &sources, &bases, progress)
+            .map_err(|e| during_step(target, "uploading objects", e))?;
         progress.finish();
         Ok(())
     }

@@ -34,7 +34,7 @@ use serde::Serialize;
 
 use crate::catalog::{recover, Catalog};
 use crate::delta_bases::StoreBases;
-use crate::error::{EngineError, EngineResult};
+use crate::error::{during_step, EngineError, EngineResult};
 use crate::lock::{acquire, LockPolicy};
 use crate::release_store::StoreReport;
 use crate::retention::PruneReport;
@@ -127,7 +127,7 @@ pub fn push(
         name: opts
             .release
             .as_deref()
-            .map(ReleaseName::parse)
+            .map(ReleaseName::parse_new)
             .transpose()?,
         created: now_unix_ns(),
     };
@@ -156,6 +156,7 @@ pub fn push(
     target.open(true)?;
     let lock = acquire(target, "push", &opts.lock, progress)?;
     let catalog = recover(target.as_ref(), progress)?;
+    catalog.require_readable_headers(target.as_ref())?;
     relstore_core::cancel::check()?;
     let current = load_current(target.as_ref(), &catalog, &scanned.entries, opts.force)?;
     let plan = plan_release(
@@ -301,6 +302,7 @@ fn dry_run(
         (Catalog::default(), Current::None)
     } else {
         let catalog = Catalog::load(target.as_ref())?;
+        catalog.require_readable_headers(target.as_ref())?;
         let current = load_current(target.as_ref(), &catalog, &entries, opts.force)?;
         (catalog, current)
     };
@@ -370,7 +372,9 @@ impl Run<'_> {
         relstore_core::cancel::check()?;
 
         let t = Instant::now();
-        let stats = target.assemble(&new.name, &new.manifest.entries, progress)?;
+        let stats = target
+            .assemble(&new.name, &new.manifest.entries, progress)
+            .map_err(|e| during_step(target.as_ref(), "assembling the release", e))?;
         let assemble_seconds = t.elapsed().as_secs_f64();
         kill_point(points::PUSH_ASSEMBLED);
         // The last point where an interruption may stop the push: from the swap to the
@@ -432,7 +436,7 @@ impl Run<'_> {
             });
             (uploaded, stored)
         });
-        uploaded?;
+        uploaded.map_err(|e| during_step(target.as_ref(), "uploading objects", e))?;
         progress.finish();
         if let Some(err) = stored.as_ref().and_then(|s| s.error.as_ref()) {
             progress.note(&format!(

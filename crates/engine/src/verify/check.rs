@@ -130,7 +130,7 @@ fn needed_objects(
             // Evicted releases are not read in full; a header that cannot be read is
             // still worth knowing about (such a release can never come back).
             for r in &scope.evicted {
-                if let Some(problem) = &r.problem {
+                if let (None, Some(problem)) = (&r.header, &r.problem) {
                     problems.push(Problem::new(
                         Some(r.name.as_str()),
                         layout::manifest_file(&r.name),

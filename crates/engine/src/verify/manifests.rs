@@ -62,6 +62,11 @@ impl Manifests {
         }
     }
 
+    /// Replaces what was loaded for `name` (a manifest rebuilt by repair).
+    pub(super) fn insert(&mut self, name: ReleaseName, manifest: Manifest) {
+        self.loaded.insert(name, Loaded::Decoded(manifest));
+    }
+
     /// What was loaded for `name`.
     fn loaded(&self, name: &ReleaseName) -> Result<&Manifest, &str> {
         match self.loaded.get(name) {
@@ -77,9 +82,12 @@ impl Manifests {
 fn read(target: &dyn Target, name: &ReleaseName) -> EngineResult<Loaded> {
     match read_manifest(target, name) {
         Ok(m) => Ok(Loaded::Decoded(m)),
-        Err(EngineError::Target(TargetError::Manifest { source, .. })) => Ok(Loaded::Unusable(
-            format!("manifest cannot be used: {source}"),
-        )),
+        Err(
+            EngineError::Target(TargetError::Manifest { source, .. })
+            | EngineError::ManifestNeedsRebuild { source, .. },
+        ) => Ok(Loaded::Unusable(format!(
+            "manifest cannot be used: {source}"
+        ))),
         Err(e) => Err(e),
     }
 }

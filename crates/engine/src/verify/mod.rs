@@ -39,10 +39,13 @@
 //! on purpose; relstore cannot tell) and never re-points `current`. Replacing a path of
 //! the wrong kind does remove what was there (a directory where the manifest has a
 //! file goes, with its contents), because the manifest's entry cannot be restored
-//! otherwise. A corrupt manifest cannot be repaired from a source tree.
+//! otherwise. A manifest that cannot be read is rebuilt from its release's tree when
+//! the release is present (see [`rebuild`]), before anything else is repaired; an
+//! evicted release's cannot be.
 
 mod check;
 mod manifests;
+mod rebuild;
 mod repair;
 mod report;
 #[cfg(test)]
@@ -53,7 +56,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use relstore_core::layout;
 use relstore_core::progress::Progress;
 use relstore_core::{ReleaseName, Target};
 use relstore_release_store::ReleaseStore;
@@ -190,19 +192,14 @@ fn load_catalog(
     Ok(c)
 }
 
-/// The release a RELEASE argument names (`current` too, unless a release has that name).
+/// The release a RELEASE argument names (`current`: the current one).
 fn resolve_release(
     target: &dyn Target,
     catalog: &Catalog,
     name: &ReleaseName,
 ) -> EngineResult<ReleaseInfo> {
-    if let Some(r) = catalog.get(name.as_str()) {
+    if let Some(r) = catalog.resolve(name.as_str()) {
         return Ok(r.clone());
-    }
-    if name.as_str() == layout::CURRENT {
-        if let Some(r) = catalog.releases.iter().find(|r| r.current) {
-            return Ok(r.clone());
-        }
     }
     Err(EngineError::NoSuchRelease {
         name: name.to_string(),
@@ -223,14 +220,22 @@ struct Run<'a> {
 
 impl Run<'_> {
     /// Repairs what `found` describes, checks again, and fills in `report`: what
-    /// remains, what was repaired, what could not be.
+    /// remains, what was repaired, what could not be. Unreadable manifests of present
+    /// releases are rebuilt first; their trees are then checked and repaired too.
     fn repair_and_check(
         &self,
         found: Findings,
         manifests: &mut Manifests,
         report: &mut VerifyReport,
     ) -> EngineResult<()> {
-        report.unrepairable = repair::repair(
+        let (rebuilt, mut unrepairable) = self.rebuild_manifests(&found, manifests)?;
+        let first = found.problems.clone();
+        let found = if rebuilt {
+            check(self.target, self.scope, manifests, self.progress)?
+        } else {
+            found
+        };
+        unrepairable.extend(repair::repair(
             self.target,
             self.catalog,
             &found,
@@ -238,17 +243,70 @@ impl Run<'_> {
             self.sources,
             self.store,
             self.progress,
-        )?;
+        )?);
+        report.unrepairable = unrepairable;
         let after = check(self.target, self.scope, manifests, self.progress)?;
         let remaining: HashSet<_> = after.problems.iter().map(Problem::key).collect();
-        report.repaired = found
-            .problems
+        let mut seen = HashSet::new();
+        report.repaired = first
             .iter()
-            .filter(|p| !remaining.contains(&p.key()))
+            .chain(&found.problems)
+            .filter(|p| !remaining.contains(&p.key()) && seen.insert(p.key()))
             .cloned()
             .collect();
         report.problems = after.problems;
         Ok(())
+    }
+
+    /// Rebuilds the manifest of every present release in scope that `found` reports
+    /// corrupt (see [`rebuild`]). Returns whether any was rebuilt, and the ones that
+    /// could not be, as problems.
+    fn rebuild_manifests(
+        &self,
+        found: &Findings,
+        manifests: &mut Manifests,
+    ) -> EngineResult<(bool, Vec<Problem>)> {
+        let mut rebuilt = false;
+        let mut failed = Vec::new();
+        for p in found
+            .problems
+            .iter()
+            .filter(|p| p.kind == ProblemKind::CorruptManifest)
+        {
+            let Some(release) = self
+                .scope
+                .present
+                .iter()
+                .find(|r| Some(r.name.as_str()) == p.release.as_deref())
+            else {
+                continue;
+            };
+            let others: Vec<&relstore_core::Manifest> = self
+                .scope
+                .present
+                .iter()
+                .filter(|r| r.name != release.name)
+                .filter_map(|r| manifests.get(&r.name))
+                .collect();
+            match rebuild::rebuild_manifest(
+                self.target,
+                self.catalog,
+                release,
+                &others,
+                self.progress,
+            )? {
+                Ok(m) => {
+                    manifests.insert(release.name.clone(), m);
+                    rebuilt = true;
+                }
+                Err(why) => {
+                    let mut p = p.clone();
+                    p.detail = format!("{}; cannot rebuild it from the tree: {why}", p.detail);
+                    failed.push(p);
+                }
+            }
+        }
+        Ok((rebuilt, failed))
     }
 }
 

@@ -374,6 +374,43 @@ fn report_serialises_to_the_json_the_cli_prints() {
     }
 }
 
+#[test]
+fn an_unreadable_manifest_is_rebuilt_from_the_tree_by_repair() {
+    let store = Store::new();
+    let name = ReleaseName::parse("r2").expect("name");
+    let manifest = store.root().join("manifests/r2.manifest");
+    let original = fs::read(&manifest).expect("read");
+    let before = relstore_core::Manifest::decode(&original, Some("r2")).expect("decode");
+    fs::write(&manifest, b"not a manifest").expect("write");
+    // One file no longer linked to its object (a copy in its place): it is found by
+    // its content, then linked again.
+    let copy = store.root().join("releases/r2/sub/b.txt");
+    let content = fs::read(&copy).expect("read");
+    fs::remove_file(&copy).expect("remove");
+    fs::write(&copy, content).expect("write");
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o444)).expect("chmod");
+
+    let err = crate::catalog::read_manifest(store.target.as_ref(), &name).expect_err("corrupt");
+    assert!(
+        matches!(err, EngineError::ManifestNeedsRebuild { .. }),
+        "{err}"
+    );
+    let r = store.verify(&VerifyOptions {
+        repair: true,
+        ..VerifyOptions::default()
+    });
+    assert!(r.is_clean(), "{:?}", r.problems);
+    let kinds: Vec<ProblemKind> = keys(&r.repaired).into_iter().map(|k| k.2).collect();
+    assert!(kinds.contains(&ProblemKind::CorruptManifest), "{kinds:?}");
+    assert!(kinds.contains(&ProblemKind::NotLinked), "{kinds:?}");
+    let after = crate::catalog::read_manifest(store.target.as_ref(), &name).expect("rebuilt");
+    assert_eq!(after.entries, before.entries);
+    // The header was lost too: the current release is placed after the others.
+    let catalog = crate::catalog::Catalog::load(store.target.as_ref()).expect("catalog");
+    let order: Vec<&str> = catalog.releases.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(order, ["r1", "r2"]);
+}
+
 /// A [`LocalTarget`] that counts how often each manifest is read in full.
 struct CountingTarget {
     inner: LocalTarget,
@@ -493,6 +530,14 @@ impl Target for CountingTarget {
     }
     fn relink(&self, name: &ReleaseName, entries: &[Entry]) -> TargetResult<()> {
         self.inner.relink(name, entries)
+    }
+    fn hash_release_files(
+        &self,
+        name: &ReleaseName,
+        paths: &[Vec<u8>],
+        progress: &dyn Progress,
+    ) -> Vec<TargetResult<ContentHash>> {
+        self.inner.hash_release_files(name, paths, progress)
     }
     fn list_pins(&self) -> TargetResult<Vec<String>> {
         self.inner.list_pins()

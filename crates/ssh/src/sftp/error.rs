@@ -128,11 +128,10 @@ pub enum SftpError {
         #[source]
         source: Arc<std::io::Error>,
     },
-    /// Requests were outstanding and the server sent nothing for this long.
-    #[error(
-        "SFTP server sent no reply for {} s while requests were outstanding; session given up",
-        .0.as_secs()
-    )]
+    /// Requests were outstanding and the server sent nothing for this long: the reply
+    /// timeout ran out, or the connection ended after that much silence (SSH
+    /// keepalives unanswered).
+    #[error("no answer for {} s; the connection was given up", .0.as_secs())]
     Timeout(Duration),
     /// Reading or writing the stream failed during the handshake, or reading a local
     /// source for an upload failed.

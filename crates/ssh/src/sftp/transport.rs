@@ -12,7 +12,11 @@
 //! every later request fails with the same [`SftpError`] naming the cause. If requests
 //! are outstanding and the server sends nothing for the reply timeout, the session is
 //! declared dead the same way (a per-request timeout would misfire under deep
-//! pipelining, where a request may legitimately wait behind megabytes of writes).
+//! pipelining, where a request may legitimately wait behind megabytes of writes). A
+//! stream that ends while requests have waited for a while ([`SILENCE_WORTH_NAMING`])
+//! is reported as that silence: the SSH layer gives up a connection whose server stops
+//! answering keepalives, and "no answer for 9 s" says what happened where "channel
+//! closed" would not.
 //!
 //! This layer knows nothing of SFTP's operations: it moves packets whose bytes 1..5
 //! hold the type and bytes 5..9 the request id.
@@ -28,6 +32,10 @@ use tokio::task::AbortHandle;
 
 use super::error::{SftpError, SftpResult};
 use super::proto::MAX_INCOMING_PACKET;
+
+/// How long requests must have gone unanswered before the end of the stream is
+/// reported as the server's silence rather than as a plain close.
+const SILENCE_WORTH_NAMING: Duration = Duration::from_secs(2);
 
 /// One reply: the whole packet body (type, id, payload).
 pub(super) struct Response {
@@ -176,7 +184,13 @@ async fn reader_task<R: AsyncRead + Unpin>(r: R, shared: Arc<Shared>) {
     let err = loop {
         let data = match read_packet(&mut r).await {
             Ok(Some(d)) => d,
-            Ok(None) => break SftpError::Closed("the server closed the SFTP channel".into()),
+            Ok(None) => {
+                break blame_silence(
+                    &shared,
+                    SftpError::Closed("the server closed the SFTP channel".into()),
+                )
+            }
+            Err(e @ SftpError::Broken { .. }) => break blame_silence(&shared, e),
             Err(e) => break e,
         };
         if let Err(e) = route_reply(&shared, data) {
@@ -184,6 +198,19 @@ async fn reader_task<R: AsyncRead + Unpin>(r: R, shared: Arc<Shared>) {
         }
     };
     shared.fail_all(err);
+}
+
+/// Why the stream ended, as callers should hear it: `closed`, or — when requests
+/// were outstanding and unanswered for [`SILENCE_WORTH_NAMING`] or longer — the
+/// silence that made the SSH layer give the connection up.
+fn blame_silence(shared: &Shared, closed: SftpError) -> SftpError {
+    let st = shared.lock();
+    let silent = st.last_progress.elapsed();
+    if !st.pending.is_empty() && silent >= SILENCE_WORTH_NAMING {
+        SftpError::Timeout(Duration::from_secs(silent.as_secs_f64().round() as u64))
+    } else {
+        closed
+    }
 }
 
 async fn writer_task<W: AsyncWrite + Unpin>(

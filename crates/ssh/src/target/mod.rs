@@ -24,6 +24,7 @@ mod assemble;
 mod contain;
 mod inspect;
 mod lock;
+mod rehash;
 mod root;
 mod upload;
 
@@ -625,6 +626,15 @@ impl Target for SftpTarget {
 
     fn relink(&self, name: &ReleaseName, entries: &[Entry]) -> TargetResult<()> {
         self.run(assemble::relink(self, name, entries))
+    }
+
+    fn hash_release_files(
+        &self,
+        name: &ReleaseName,
+        paths: &[Vec<u8>],
+        progress: &dyn Progress,
+    ) -> Vec<TargetResult<ContentHash>> {
+        self.run(rehash::hash_release_files(self, name, paths, progress))
     }
 
     fn list_pins(&self) -> TargetResult<Vec<String>> {
