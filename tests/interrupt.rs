@@ -163,11 +163,7 @@ fn sigterm_during_assembly_exits_143_and_leaves_the_partial_tree_in_tmp(env: Env
     assert_eq!(tmp_left, 0, "tmp/ not cleaned by the re-run");
 }
 
-// Not through the helper yet: Ctrl-C is not forwarded to it, so the client waits for
-// the helper to finish the step it is in (seconds under a stretched step) instead of
-// stopping at once.
 conformance!(
-    without_helper:
     sigint_during_upload_exits_130_releases_the_lock_and_a_rerun_finishes,
     sigterm_during_assembly_exits_143_and_leaves_the_partial_tree_in_tmp,
 );

@@ -5,7 +5,8 @@
 //! object stream of `put_objects` has no round trip per object at all. Long
 //! operations report progress with interim messages. A connection that failed in
 //! the middle of an exchange is not used again: every later call fails with
-//! [`HelperError::Broken`].
+//! [`HelperError::Broken`]. Ctrl-C while a request is in flight is passed on to the
+//! helper ([`crate::client_cancel`]).
 
 use relstore_core::layout::LockFile;
 use std::io::{Read, Write};
@@ -18,6 +19,7 @@ use relstore_core::target::{
 };
 use relstore_core::{ContentHash, Entry, ObjectId, ReleaseName, Target, TargetError, TargetResult};
 
+use crate::client_cancel::SharedWriter;
 use crate::client_delta::{full_entries, ManifestCache};
 use crate::error::HelperError;
 use crate::frame::{self, Counters, FrameReader, FrameWriter, WireTotals};
@@ -76,15 +78,20 @@ pub(crate) struct StatCounters {
 pub(crate) struct Conn {
     pub r: FrameReader<Box<dyn Read + Send>>,
     pub w: FrameWriter<Box<dyn Write + Send>>,
+    /// What `w` writes to, shared with the Ctrl-C watcher ([`crate::client_cancel`]).
+    pub out: SharedWriter,
     pub broken: bool,
 }
 
 impl Conn {
-    /// Reads the answer to a request, passing interim messages to `progress`.
+    /// Reads the answer to a request, passing interim messages to `progress`. While
+    /// it waits, a Ctrl-C is passed on to the helper.
     pub(crate) fn answer(
         &mut self,
         progress: Option<&dyn Progress>,
     ) -> Result<Response, HelperError> {
+        self.w.flush("sending a request")?;
+        self.out.set_idle();
         loop {
             match self
                 .r
@@ -135,9 +142,10 @@ impl HelperClient {
         options: ClientOptions,
     ) -> Result<HelperClient, HelperError> {
         let counters = Arc::new(Counters::default());
+        let out = SharedWriter::new(Box::new(writer));
         let (mut r, mut w) = frame::split(
             Box::new(reader) as Box<dyn Read + Send>,
-            Box::new(writer) as Box<dyn Write + Send>,
+            Box::new(out.clone()) as Box<dyn Write + Send>,
             &counters,
         );
         let peer = greet(
@@ -146,6 +154,10 @@ impl HelperClient {
             (MIN_PROTOCOL_VERSION, PROTOCOL_VERSION),
             &Hello::ours(""),
         )?;
+        if peer.protocol >= 2 {
+            out.watch(counters.clone())
+                .map_err(|e| HelperError::io("starting the Ctrl-C watcher", e))?;
+        }
         Ok(HelperClient {
             location: location.into(),
             options,
@@ -153,6 +165,7 @@ impl HelperClient {
             conn: Mutex::new(Conn {
                 r,
                 w,
+                out,
                 broken: false,
             }),
             counters,

@@ -54,6 +54,11 @@ impl Counters {
             received: self.received.load(Ordering::Relaxed),
         }
     }
+
+    /// Counts bytes sent around the counting writer (the client's `Cancel`).
+    pub(crate) fn add_sent(&self, n: u64) {
+        self.sent.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 /// Counts what passes through to the underlying reader.
@@ -203,6 +208,22 @@ impl<R: Read> FrameReader<R> {
     ) -> Result<T, HelperError> {
         self.recv(step)?.ok_or(HelperError::Closed { step })
     }
+}
+
+/// `msg` as the bytes of one complete frame, for a message written outside a
+/// [`FrameWriter`] (the client's `Cancel`, sent while a request is in flight).
+pub(crate) fn single_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, HelperError> {
+    let bytes = bincode::serde::encode_to_vec(msg, config())
+        .map_err(|e| HelperError::Protocol(format!("cannot encode a message: {e}")))?;
+    if bytes.len() > MAX_FRAME {
+        return Err(HelperError::Protocol(format!(
+            "a message of {} bytes does not fit in one frame",
+            bytes.len()
+        )));
+    }
+    let mut out = (bytes.len() as u32).to_le_bytes().to_vec();
+    out.extend_from_slice(&bytes);
+    Ok(out)
 }
 
 impl<W: Write> FrameWriter<W> {

@@ -19,8 +19,9 @@ use crate::frame::{FrameReader, FrameWriter};
 
 /// The first bytes either end sends.
 pub const MAGIC: [u8; 8] = *b"RELSTHLP";
-/// The protocol version this build speaks (and the highest).
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this build speaks (and the highest). 2 added the client's
+/// `Cancel` message (Ctrl-C reaches the helper); a version 1 peer is never sent one.
+pub const PROTOCOL_VERSION: u16 = 2;
 /// The oldest protocol version this build still speaks.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
 

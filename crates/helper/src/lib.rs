@@ -19,11 +19,13 @@
 //! store sees it. `docs/protocol.md` describes the protocol in full.
 
 mod client;
+mod client_cancel;
 mod client_delta;
 mod client_put;
 mod error;
 pub mod frame;
 pub mod handshake;
+mod inbox;
 mod manifest_delta;
 pub mod patch;
 mod proto;

@@ -1,5 +1,6 @@
-//! The messages of protocol version 1: one request per [`relstore_core::Target`]
-//! method, one response each, and the wire forms of the values they carry.
+//! The messages of protocol version 2: one request per [`relstore_core::Target`]
+//! method, one response each, and the wire forms of the values they carry. Version 2
+//! added [`Request::Cancel`]; version 1 is the same without it.
 //!
 //! Requests and responses are serde enums encoded with bincode (see [`crate::frame`]).
 //! Appending a variant or changing a field is a protocol change: bump
@@ -69,6 +70,11 @@ pub(crate) enum Request {
     RemoveStore,
     /// The client is done; the helper exits.
     Bye,
+    /// Ctrl-C on the client (protocol 2): the helper stops what it is doing at its next
+    /// safe point, as a local command does. Not a request of its own: it may arrive
+    /// at any moment, also inside an object stream, and gets no answer; the request in
+    /// flight is answered with the `Interrupted` error. Sent at most once.
+    Cancel,
 }
 
 /// What the helper answers. `Progress` and `Note` may precede the final answer of a

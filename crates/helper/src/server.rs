@@ -3,7 +3,9 @@
 //! The helper works on any [`Target`]; `relstore serve --stdio ROOT` gives it the
 //! local target on ROOT, so a push through the helper runs the same store code as a
 //! local push. Store errors travel back as values and the loop goes on; a broken
-//! connection or protocol ends it.
+//! connection or protocol ends it. A client's Ctrl-C (`Cancel`) stops the request
+//! in flight at the store's next safe point; the session goes on, so the client can
+//! still release its lock.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -17,6 +19,7 @@ use relstore_core::Target;
 use crate::error::HelperError;
 use crate::frame::{self, Counters, FrameWriter, WireTotals};
 use crate::handshake::{greet, Hello, Peer, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use crate::inbox::Inbox;
 use crate::proto::{Request, Response, WireError};
 use crate::server_ops;
 use crate::server_put::{self, PutContext};
@@ -51,8 +54,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Serves `target` to the client at the other end of `reader`/`writer` until it says
-/// goodbye or closes the stream.
-pub fn serve<R: Read, W: Write + Send>(
+/// goodbye or closes the stream. `reader` is read on a thread of its own (so a
+/// client's `Cancel` is seen during a long request: see [`crate::inbox`]), which ends
+/// after the client's goodbye or at the end of the stream.
+pub fn serve<R: Read + Send + 'static, W: Write + Send>(
     reader: R,
     writer: W,
     target: &dyn Target,
@@ -75,16 +80,17 @@ pub fn serve<R: Read, W: Write + Send>(
             .or_else(|| root.map(|r| r.join(relstore_core::layout::TMP)))
             .unwrap_or_else(std::env::temp_dir),
     };
+    let inbox = Inbox::start(r);
     let w = Mutex::new(w);
     let mut requests = 0;
-    while let Some(request) = r.recv::<Request>("reading a request")? {
+    while let Some(request) = inbox.recv("reading a request")? {
         requests += 1;
         let response = match request {
             Request::Bye => break,
             Request::PutObjects(params) => {
-                server_put::receive(&mut r, params, target, &ctx).map_err(HelperError::Protocol)?
+                server_put::receive(&inbox, params, target, &ctx).map_err(HelperError::Protocol)?
             }
-            Request::Data(_) | Request::End | Request::Abort(_) => {
+            Request::Data(_) | Request::End | Request::Abort(_) | Request::Cancel => {
                 return Err(HelperError::Protocol(
                     "object stream data outside an object stream".into(),
                 ))

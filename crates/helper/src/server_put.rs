@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use relstore_core::{ContentHash, ObjectId, Target, TargetError, TargetResult};
 
-use crate::frame::FrameReader;
+use crate::inbox::Inbox;
 use crate::patch::{apply_patch, MAX_PATCH_INPUT, MAX_WINDOW_LOG};
 use crate::proto::{Response, StreamParams, WireError};
 use crate::spool::Batch;
@@ -37,8 +37,8 @@ struct Received {
 
 /// Receives one object stream (the `PutObjects` request was read) and returns the
 /// response; `Err` only when the connection itself broke.
-pub(crate) fn receive<R: Read>(
-    r: &mut FrameReader<R>,
+pub(crate) fn receive(
+    r: &Inbox,
     params: StreamParams,
     target: &dyn Target,
     ctx: &PutContext,
@@ -81,8 +81,8 @@ fn stream_err(what: &str, e: io::Error) -> TargetError {
     TargetError::Other(format!("object stream {what}: {e}"))
 }
 
-fn receive_records<R: Read>(
-    source: &mut DataSource<'_, R>,
+fn receive_records(
+    source: &mut DataSource<'_>,
     params: StreamParams,
     target: &dyn Target,
     ctx: &PutContext,
@@ -95,6 +95,9 @@ fn receive_records<R: Read>(
     let mut stored = 0u64;
     let mut resend = Vec::new();
     loop {
+        // Interrupted (the client's Ctrl-C, forwarded): stop reading; the caller
+        // drains the rest of the stream.
+        relstore_core::cancel::check()?;
         let tag = stream::read_tag(&mut dec).map_err(|e| stream_err("is unreadable", e))?;
         match tag {
             None => {

@@ -180,6 +180,7 @@ fn spool_to_file(path: &Path, size: u64, input: &mut impl Read) -> TargetResult<
     let mut buf = vec![0u8; 256 << 10];
     let mut left = size;
     while left > 0 {
+        relstore_core::cancel::check()?;
         let want = left.min(buf.len() as u64) as usize;
         let n = match input.read(&mut buf[..want]) {
             Ok(0) => return Err(stream_err(io::ErrorKind::UnexpectedEof.into())),

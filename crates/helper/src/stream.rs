@@ -21,7 +21,8 @@ use std::io::{self, Read, Write};
 use relstore_core::{ContentHash, ObjectId};
 
 use crate::error::HelperError;
-use crate::frame::{FrameReader, FrameWriter};
+use crate::frame::FrameWriter;
+use crate::inbox::Inbox;
 use crate::proto::Request;
 
 /// Tag of a record holding a whole object.
@@ -101,8 +102,8 @@ pub(crate) enum StreamEnd {
 
 /// A `Read` over the `Data` messages of one object stream; `End` reads as end of
 /// input, `Abort` and anything else as errors.
-pub(crate) struct DataSource<'a, R> {
-    r: &'a mut FrameReader<R>,
+pub(crate) struct DataSource<'a> {
+    r: &'a Inbox,
     buf: Vec<u8>,
     pos: usize,
     end: StreamEnd,
@@ -110,8 +111,8 @@ pub(crate) struct DataSource<'a, R> {
     failed: Option<String>,
 }
 
-impl<'a, R: Read> DataSource<'a, R> {
-    pub(crate) fn new(r: &'a mut FrameReader<R>) -> Self {
+impl<'a> DataSource<'a> {
+    pub(crate) fn new(r: &'a Inbox) -> Self {
         DataSource {
             r,
             buf: Vec::new(),
@@ -132,7 +133,7 @@ impl<'a, R: Read> DataSource<'a, R> {
     }
 
     fn next_message(&mut self) -> io::Result<()> {
-        match self.r.expect::<Request>("receiving objects") {
+        match self.r.expect("receiving objects") {
             Ok(Request::Data(d)) => {
                 self.buf = d;
                 self.pos = 0;
@@ -172,7 +173,7 @@ impl<'a, R: Read> DataSource<'a, R> {
     }
 }
 
-impl<R: Read> Read for DataSource<'_, R> {
+impl Read for DataSource<'_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.pos == self.buf.len() {
             if self.end != StreamEnd::Open || self.failed.is_some() {

@@ -742,8 +742,13 @@ fn version_mismatch_and_strangers_give_clear_errors() {
         HelperError::Incompatible { theirs_min: 7, .. }
     ));
     let text = err.to_string();
+    let ours = format!(
+        "{}..={}",
+        crate::MIN_PROTOCOL_VERSION,
+        crate::PROTOCOL_VERSION
+    );
     assert!(
-        text.contains("9.0.0") && text.contains("7..=9") && text.contains("1..=1"),
+        text.contains("9.0.0") && text.contains("7..=9") && text.contains(&ours),
         "{text}"
     );
     let err = fake_peer(b"bash: relstore: command not found\n".to_vec());
