@@ -17,25 +17,6 @@
 /// `MODULE::helper::name` (the same through a relstore helper on that server). One
 /// test code, three targets: the conformance suite.
 macro_rules! conformance {
-    // Local and SFTP only, for cases the helper does not pass yet (each use says why).
-    (without_helper: $($name:ident),+ $(,)?) => {
-        mod local {
-            $(
-                #[test]
-                fn $name() {
-                    super::$name(crate::util::Env::local())
-                }
-            )+
-        }
-        mod ssh {
-            $(
-                #[test]
-                fn $name() {
-                    super::$name(crate::util::Env::ssh())
-                }
-            )+
-        }
-    };
     ($($name:ident),+ $(,)?) => {
         mod local {
             $(
