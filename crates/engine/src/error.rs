@@ -56,9 +56,6 @@ pub enum EngineError {
     /// `verify --source` without `--repair`: the sources would never be read.
     #[error("--source is only used with --repair")]
     SourceWithoutRepair,
-    /// The command cannot proceed; the message says why and where.
-    #[error("{0}")]
-    Refused(String),
     /// A `diff` operand that is neither a directory, a manifest file nor
     /// `TARGET@RELEASE`.
     #[error("{spec}: no such directory or manifest file, and not TARGET@RELEASE")]

@@ -24,6 +24,7 @@
 //! ([`crate::sftp::FileWriter::finish_with`]), then the rename, which alone waits
 //! for the object to be complete and durable.
 
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -166,40 +167,40 @@ fn reader_loop(
         if announce.blocking_send(std::mem::take(&mut batch)).is_err() {
             return; // the upload side gave up
         }
-        let mut reader = match source.open(up) {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = tx.blocking_send(Piece::Failed(e));
-                continue;
-            }
-        };
-        loop {
-            let mut buf = vec![0u8; chunk.min(up.size.max(1) as usize).max(1)];
-            let mut filled = 0;
-            let mut failed = None;
-            while filled < buf.len() {
-                match reader.read(&mut buf[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
+        stream_large(source, up, chunk, &tx);
+    }
+}
+
+/// Streams a large object to its upload chunk by chunk, as the upload takes them.
+fn stream_large(source: &dyn BlobSource, up: &Upload, chunk: usize, tx: &mpsc::Sender<Piece>) {
+    let mut reader = match source.open(up) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = tx.blocking_send(Piece::Failed(e));
+            return;
+        }
+    };
+    loop {
+        let mut buf = vec![0u8; chunk.min(up.size.max(1) as usize).max(1)];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let _ = tx.blocking_send(Piece::Failed(e));
+                    return;
                 }
             }
-            if let Some(e) = failed {
-                let _ = tx.blocking_send(Piece::Failed(e));
-                break;
-            }
-            if filled == 0 {
-                let _ = tx.blocking_send(Piece::Done);
-                break;
-            }
-            buf.truncate(filled);
-            if tx.blocking_send(Piece::Data(buf)).is_err() {
-                break;
-            }
+        }
+        if filled == 0 {
+            let _ = tx.blocking_send(Piece::Done);
+            return;
+        }
+        buf.truncate(filled);
+        if tx.blocking_send(Piece::Data(buf)).is_err() {
+            return;
         }
     }
 }
@@ -380,33 +381,42 @@ pub(super) async fn missing_objects(
 ) -> TargetResult<Vec<ObjectId>> {
     // Never looked into (nor, later, written into) through a symlink out of the store.
     t.check_object_dirs(ids).await?;
-    let by_stat = |ids: Vec<ObjectId>| async move {
-        let flags: Vec<TargetResult<bool>> = futures::stream::iter(&ids)
-            .map(|id| async move {
-                let k = t.kind(&t.p(&id.rel_path())).await?;
-                Ok(!store_path::object_stored(k))
-            })
-            .buffered(SMALL_IN_FLIGHT)
-            .collect()
-            .await;
-        let mut missing = std::collections::HashSet::new();
-        for (id, flag) in ids.iter().zip(flags) {
-            if flag? {
-                missing.insert(*id);
-            }
-        }
-        Ok::<_, TargetError>(missing)
+    let missing = if ids.len() < LIST_FROM {
+        missing_by_stat(t, ids.to_vec()).await?
+    } else {
+        missing_by_listing(t, ids).await?
     };
-    if ids.len() < LIST_FROM {
-        let missing = by_stat(ids.to_vec()).await?;
-        return Ok(ids
-            .iter()
-            .filter(|id| missing.contains(id))
-            .copied()
-            .collect());
+    Ok(ids
+        .iter()
+        .filter(|id| missing.contains(id))
+        .copied()
+        .collect())
+}
+
+/// Which of `ids` are not stored, one (pipelined) lstat each.
+async fn missing_by_stat(t: &SftpTarget, ids: Vec<ObjectId>) -> TargetResult<HashSet<ObjectId>> {
+    let flags: Vec<TargetResult<bool>> = futures::stream::iter(&ids)
+        .map(|id| async move {
+            let k = t.kind(&t.p(&id.rel_path())).await?;
+            Ok(!store_path::object_stored(k))
+        })
+        .buffered(SMALL_IN_FLIGHT)
+        .collect()
+        .await;
+    let mut missing = HashSet::new();
+    for (id, flag) in ids.iter().zip(flags) {
+        if flag? {
+            missing.insert(*id);
+        }
     }
+    Ok(missing)
+}
+
+/// Which of many `ids` are not stored: prefix directories that hold many of them are
+/// listed, the rest stat'ed, and absent prefixes need no request at all.
+async fn missing_by_listing(t: &SftpTarget, ids: &[ObjectId]) -> TargetResult<HashSet<ObjectId>> {
     let objects = t.p(layout::OBJECTS);
-    let prefixes: std::collections::HashMap<Vec<u8>, u64> = t
+    let prefixes: HashMap<Vec<u8>, u64> = t
         .client()
         .read_dir(&objects)
         .await
@@ -415,15 +425,14 @@ pub(super) async fn missing_objects(
         .filter(|e| e.attrs.is_dir())
         .map(|e| (e.name, e.attrs.size.unwrap_or(u64::MAX)))
         .collect();
-    let mut groups: std::collections::HashMap<Vec<u8>, Vec<ObjectId>> =
-        std::collections::HashMap::new();
+    let mut groups: HashMap<Vec<u8>, Vec<ObjectId>> = HashMap::new();
     for id in ids {
         let rel = id.rel_path();
         // "objects/ab/cdef…": the two characters after "objects/".
         let prefix = rel.as_bytes()[layout::OBJECTS.len() + 1..][..2].to_vec();
         groups.entry(prefix).or_default().push(*id);
     }
-    let mut missing = std::collections::HashSet::new();
+    let mut missing = HashSet::new();
     let mut to_stat = Vec::new();
     let mut to_list = Vec::new();
     for (prefix, group) in groups {
@@ -434,39 +443,41 @@ pub(super) async fn missing_objects(
         }
     }
     let listed: Vec<TargetResult<Vec<ObjectId>>> = futures::stream::iter(to_list)
-        .map(|(prefix, group)| {
-            let mut dir = objects.clone();
-            dir.push(b'/');
-            dir.extend_from_slice(&prefix);
-            async move {
-                let names: std::collections::HashSet<Vec<u8>> = t
-                    .client()
-                    .read_dir(&dir)
-                    .await
-                    .map_err(|e| t.io_err("list", &dir, e))?
-                    .into_iter()
-                    .filter(|e| store_path::object_stored(kind_of(&e.attrs)))
-                    .map(|e| e.name)
-                    .collect();
-                Ok(group
-                    .into_iter()
-                    .filter(|id| {
-                        let rel = id.rel_path();
-                        !names.contains(&rel.as_bytes()[layout::OBJECTS.len() + 4..])
-                    })
-                    .collect())
-            }
-        })
+        .map(|(prefix, group)| missing_in_listing(t, &objects, prefix, group))
         .buffer_unordered(LISTINGS_IN_FLIGHT)
         .collect()
         .await;
     for l in listed {
         missing.extend(l?);
     }
-    missing.extend(by_stat(to_stat).await?);
-    Ok(ids
-        .iter()
-        .filter(|id| missing.contains(id))
-        .copied()
+    missing.extend(missing_by_stat(t, to_stat).await?);
+    Ok(missing)
+}
+
+/// The objects of `group` absent from the listing of `objects/PREFIX`.
+async fn missing_in_listing(
+    t: &SftpTarget,
+    objects: &[u8],
+    prefix: Vec<u8>,
+    group: Vec<ObjectId>,
+) -> TargetResult<Vec<ObjectId>> {
+    let mut dir = objects.to_vec();
+    dir.push(b'/');
+    dir.extend_from_slice(&prefix);
+    let names: HashSet<Vec<u8>> = t
+        .client()
+        .read_dir(&dir)
+        .await
+        .map_err(|e| t.io_err("list", &dir, e))?
+        .into_iter()
+        .filter(|e| store_path::object_stored(kind_of(&e.attrs)))
+        .map(|e| e.name)
+        .collect();
+    Ok(group
+        .into_iter()
+        .filter(|id| {
+            let rel = id.rel_path();
+            !names.contains(&rel.as_bytes()[layout::OBJECTS.len() + 4..])
+        })
         .collect())
 }
