@@ -287,7 +287,86 @@ fn dangling_symlink_target_is_named_in_one_line(env: Env) {
     assert!(!env.path("nowhere").exists());
 }
 
+/// A manifest file for release `name` whose header declares `entries` entries and whose
+/// body repeats one tiny directory entry that many times: a few KB on disk that
+/// decompress to hundreds of megabytes of entries.
+fn bomb_manifest(name: &str, entries: u64) -> Vec<u8> {
+    use relstore_core::manifest::{Header, Totals};
+    use relstore_core::{Entry, EntryKind};
+    let cfg = bincode::config::standard();
+    let header = Header {
+        release: name.into(),
+        created_unix_ns: 1,
+        tool_version: "0".into(),
+        totals: Totals {
+            entries,
+            dirs: entries,
+            ..Totals::default()
+        },
+    };
+    let one = Entry {
+        path: b"a".to_vec(),
+        kind: EntryKind::Dir { mode: 0o755 },
+    };
+    let one = bincode::serde::encode_to_vec(&one, cfg).unwrap();
+    let mut body = bincode::serde::encode_to_vec(entries, cfg).unwrap();
+    for _ in 0..entries {
+        body.extend_from_slice(&one);
+    }
+    let header = bincode::serde::encode_to_vec(&header, cfg).unwrap();
+    let zbody = zstd::bulk::compress(&body, 3).unwrap();
+    let mut out = b"RELSTMF\n".to_vec();
+    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(zbody.len() as u64).to_le_bytes());
+    out.extend_from_slice(&zbody);
+    let sum = blake3::hash(&out);
+    out.extend_from_slice(sum.as_bytes());
+    out
+}
+
+/// Bug 2: a manifest of a few KB decompressing to millions of tiny entries stayed under
+/// the body cap, and verify, prune and rollback then took gigabytes or aborted on a
+/// failed allocation (exit 134). Every command now refuses it in one line, at once.
+fn bug2_manifest_decompression_bomb_is_refused_by_every_command(env: Env) {
+    let src = env.site("src", 30, 90);
+    env.push(&src, &["--release", "r1"]);
+    fs::write(src.join("new.html"), "new").unwrap();
+    env.push(&src, &["--release", "r2"]);
+    let bomb = bomb_manifest("r1", 8_000_000);
+    assert!(bomb.len() < 64 * 1024, "a bomb is small: {}", bomb.len());
+    fs::write(env.root.join("manifests/r1.manifest"), &bomb).unwrap();
+    let started = std::time::Instant::now();
+    for args in [
+        vec!["verify", env.target.as_str()],
+        vec!["verify", env.target.as_str(), "r1"],
+        vec!["rollback", env.target.as_str(), "r1"],
+        vec!["prune", env.target.as_str(), "--keep", "1"],
+        vec!["releases", env.target.as_str()],
+    ] {
+        let out = env.run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{args:?} ended with {:?}: {stderr}",
+            out.status
+        );
+        assert!(!stderr.contains("memory allocation"), "{args:?}: {stderr}");
+    }
+    let line = fails_naming(&env, &["verify", &env.target, "r1"], "r1.manifest");
+    assert!(line.contains("decompression bomb"), "{line}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the bomb was decoded: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(env.current().as_deref(), Some("r2"));
+}
+
 conformance!(
+    bug2_manifest_decompression_bomb_is_refused_by_every_command,
     bug3_symlinked_object_is_reported_by_verify_and_repaired,
     bug3_push_never_links_a_symlinked_object,
     bug4_rollback_refuses_a_release_dir_symlinked_outside,
