@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::io::{self, Read, Write};
 use std::sync::atomic::Ordering;
 
+use rayon::prelude::*;
 use relstore_core::progress::Progress;
 use relstore_core::target::{BlobSource, DeltaBases, Upload};
 use relstore_core::{ObjectId, TargetError, TargetResult};
@@ -150,17 +151,22 @@ fn write_stream<W: Write>(
     enc.long_distance_matching(opts.long_distance)
         .map_err(conn_fail)?;
     let mut buf = vec![0u8; 256 << 10];
-    for upload in list {
+    // Patches cost CPU (reading the base from the local store, zstd against it): they
+    // are made in parallel a chunk at a time, then written in order.
+    for chunk in list.chunks(PREPARE_CHUNK) {
         relstore_core::cancel::check().map_err(|e| Fail::Source(e.into()))?;
-        let base = bases.and_then(|b| b.base_of(upload).map(|id| (b, id)));
-        match base {
-            Some((b, id)) if id != upload.id && upload.size < MAX_PATCH_INPUT / 2 => {
-                write_with_base(client, &mut enc, upload, source, b, id)?
+        let prepared: Vec<Result<Prepared, Fail>> = chunk
+            .par_iter()
+            .map(|upload| prepare(client, upload, source, bases))
+            .collect();
+        for (upload, prepared) in chunk.iter().zip(prepared) {
+            match prepared? {
+                Prepared::Stream => write_whole(client, &mut enc, upload, source, &mut buf)?,
+                Prepared::Ready(record) => write_record(client, &mut enc, upload, record)?,
             }
-            _ => write_whole(client, &mut enc, upload, source, &mut buf)?,
-        }
-        if let Some(p) = progress {
-            p.advance(upload.size);
+            if let Some(p) = progress {
+                p.advance(upload.size);
+            }
         }
     }
     enc.write_all(&stream::end_record(list.len() as u64))
@@ -249,24 +255,59 @@ fn choose_patch(base: &[u8], content: &[u8], level: i32) -> Option<Vec<u8>> {
     (patch.len() < alone.len()).then_some(patch)
 }
 
-/// Sends one object as a patch against `base` when that pays, else whole.
-fn write_with_base(
+/// Uploads prepared together: enough to keep every core busy, few enough that their
+/// content in memory stays small.
+const PREPARE_CHUNK: usize = 256;
+
+/// An object ready to be written into the stream.
+enum Prepared {
+    /// No base to patch against: streamed from its source when its turn comes.
+    Stream,
+    /// Read (and patched, when that pays) ahead of its turn.
+    Ready(Record),
+}
+
+/// The bytes of one object's record.
+enum Record {
+    Patch { base: ObjectId, patch: Vec<u8> },
+    Whole(Vec<u8>),
+}
+
+/// Reads and patches `upload` when it has a base, else leaves it to be streamed.
+fn prepare(
+    client: &HelperClient,
+    upload: &Upload,
+    source: &dyn BlobSource,
+    bases: Option<&dyn DeltaBases>,
+) -> Result<Prepared, Fail> {
+    let Some((bases, base)) = bases.and_then(|b| b.base_of(upload).map(|id| (b, id))) else {
+        return Ok(Prepared::Stream);
+    };
+    if base == upload.id || upload.size >= MAX_PATCH_INPUT / 2 {
+        return Ok(Prepared::Stream);
+    }
+    let content = read_all(source, upload)?;
+    let patch = base_content(bases, &base, MAX_PATCH_INPUT - upload.size)
+        .and_then(|b| choose_patch(&b, &content, client.options.level));
+    Ok(Prepared::Ready(match patch {
+        Some(patch) => Record::Patch { base, patch },
+        None => Record::Whole(content),
+    }))
+}
+
+/// Writes a prepared record: a patch against its base, or the whole content.
+fn write_record(
     client: &HelperClient,
     enc: &mut impl Write,
     upload: &Upload,
-    source: &dyn BlobSource,
-    bases: &dyn DeltaBases,
-    base: ObjectId,
+    record: Record,
 ) -> Result<(), Fail> {
-    let content = read_all(source, upload)?;
     let head = RecordHead {
         id: upload.id,
         size: upload.size,
     };
-    let patch = base_content(bases, &base, MAX_PATCH_INPUT - upload.size)
-        .and_then(|b| choose_patch(&b, &content, client.options.level));
-    match patch {
-        Some(patch) => {
+    match record {
+        Record::Patch { base, patch } => {
             let ph = PatchHead {
                 base,
                 patch_len: patch.len() as u64,
@@ -276,7 +317,7 @@ fn write_with_base(
                 .map_err(conn_fail)?;
             client.stats.patched.fetch_add(1, Ordering::Relaxed);
         }
-        None => {
+        Record::Whole(content) => {
             enc.write_all(&stream::whole_header(&head))
                 .and_then(|()| enc.write_all(&content))
                 .map_err(conn_fail)?;
