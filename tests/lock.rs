@@ -248,7 +248,62 @@ fn publish_order(env: Env) {
     );
 }
 
+/// Bug 1 end to end: six real pushes start together on a stale lock. Were two of them
+/// ever to hold the lock at once, the second one's recovery would empty `tmp/` under
+/// the first (its uploads or partial release vanish) and a push would fail or publish
+/// an incomplete tree. Every push must succeed and every release be whole.
+fn two_holders_of_the_lock_under_stress(env: Env) {
+    let srcs: Vec<_> = (0..6)
+        .map(|i| env.site(&format!("s{i}"), 25, 70 + i as u64))
+        .collect();
+    for round in 0..2 {
+        let mut gone = Command::new("true").spawn().unwrap();
+        let pid = gone.id();
+        gone.wait().unwrap();
+        if env.root.join("lock").exists() {
+            std::fs::remove_file(env.root.join("lock")).unwrap();
+        }
+        if round == 0 {
+            env.push(&srcs[0], &["--release", "base"]);
+        }
+        hold(&env, &hostname(), pid);
+        let children: Vec<_> = srcs
+            .iter()
+            .enumerate()
+            .map(|(i, src)| {
+                env.cmd()
+                    .args([
+                        "push",
+                        src.to_str().unwrap(),
+                        &env.target,
+                        "--wait",
+                        "--force",
+                    ])
+                    .args(["--release", &format!("p{round}-{i}")])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for (i, child) in children.into_iter().enumerate() {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "round {round}, push {i}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        for (i, src) in srcs.iter().enumerate() {
+            let dir = env.root.join("releases").join(format!("p{round}-{i}"));
+            crate::util::assert_same_tree(src, &dir);
+        }
+    }
+    assert!(!env.root.join("lock").exists());
+}
+
 conformance!(
+    two_holders_of_the_lock_under_stress,
     publish_order,
     a_held_lock_stops_a_second_push_at_once_naming_the_holder,
     a_lock_of_a_dead_process_on_this_host_is_broken_with_a_message,
