@@ -244,7 +244,7 @@ impl Out {
         for d in &c.incomplete {
             writeln!(
                 self.stdout,
-                "  {d:<24} (incomplete: left by an interrupted push; removed by the next push)"
+                "  {d:<24} (no manifest: removed by the next push if an interrupted push left it, else kept)"
             )?;
         }
         Ok(())
