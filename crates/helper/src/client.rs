@@ -10,6 +10,7 @@
 
 use relstore_core::layout::LockFile;
 use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -24,10 +25,11 @@ use crate::client_delta::{full_entries, ManifestCache};
 use crate::error::HelperError;
 use crate::frame::{self, Counters, FrameReader, FrameWriter, WireTotals};
 use crate::handshake::{greet, Hello, Peer, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use crate::manifest_cache::DiskCache;
 use crate::proto::{Delta, Request, Response, WireError, WireObject};
 
-/// How the client compresses what it sends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How the client compresses what it sends, and where it caches manifests.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientOptions {
     /// zstd level of the object stream, patches and entry lists.
     pub level: i32,
@@ -40,6 +42,10 @@ pub struct ClientOptions {
     pub long_distance: bool,
     /// Send patches for uploads with a base (see [`DeltaBases`]).
     pub patches: bool,
+    /// Directory of the manifest cache ([`crate::manifest_cache`]): manifests found
+    /// there by digest are not downloaded again. `None` (the default): no cache; see
+    /// [`crate::manifest_cache::default_dir`] for the usual place.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for ClientOptions {
@@ -49,6 +55,7 @@ impl Default for ClientOptions {
             window_log: 24,
             long_distance: true,
             patches: true,
+            cache_dir: None,
         }
     }
 }
@@ -122,6 +129,7 @@ pub struct HelperClient {
     counters: Arc<Counters>,
     pub(crate) stats: StatCounters,
     pub(crate) manifests: Mutex<ManifestCache>,
+    disk: Option<DiskCache>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -160,6 +168,7 @@ impl HelperClient {
         }
         Ok(HelperClient {
             location: location.into(),
+            disk: options.cache_dir.clone().map(DiskCache::new),
             options,
             peer,
             conn: Mutex::new(Conn {
@@ -294,6 +303,19 @@ impl HelperClient {
         }
     }
 
+    /// Manifest `name` from the disk cache, if the helper speaks protocol 3 and the
+    /// cache has a file with the digest the helper reports. A store error (no such
+    /// manifest) is the error a full read would give.
+    fn cached_manifest(&self, name: &ReleaseName) -> TargetResult<Option<Vec<u8>>> {
+        let Some(disk) = self.disk.as_ref().filter(|_| self.peer.protocol >= 3) else {
+            return Ok(None);
+        };
+        match self.call(&Request::ManifestDigest(name.to_string()))? {
+            Response::Digest(d) => Ok(disk.get(&d)),
+            other => Err(self.unexpected("manifest_digest", &other)),
+        }
+    }
+
     fn encode_failed(&self, what: &str) -> TargetError {
         TargetError::Other(format!("{}: cannot encode the {what}", self.location))
     }
@@ -376,13 +398,20 @@ impl Target for HelperClient {
     }
 
     fn read_manifest(&self, name: &ReleaseName) -> TargetResult<Vec<u8>> {
-        match self.call(&Request::ReadManifest(name.to_string()))? {
-            Response::Bytes(b) => {
-                lock(&self.manifests).remember(name.as_str(), false, b.clone());
-                Ok(b)
-            }
-            other => Err(self.unexpected("read_manifest", &other)),
-        }
+        let bytes = match self.cached_manifest(name)? {
+            Some(b) => b,
+            None => match self.call(&Request::ReadManifest(name.to_string()))? {
+                Response::Bytes(b) => {
+                    if let Some(disk) = &self.disk {
+                        disk.put(&b);
+                    }
+                    b
+                }
+                other => return Err(self.unexpected("read_manifest", &other)),
+            },
+        };
+        lock(&self.manifests).remember(name.as_str(), false, bytes.clone());
+        Ok(bytes)
     }
 
     fn read_manifest_prefixes(&self, names: &[ReleaseName]) -> Vec<TargetResult<Vec<u8>>> {
@@ -435,6 +464,9 @@ impl Target for HelperClient {
         match self.with_delta("manifest", delta, full, make, None)? {
             Response::Done => {
                 lock(&self.manifests).remember(name.as_str(), true, bytes.to_vec());
+                if let Some(disk) = &self.disk {
+                    disk.put(bytes);
+                }
                 Ok(())
             }
             other => Err(self.unexpected("stage_manifest", &other)),

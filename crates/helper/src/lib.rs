@@ -26,6 +26,7 @@ mod error;
 pub mod frame;
 pub mod handshake;
 mod inbox;
+pub mod manifest_cache;
 mod manifest_delta;
 pub mod patch;
 mod proto;

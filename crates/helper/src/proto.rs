@@ -1,6 +1,7 @@
-//! The messages of protocol version 2: one request per [`relstore_core::Target`]
-//! method, one response each, and the wire forms of the values they carry. Version 2
-//! added [`Request::Cancel`]; version 1 is the same without it.
+//! The messages of protocol version 3: one request per [`relstore_core::Target`]
+//! method, one response each, and the wire forms of the values they carry. Version 3
+//! added [`Request::ManifestDigest`] and [`Response::Digest`]; version 2 is the same
+//! without them, and version 1 also without [`Request::Cancel`].
 //!
 //! Requests and responses are serde enums encoded with bincode (see [`crate::frame`]).
 //! Appending a variant or changing a field is a protocol change: bump
@@ -75,6 +76,10 @@ pub(crate) enum Request {
     /// at any moment, also inside an object stream, and gets no answer; the request in
     /// flight is answered with the `Interrupted` error. Sent at most once.
     Cancel,
+    /// The blake3 of committed manifest NAME's file (protocol 3), answered with
+    /// `Digest` or the error `ReadManifest` would give: the client reads the manifest
+    /// from its own cache when it has a file with that digest.
+    ManifestDigest(String),
 }
 
 /// What the helper answers. `Progress` and `Note` may precede the final answer of a
@@ -113,6 +118,8 @@ pub(crate) enum Response {
     /// Interim: a message for the user.
     Note(String),
     Error(WireError),
+    /// The blake3 of a manifest file (the answer to `ManifestDigest`, protocol 3).
+    Digest(Digest),
 }
 
 impl Response {
@@ -139,6 +146,7 @@ impl Response {
             Response::Progress(_) => "Progress",
             Response::Note(_) => "Note",
             Response::Error(_) => "Error",
+            Response::Digest(_) => "Digest",
         }
     }
 }

@@ -33,6 +33,10 @@ pub struct ServeOptions {
     /// Store root whose `objects/` holds the bases of patches; default: the
     /// target's local root. Without one, every patch is answered with a resend.
     pub base_root: Option<PathBuf>,
+    /// The highest protocol version to offer; default (and at most):
+    /// [`PROTOCOL_VERSION`]. Lower only to play an older helper (tests of clients
+    /// against older peers).
+    pub max_protocol: Option<u16>,
 }
 
 /// What a helper session did.
@@ -68,7 +72,12 @@ pub fn serve<R: Read + Send + 'static, W: Write + Send>(
     let peer = greet(
         &mut r,
         &mut w,
-        (MIN_PROTOCOL_VERSION, PROTOCOL_VERSION),
+        (
+            MIN_PROTOCOL_VERSION,
+            options.max_protocol.map_or(PROTOCOL_VERSION, |v| {
+                v.clamp(MIN_PROTOCOL_VERSION, PROTOCOL_VERSION)
+            }),
+        ),
         &Hello::ours(target.location()),
     )?;
     let root = target.local_root().map(|p| p.to_path_buf());

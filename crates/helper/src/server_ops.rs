@@ -80,6 +80,10 @@ fn run_manifest_or_objects(
 ) -> TargetResult<Response> {
     Ok(match request {
         Request::ReadManifest(n) => Response::Bytes(target.read_manifest(&name(&n)?)?),
+        Request::ManifestDigest(n) => {
+            let bytes = target.read_manifest(&name(&n)?)?;
+            Response::Digest(*blake3::hash(&bytes).as_bytes())
+        }
         Request::ReadManifestPrefixes(names) => {
             let parsed: Vec<ReleaseName> =
                 names.iter().map(|n| name(n)).collect::<Result<_, _>>()?;

@@ -29,17 +29,27 @@ struct Session {
     _dir: tempfile::TempDir,
 }
 
+/// A client connected to a helper serving the store at `root`.
+fn connect_to(
+    root: &Path,
+    options: ClientOptions,
+    serve_options: ServeOptions,
+) -> (HelperClient, JoinHandle<Result<ServeSummary, HelperError>>) {
+    let (c2s_r, c2s_w) = io::pipe().unwrap();
+    let (s2c_r, s2c_w) = io::pipe().unwrap();
+    let server_root = root.to_path_buf();
+    let server = thread::spawn(move || {
+        let target = LocalTarget::new(server_root);
+        serve(c2s_r, s2c_w, &target, &serve_options)
+    });
+    let client = HelperClient::connect(s2c_r, c2s_w, "test:store", options).unwrap();
+    (client, server)
+}
+
 fn start_with(options: ClientOptions) -> Session {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
-    let (c2s_r, c2s_w) = io::pipe().unwrap();
-    let (s2c_r, s2c_w) = io::pipe().unwrap();
-    let server_root = root.clone();
-    let server = thread::spawn(move || {
-        let target = LocalTarget::new(server_root);
-        serve(c2s_r, s2c_w, &target, &ServeOptions::default())
-    });
-    let client = HelperClient::connect(s2c_r, c2s_w, "test:store", options).unwrap();
+    let (client, server) = connect_to(&root, options, ServeOptions::default());
     Session {
         client,
         server,
@@ -779,4 +789,97 @@ fn version_mismatch_and_strangers_give_clear_errors() {
     drop(w);
     let server_err = server.join().unwrap().unwrap_err();
     assert!(server_err.to_string().contains("0..=0"), "{server_err}");
+}
+
+/// Reads manifest `rel` through a fresh client with `cache` (and a helper offering
+/// at most protocol `max`); returns the bytes and how many bytes the client received.
+fn read_fresh(root: &Path, cache: Option<&Path>, max: Option<u16>, rel: &str) -> (Vec<u8>, u64) {
+    let options = ClientOptions {
+        cache_dir: cache.map(Path::to_path_buf),
+        ..ClientOptions::default()
+    };
+    let serve_options = ServeOptions {
+        max_protocol: max,
+        ..ServeOptions::default()
+    };
+    let (client, server) = connect_to(root, options, serve_options);
+    if let Some(v) = max {
+        assert_eq!(client.peer().protocol, v);
+    }
+    let before = client.wire_totals().received;
+    let bytes = client.read_manifest(&name(rel)).unwrap();
+    let received = client.wire_totals().received - before;
+    client.close();
+    server.join().unwrap().unwrap();
+    (bytes, received)
+}
+
+#[test]
+fn manifests_read_before_come_from_the_disk_cache() {
+    let s = start();
+    let v1 = site(2000, 300);
+    let manifest = push(&s.client, "v1", &v1, None);
+    let encoded = manifest.encode().unwrap();
+    assert!(encoded.len() > 10_000, "{}", encoded.len());
+    let root = s.root.clone();
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path().join("manifests");
+
+    let (bytes, full) = read_fresh(&root, Some(&cache), None, "v1");
+    assert_eq!(bytes, encoded);
+    assert!(
+        full as usize > encoded.len() / 2,
+        "full read received {full}"
+    );
+    let (bytes, cached) = read_fresh(&root, Some(&cache), None, "v1");
+    assert_eq!(bytes, encoded);
+    assert!(cached < 200, "cached read received {cached} bytes");
+
+    // A damaged cache file is ignored, and replaced.
+    let file = cache.join(blake3::hash(&encoded).to_hex().as_str());
+    fs::write(&file, b"not the manifest").unwrap();
+    let (bytes, again) = read_fresh(&root, Some(&cache), None, "v1");
+    assert_eq!(bytes, encoded);
+    assert!(again as usize > encoded.len() / 2, "received {again}");
+    assert_eq!(fs::read(&file).unwrap(), encoded);
+
+    // A missing manifest is the same error as without a cache.
+    let options = ClientOptions {
+        cache_dir: Some(cache.clone()),
+        ..ClientOptions::default()
+    };
+    let (client, server) = connect_to(&root, options, ServeOptions::default());
+    assert!(client.read_manifest(&name("nope")).is_err());
+    client.close();
+    server.join().unwrap().unwrap();
+    s.finish();
+}
+
+#[test]
+fn a_staged_manifest_is_cached_for_the_next_push() {
+    let cache = tempfile::tempdir().unwrap();
+    let s = start_with(ClientOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..ClientOptions::default()
+    });
+    s.client.open(true).unwrap();
+    let manifest = push(&s.client, "v1", &site(2000, 300), None);
+    let (bytes, received) = read_fresh(&s.root, Some(cache.path()), None, "v1");
+    assert_eq!(bytes, manifest.encode().unwrap());
+    assert!(received < 200, "received {received} bytes");
+    s.finish();
+}
+
+#[test]
+fn a_version_2_helper_is_read_in_full() {
+    let s = start();
+    let manifest = push(&s.client, "v1", &site(500, 300), None);
+    let encoded = manifest.encode().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let (bytes, received) = read_fresh(&s.root, Some(cache.path()), Some(2), "v1");
+        assert_eq!(bytes, encoded);
+        assert!(received as usize > encoded.len() / 2, "received {received}");
+    }
+    s.finish();
 }

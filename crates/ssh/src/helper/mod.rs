@@ -244,7 +244,11 @@ fn start(sftp: &Arc<SftpTarget>, command: &[u8], spec: &str) -> Result<HelperCli
     let status = ch.status.clone();
     let timeout = ch.timeout.clone();
     timeout.set(Some(GREETING_TIMEOUT));
-    match HelperClient::connect(ch.reader, ch.writer, spec, ClientOptions::default()) {
+    let options = ClientOptions {
+        cache_dir: relstore_helper::manifest_cache::default_dir(),
+        ..ClientOptions::default()
+    };
+    match HelperClient::connect(ch.reader, ch.writer, spec, options) {
         Ok(client) => {
             timeout.set(None);
             Ok(client)
