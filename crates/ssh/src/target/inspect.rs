@@ -89,22 +89,7 @@ pub(super) async fn hash_objects(
             // A symlink to a file with the right content is not an object: reported,
             // never followed.
             t.object_file(&p).await?;
-            let c = t.client();
-            let h = c
-                .open(&p, OpenFlags::READ, &FileAttrs::default())
-                .await
-                .map_err(|e| t.io_err("open", &p, e))?;
-            let mut hasher = blake3::Hasher::new();
-            let read = c
-                .read_each(&h, |d| {
-                    hasher.update(d);
-                    progress.advance(d.len() as u64);
-                })
-                .await;
-            let closed = c.close(&h).await;
-            read.map_err(|e| t.io_err("read", &p, e))?;
-            closed.map_err(|e| t.io_err("close", &p, e))?;
-            Ok(ContentHash::from(hasher.finalize()))
+            hash_file(t, &p, progress).await
         })
         .buffered(READS_IN_FLIGHT)
         .collect()
@@ -276,4 +261,29 @@ pub(super) async fn link_count(
 pub(super) fn longname_link_count(longname: &[u8]) -> Option<u64> {
     let text = String::from_utf8_lossy(longname);
     text.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Reads the remote file `p` through the SFTP client and returns its blake3; progress
+/// advances in bytes read. Shared by object verification and release-file re-hashing.
+pub(super) async fn hash_file(
+    t: &SftpTarget,
+    p: &[u8],
+    progress: &dyn Progress,
+) -> TargetResult<ContentHash> {
+    let c = t.client();
+    let h = c
+        .open(p, OpenFlags::READ, &FileAttrs::default())
+        .await
+        .map_err(|e| t.io_err("open", p, e))?;
+    let mut hasher = blake3::Hasher::new();
+    let read = c
+        .read_each(&h, |d| {
+            hasher.update(d);
+            progress.advance(d.len() as u64);
+        })
+        .await;
+    let closed = c.close(&h).await;
+    read.map_err(|e| t.io_err("read", p, e))?;
+    closed.map_err(|e| t.io_err("close", p, e))?;
+    Ok(ContentHash::from(hasher.finalize()))
 }

@@ -10,7 +10,7 @@ use relstore_core::target::{TargetError, TargetResult};
 use relstore_core::{ContentHash, ReleaseName};
 
 use super::{SftpTarget, READS_IN_FLIGHT};
-use crate::sftp::{FileAttrs, FileKind, OpenFlags};
+use crate::sftp::FileKind;
 
 /// blake3 of each of `paths` (relative to `releases/NAME`), in order, many read at
 /// once. A path that is not a regular file (a symlink put there since the listing) is
@@ -38,21 +38,7 @@ pub(super) async fn hash_release_files(
                         source: std::io::Error::other("not a regular file"),
                     });
                 }
-                let h = c
-                    .open(&p, OpenFlags::READ, &FileAttrs::default())
-                    .await
-                    .map_err(|e| t.io_err("open", &p, e))?;
-                let mut hasher = blake3::Hasher::new();
-                let read = c
-                    .read_each(&h, |d| {
-                        hasher.update(d);
-                        progress.advance(d.len() as u64);
-                    })
-                    .await;
-                let closed = c.close(&h).await;
-                read.map_err(|e| t.io_err("read", &p, e))?;
-                closed.map_err(|e| t.io_err("close", &p, e))?;
-                Ok(ContentHash::from(hasher.finalize()))
+                super::inspect::hash_file(t, &p, progress).await
             }
         })
         .buffered(READS_IN_FLIGHT)
