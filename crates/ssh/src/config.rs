@@ -31,6 +31,9 @@ pub struct RemoteOptions {
     pub known_hosts: Option<PathBuf>,
     /// Record the key of a host not yet in known_hosts (never a changed key).
     pub accept_new_host_key: bool,
+    /// Global known_hosts files; default `/etc/ssh/ssh_known_hosts` and
+    /// `/etc/ssh/ssh_known_hosts2` (`RELSTORE_GLOBAL_KNOWN_HOSTS`, `:`-separated).
+    pub global_known_hosts: Option<Vec<PathBuf>>,
     /// ssh config file; default `~/.ssh/config` (a missing default is fine, a missing
     /// explicit file is an error).
     pub ssh_config: Option<PathBuf>,
@@ -53,6 +56,7 @@ impl Default for RemoteOptions {
             identity_files: Vec::new(),
             known_hosts: None,
             accept_new_host_key: false,
+            global_known_hosts: None,
             ssh_config: None,
             agent_socket: None,
             home: None,
@@ -77,6 +81,8 @@ impl RemoteOptions {
             known_hosts: var("RELSTORE_KNOWN_HOSTS").map(PathBuf::from),
             accept_new_host_key: var("RELSTORE_ACCEPT_NEW_HOST_KEY")
                 .is_some_and(|v| v != "0" && v != "false"),
+            global_known_hosts: var("RELSTORE_GLOBAL_KNOWN_HOSTS")
+                .map(|v| std::env::split_paths(&v).collect()),
             ssh_config: var("RELSTORE_SSH_CONFIG").map(PathBuf::from),
             agent_socket: var("SSH_AUTH_SOCK").map(PathBuf::from),
             home: var("HOME").map(PathBuf::from),
@@ -457,7 +463,12 @@ pub fn resolve(spec: &RemoteSpec, opts: &RemoteOptions) -> Result<ConnectOptions
     c.port = port;
     c.identities = identities;
     c.connect_timeout = opts.connect_timeout;
-    c.accept_new_host_key = opts.accept_new_host_key;
+    if opts.accept_new_host_key {
+        c.host_keys.strict = crate::session::StrictHostKeyChecking::AcceptNew;
+    }
+    if let Some(global) = &opts.global_known_hosts {
+        c.host_keys.global_files = global.clone();
+    }
     c.prompt_passphrase = opts.prompt_passphrase;
     Ok(c)
 }
@@ -548,7 +559,7 @@ Host *
             (c.host.as_str(), c.port, c.user.as_str()),
             ("10.0.0.5", 2222, "deploy")
         );
-        assert_eq!(c.known_hosts, home.join(".ssh/known_hosts"));
+        assert_eq!(c.host_keys.user_files, vec![home.join(".ssh/known_hosts")]);
         let files: Vec<PathBuf> = c
             .identities
             .iter()

@@ -19,7 +19,9 @@ pub mod target;
 
 pub use config::RemoteOptions;
 pub use helper::{connect, connect_for_command, HelperMode, HelperRequest, HelperStatus};
-pub use session::{ConnectOptions, Identity, SessionError, SshSession};
+pub use session::{
+    ConnectOptions, HostKeyPolicy, Identity, SessionError, SshSession, StrictHostKeyChecking,
+};
 pub use sftp::{SftpClient, SftpConfig, SftpError};
 pub use spec::RemoteSpec;
 pub use target::SftpTarget;

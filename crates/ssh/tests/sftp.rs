@@ -466,7 +466,7 @@ async fn unknown_host_key_is_refused_with_its_fingerprint() {
     let empty = sshd.dir.path().join("empty_known_hosts");
     std::fs::write(&empty, b"").expect("write");
     let mut opts = sshd.options();
-    opts.known_hosts = empty.clone();
+    opts.host_keys.user_files = vec![empty.clone()];
     let err = SshSession::connect(&opts).await.expect_err("must refuse");
     let out = std::process::Command::new("ssh-keygen")
         .arg("-lf")
@@ -497,7 +497,7 @@ async fn unknown_host_key_is_refused_with_its_fingerprint() {
     assert_eq!(std::fs::read(&empty).expect("read"), b"");
 
     // A missing file is just as unknown.
-    opts.known_hosts = sshd.dir.path().join("does-not-exist");
+    opts.host_keys.user_files = vec![sshd.dir.path().join("does-not-exist")];
     let err = SshSession::connect(&opts).await.expect_err("must refuse");
     assert!(
         matches!(err, SessionError::UnknownHostKey { .. }),
@@ -520,13 +520,13 @@ async fn changed_host_key_is_refused() {
     )
     .expect("write");
     let mut opts = sshd.options();
-    opts.known_hosts = kh;
+    opts.host_keys.user_files = vec![kh];
     let err = SshSession::connect(&opts).await.expect_err("must refuse");
     match &err {
         SessionError::HostKeyChanged {
-            line, fingerprint, ..
+            place, fingerprint, ..
         } => {
-            assert_eq!(*line, 1, "russh counts lines without comments");
+            assert!(place.ends_with("changed_known_hosts:2"), "{place}");
             assert!(fingerprint.starts_with("SHA256:"));
         }
         other => panic!("expected HostKeyChanged, got {other:?}"),
@@ -548,7 +548,7 @@ async fn changed_host_key_is_refused() {
         .expect("read")
         .starts_with("|1|"));
     let mut opts = sshd.options();
-    opts.known_hosts = hashed;
+    opts.host_keys.user_files = vec![hashed];
     SshSession::connect(&opts)
         .await
         .expect("hashed known_hosts entry accepted");

@@ -1,12 +1,15 @@
 //! Public-key authentication with each configured [`Identity`] in turn: key files
-//! (asking for a passphrase on the terminal when allowed) and ssh-agent keys. Every
+//! (asking for a passphrase on the terminal when allowed), each first with the
+//! OpenSSH certificates that certify it (`KEY-cert.pub` and `CertificateFile`s), and
+//! ssh-agent keys and certificates. Every
 //! attempt that fails leaves a note in the error, so "authentication failed" says
 //! what was tried and why each was not accepted.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use russh::client::Handle;
-use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg};
+use russh::keys::{self, Certificate, HashAlg, PrivateKeyWithHashAlg};
 
 use super::{ConnectOptions, Identity, KnownHostsCheck, SessionError};
 
@@ -116,12 +119,13 @@ async fn auth_with_key_file(
             return Ok(false);
         }
     };
+    let key = Arc::new(key);
+    if with_certificates(handle, opts, path, &key, tried).await? {
+        return Ok(true);
+    }
     let hash = rsa_hash(handle, key.public_key()).await?;
     let result = handle
-        .authenticate_publickey(
-            opts.user.clone(),
-            PrivateKeyWithHashAlg::new(Arc::new(key), hash),
-        )
+        .authenticate_publickey(opts.user.clone(), PrivateKeyWithHashAlg::new(key, hash))
         .await?;
     if result.success() {
         return Ok(true);
@@ -130,7 +134,56 @@ async fn auth_with_key_file(
     Ok(false)
 }
 
-/// Tries every plain key the agent at `socket` holds.
+/// The certificates that certify `key`: `KEY-cert.pub` beside the key file, then
+/// `opts.certificate_files`; unreadable files are noted in `tried`.
+fn certificates_for(
+    opts: &ConnectOptions,
+    path: &Path,
+    key: &keys::PrivateKey,
+    tried: &mut Vec<String>,
+) -> Vec<(PathBuf, Certificate)> {
+    let mut beside = path.as_os_str().to_owned();
+    beside.push("-cert.pub");
+    let beside = PathBuf::from(beside);
+    let listed = opts.certificate_files.iter().filter(|c| **c != beside);
+    let mut found = Vec::new();
+    for (file, must_exist) in std::iter::once((&beside, false)).chain(listed.map(|c| (c, true))) {
+        if !must_exist && !file.exists() {
+            continue;
+        }
+        match keys::load_openssh_certificate(file) {
+            Ok(c) if c.public_key() == key.public_key().key_data() => {
+                found.push((file.clone(), c));
+            }
+            // A CertificateFile for another key is for another identity.
+            Ok(_) => {}
+            Err(e) => tried.push(format!("certificate {} (cannot load: {e})", file.display())),
+        }
+    }
+    found
+}
+
+/// Tries `key` with each certificate that certifies it.
+async fn with_certificates(
+    handle: &mut Handle<KnownHostsCheck>,
+    opts: &ConnectOptions,
+    path: &Path,
+    key: &Arc<keys::PrivateKey>,
+    tried: &mut Vec<String>,
+) -> Result<bool, russh::Error> {
+    for (file, cert) in certificates_for(opts, path, key, tried) {
+        let result = handle
+            .authenticate_openssh_cert(opts.user.clone(), Arc::clone(key), cert)
+            .await?;
+        if result.success() {
+            return Ok(true);
+        }
+        tried.push(format!("certificate {} (refused)", file.display()));
+    }
+    Ok(false)
+}
+
+/// Tries every key and certificate the agent at `socket` holds.
 async fn auth_with_agent(
     handle: &mut Handle<KnownHostsCheck>,
     opts: &ConnectOptions,
@@ -157,17 +210,36 @@ async fn auth_with_agent(
             return Ok(false);
         }
     };
-    let keys: Vec<keys::PublicKey> = identities
-        .into_iter()
-        .filter_map(|id| match id {
-            keys::agent::AgentIdentity::PublicKey { key, .. } => Some(key),
-            // Certificates need their own auth method; not offered yet.
-            keys::agent::AgentIdentity::Certificate { .. } => None,
-        })
-        .collect();
-    if keys.is_empty() {
+    if identities.is_empty() {
         tried.push(format!("ssh-agent at {} (holds no keys)", socket.display()));
         return Ok(false);
+    }
+    let mut keys = Vec::new();
+    let mut certs = Vec::new();
+    for id in identities {
+        match id {
+            keys::agent::AgentIdentity::PublicKey { key, .. } => keys.push(key),
+            keys::agent::AgentIdentity::Certificate { certificate, .. } => certs.push(certificate),
+        }
+    }
+    // Certificates first, as OpenSSH offers them.
+    for cert in certs {
+        let label = format!(
+            "ssh-agent certificate {} (key {})",
+            cert.key_id(),
+            cert.public_key().fingerprint(HashAlg::Sha256)
+        );
+        let key = keys::PublicKey::from(cert.public_key().clone());
+        let hash = rsa_hash(handle, &key).await?;
+        match handle
+            .authenticate_certificate_with(opts.user.clone(), cert, hash, &mut agent)
+            .await
+        {
+            Ok(r) if r.success() => return Ok(true),
+            Ok(_) => tried.push(format!("{label} (refused)")),
+            Err(russh::AgentAuthError::Send(_)) => return Err(russh::Error::SendError),
+            Err(e) => tried.push(format!("{label} (agent failed to sign: {e})")),
+        }
     }
     for key in keys {
         let label = format!(

@@ -5,10 +5,7 @@
 //! (`io::ErrorKind::ConnectionRefused`, a russh disconnect) and `{:#}` (anyhow) prints
 //! the whole chain on one line: `cannot connect to me@web1: Connection refused`.
 
-use std::path::PathBuf;
 use std::time::Duration;
-
-use russh::keys;
 
 use crate::sftp::SftpError;
 
@@ -28,46 +25,56 @@ pub enum SessionError {
         destination: String,
         timeout: Duration,
     },
-    /// The server's host key is not in known_hosts (and recording it was not asked).
+    /// No known_hosts file vouches for the server's host key (and recording it was
+    /// not asked).
     #[error(
         "host key of {host} is unknown: the server offered {algorithm} key {fingerprint}, \
-         which is not in {}; refusing to connect. Check that fingerprint with the server's \
-         administrator, then add the key to that file (`{}`), or pass \
-         --accept-new-host-key to record it",
-        known_hosts.display(),
-        keyscan_hint(host, known_hosts)
+         which is in none of {files}{note}; refusing to connect. Check that fingerprint \
+         with the server's administrator, then add the key (`{hint}`), or pass \
+         --accept-new-host-key to record it"
     )]
     UnknownHostKey {
-        /// `host` or `[host]:port`, as known_hosts spells it.
+        /// The name looked up: `host`, `[host]:port` or the HostKeyAlias.
         host: String,
         algorithm: String,
         fingerprint: String,
-        known_hosts: PathBuf,
+        /// Every file read, missing ones marked.
+        files: String,
+        /// The `ssh-keyscan` command that would add it to the first user file.
+        hint: String,
+        /// Why a host certificate did not help, other key types known (boxed: keeps
+        /// the error small).
+        note: Box<str>,
     },
-    /// known_hosts lists another key for this host.
+    /// A known_hosts line lists another key of the same type for this host.
     #[error(
         "HOST KEY OF {host} HAS CHANGED: the server offered {algorithm} key {fingerprint}, \
-         which differs from line {line} of {}; refusing to connect (someone may be \
-         intercepting the connection; if the server was reinstalled, replace that line)",
-        known_hosts.display()
+         which differs from {place}; refusing to connect (someone may be intercepting the \
+         connection; if the server was reinstalled, replace that line)"
     )]
     HostKeyChanged {
         host: String,
         algorithm: String,
         fingerprint: String,
-        known_hosts: PathBuf,
-        line: usize,
+        /// `FILE:LINE` of the key on record.
+        place: String,
     },
-    /// The server presented a certificate instead of a plain host key.
-    #[error("{host} presented a host certificate ({fingerprint}); host certificates are not supported, refusing to connect")]
-    HostCertificate { host: String, fingerprint: String },
-    /// The known_hosts file could not be read, parsed or (with accept-new) written.
-    #[error("cannot check the host key of {host} against {}", known_hosts.display())]
+    /// The server's key, or the CA that signed its certificate, is marked `@revoked`.
+    #[error("host {what} {fingerprint} of {host} is REVOKED ({place}); refusing to connect")]
+    HostKeyRevoked {
+        host: String,
+        /// `key` or `certificate authority`.
+        what: &'static str,
+        fingerprint: String,
+        place: String,
+    },
+    /// A known_hosts file could not be read or (with accept-new) written.
+    #[error("cannot check the host key of {host} (files: {files})")]
     KnownHosts {
         host: String,
-        known_hosts: PathBuf,
+        files: String,
         #[source]
-        source: keys::Error,
+        source: std::io::Error,
     },
     /// No identity was accepted. `tried` lists each attempt and why it failed; when
     /// the connection itself broke during authentication, `source` says how.
@@ -103,12 +110,13 @@ pub enum SessionError {
 
 /// `ssh-keyscan -p PORT HOST >> FILE` for a host label as known_hosts spells it
 /// (`host` or `[host]:port`).
-fn keyscan_hint(label: &str, known_hosts: &std::path::Path) -> String {
+pub(crate) fn keyscan_hint(label: &str, known_hosts: Option<&std::path::Path>) -> String {
     let (host, port) = match label.strip_prefix('[').and_then(|r| r.rsplit_once("]:")) {
         Some((h, p)) => (h, p),
         None => (label, "22"),
     };
-    format!("ssh-keyscan -p {port} {host} >> {}", known_hosts.display())
+    let file = known_hosts.map_or_else(|| "~/.ssh/known_hosts".into(), |f| f.display().to_string());
+    format!("ssh-keyscan -p {port} {host} >> {file}")
 }
 
 impl From<russh::Error> for SessionError {

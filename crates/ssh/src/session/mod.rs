@@ -1,8 +1,9 @@
 //! One authenticated SSH connection (russh) that opens SFTP channels.
 //!
-//! Deliberately minimal: a host, port and user, one known_hosts file, private key
-//! files. Host keys are verified before anything else happens: an unknown key or a
-//! changed key refuses the connection with the key's SHA256 fingerprint in the error,
+//! A host, port and user, a host key policy (user and global known_hosts files,
+//! certificate authorities, revocations), private key files, certificates and the
+//! agent. Host keys are verified before anything else happens: an unknown, changed or
+//! revoked key refuses the connection with the key's SHA256 fingerprint in the error,
 //! never a silent accept. Seams for what comes next: [`ConnectOptions`] is plain data
 //! (a `~/.ssh/config` resolver fills it), [`Identity`] is non-exhaustive (an agent
 //! variant joins it), [`SshSession::connect_stream`] takes any byte stream (a
@@ -11,12 +12,13 @@
 //! per-channel window is what caps a single channel's throughput).
 
 //!
-//! The steps live in submodules: [`host_key`] (known_hosts verification), `auth`
-//! (key files and ssh-agent), [`tuning`] (russh settings) and [`error`].
+//! The steps live in submodules: [`host_key`] (the policy and the verification),
+//! [`known_hosts`] (reading the files), `auth` (key files, certificates, ssh-agent), [`tuning`] (russh settings) and [`error`].
 
 mod auth;
 pub mod error;
 pub mod host_key;
+pub mod known_hosts;
 pub mod tuning;
 
 use std::path::PathBuf;
@@ -31,29 +33,30 @@ use tokio::net::TcpStream;
 use crate::sftp::{SftpClient, SftpConfig};
 
 pub use error::{error_line, SessionError};
-pub use host_key::KnownHostsCheck;
+pub use host_key::{HostKeyPolicy, KnownHostsCheck, StrictHostKeyChecking};
 pub use tuning::client_config;
 
 /// Where and as whom to connect.
 #[derive(Clone, Debug)]
 pub struct ConnectOptions {
-    /// Host name or address; also the name looked up in `known_hosts`.
+    /// Host name or address; also the name looked up in `known_hosts` (unless the
+    /// policy names an alias).
     pub host: String,
     pub port: u16,
     pub user: String,
-    /// The known_hosts file the host key must be listed in.
-    pub known_hosts: PathBuf,
+    /// Which known_hosts files vouch for the host key, and what to do with an
+    /// unknown one.
+    pub host_keys: HostKeyPolicy,
     /// Identities tried in order until the server accepts one.
     pub identities: Vec<Identity>,
+    /// `CertificateFile`s: OpenSSH certificates tried with the key file whose public
+    /// key they certify (a key's own `KEY-cert.pub` is tried without being listed).
+    pub certificate_files: Vec<PathBuf>,
     /// Limit for TCP connect plus key exchange plus authentication.
     pub connect_timeout: Duration,
     /// Offer `zlib@openssh.com` compression first (helps only on slow links with
     /// compressible data; costs CPU on both ends).
     pub compression: bool,
-    /// Record the key of a host that is not in `known_hosts` yet (OpenSSH's
-    /// `StrictHostKeyChecking accept-new`); a *changed* key is refused regardless.
-    /// Off by default: trusting a key on first use must be the user's decision.
-    pub accept_new_host_key: bool,
     /// Ask for the passphrase of an encrypted key file on the terminal (only when
     /// stdin is a terminal; otherwise the key is skipped with a clear reason).
     pub prompt_passphrase: bool,
@@ -61,17 +64,18 @@ pub struct ConnectOptions {
 
 impl ConnectOptions {
     /// Options with defaults: port 22, 30 s connect timeout, no compression, no
-    /// identities yet.
+    /// identities yet, host keys from `known_hosts` and the global files, unknown
+    /// keys refused.
     pub fn new(host: impl Into<String>, user: impl Into<String>, known_hosts: PathBuf) -> Self {
         ConnectOptions {
             host: host.into(),
             port: 22,
             user: user.into(),
-            known_hosts,
+            host_keys: HostKeyPolicy::new(known_hosts),
             identities: Vec::new(),
+            certificate_files: Vec::new(),
             connect_timeout: Duration::from_secs(30),
             compression: false,
-            accept_new_host_key: false,
             prompt_passphrase: true,
         }
     }
@@ -156,8 +160,7 @@ impl SshSession {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let destination = opts.destination();
-        let check = KnownHostsCheck::new(&opts.host, opts.port, opts.known_hosts.clone())
-            .accept_new(opts.accept_new_host_key);
+        let check = KnownHostsCheck::new(&opts.host, opts.port, opts.host_keys.clone());
         let config = Arc::new(client_config(opts));
         let mut handle = client::connect_stream(config, stream, check)
             .await

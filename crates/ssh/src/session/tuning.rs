@@ -4,21 +4,25 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use russh::client;
-use russh::keys::{self, Algorithm};
+use russh::keys::Algorithm;
 
 use super::ConnectOptions;
 
 /// russh settings for relstore's traffic: Nagle off (pipelined
 /// small requests must not wait for ACKs), a larger receive window and channel buffer
 /// (deep pipelines of replies), keepalives so a dead server is noticed, host key
-/// algorithms already known for this host offered first (russh would otherwise offer
+/// algorithms already known for this host offered first, host certificates asked for
+/// when a certificate authority is listed for it (russh would otherwise offer
 /// ed25519 first and fail on a host known only by another key type).
 pub fn client_config(opts: &ConnectOptions) -> client::Config {
     let mut preferred = russh::Preferred::default();
-    let known: Vec<Algorithm> =
-        keys::known_hosts::known_host_keys_path(&opts.host, opts.port, &opts.known_hosts)
-            .map(|keys| keys.into_iter().map(|(_, k)| k.algorithm()).collect())
-            .unwrap_or_default();
+    let name = opts.host_keys.lookup_name(&opts.host, opts.port);
+    let (known, ca) = opts.host_keys.known_algorithms(&name);
+    if ca {
+        // As OpenSSH: host certificates are asked for only when a CA is listed for
+        // the host (a certificate nobody vouches for would only be checked as a key).
+        preferred.host_key_certificates = preferred.key.clone();
+    }
     if !known.is_empty() {
         let matches = |a: &Algorithm| {
             known

@@ -70,6 +70,31 @@ fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// The CA, host certificate and certified user key of [`Sshd::start_with_certs`].
+fn make_certs(d: &Path) {
+    keygen(&d.join("ca"));
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-s"])
+        .arg(d.join("ca"))
+        .args([
+            "-I",
+            "test-host",
+            "-h",
+            "-n",
+            "127.0.0.1,localhost",
+            "-V",
+            "-5m:+1d",
+        ])
+        .arg(d.join("host_ed25519.pub")));
+    let user = d.join("cert_user_ed25519");
+    keygen(&user);
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-s"])
+        .arg(d.join("ca"))
+        .args(["-I", "test-user", "-n", &current_user(), "-V", "-5m:+1d"])
+        .arg(user.with_extension("pub")));
+}
+
 impl Sshd {
     pub fn start() -> Sshd {
         Sshd::start_with("")
@@ -78,6 +103,19 @@ impl Sshd {
     /// [`Sshd::start`] with `extra` lines appended to the config (say
     /// `SetEnv PATH=...` to give commands run over SSH another PATH).
     pub fn start_with(extra: &str) -> Sshd {
+        Sshd::start_inner(extra, false)
+    }
+
+    /// [`Sshd::start`] with OpenSSH certificates: a CA key `DIR/ca`, the host key
+    /// certified as `DIR/host_ed25519-cert.pub` (principals `127.0.0.1`, `localhost`)
+    /// and presented by sshd, and a user key `DIR/cert_user_ed25519` that is *not* in
+    /// authorized_keys, certified for the test user as `cert_user_ed25519-cert.pub`;
+    /// sshd trusts the CA for users (`TrustedUserCAKeys`).
+    pub fn start_with_certs() -> Sshd {
+        Sshd::start_inner("", true)
+    }
+
+    fn start_inner(extra: &str, certs: bool) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} is missing: install openssh-server (scripts/test.sh does)"
@@ -107,6 +145,14 @@ impl Sshd {
             .expect("chmod");
         let log = d.join("sshd.log");
         let cfg = d.join("sshd_config");
+        let mut extra = extra.to_string();
+        if certs {
+            make_certs(&d);
+            extra.push_str(&format!(
+                "\nHostCertificate {dir}/host_ed25519-cert.pub\nTrustedUserCAKeys {dir}/ca.pub\n",
+                dir = d.display()
+            ));
+        }
 
         let mut last_log = String::new();
         for _attempt in 0..5 {
@@ -222,6 +268,8 @@ impl Sshd {
     pub fn options_as(&self, user: &str) -> ConnectOptions {
         let mut o = ConnectOptions::new("127.0.0.1", user, self.known_hosts.clone());
         o.port = self.port;
+        // The machine's /etc/ssh files stay out of the tests.
+        o.host_keys.global_files.clear();
         o.connect_timeout = Duration::from_secs(10);
         o.identities.push(Identity::KeyFile {
             path: self.user_key.clone(),
@@ -301,6 +349,7 @@ impl Sshd {
         RemoteOptions {
             identity_files: vec![self.user_key.clone()],
             known_hosts: Some(self.known_hosts.clone()),
+            global_known_hosts: Some(Vec::new()),
             home: Some(self.home()),
             connect_timeout: Duration::from_secs(10),
             prompt_passphrase: false,
