@@ -31,7 +31,7 @@ use crate::util::{
 // The connection cut under a running push.
 
 /// Pids of every process descended from `root` (`root` excluded), from /proc.
-fn descendants(root: u32) -> Vec<u32> {
+pub(crate) fn descendants(root: u32) -> Vec<u32> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     for e in fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
@@ -60,7 +60,7 @@ fn descendants(root: u32) -> Vec<u32> {
 }
 
 /// Waits for `child` to exit, at most `limit`; kills it and fails if it does not.
-fn wait_exit(mut child: std::process::Child, limit: Duration, what: &str) -> Output {
+pub(crate) fn wait_exit(mut child: std::process::Child, limit: Duration, what: &str) -> Output {
     let t = Instant::now();
     while child.try_wait().unwrap().is_none() {
         if t.elapsed() > limit {
@@ -110,9 +110,12 @@ fn cut_connection_during(pause: &str, ready: impl Fn(&Env, usize) -> bool, seed:
         std::thread::sleep(Duration::from_millis(10));
     }
 
+    // Without reconnecting: this is about what a lost connection leaves behind (the
+    // reconnecting push is in reconnect.rs).
     let mut child = env
         .cmd()
         .args(["push", v2.to_str().unwrap(), &env.target, "--release", "r2"])
+        .args(["--retries", "0"])
         .env("RELSTORE_PAUSE_AT", pause)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -230,6 +233,7 @@ fn a_stalled_connection_fails_within_seconds_naming_the_host_and_the_step() {
     let child = env
         .cmd()
         .args(["push", v2.to_str().unwrap(), &env.target, "--release", "r2"])
+        .args(["--retries", "0"])
         .env("RELSTORE_PAUSE_AT", "upload.object:40")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -60,6 +60,7 @@ mod interrupt;
 mod lock;
 mod progress;
 mod push;
+mod reconnect;
 mod restore;
 mod retention;
 mod rollback;

@@ -26,6 +26,11 @@ pub struct Cli {
     /// always refused).
     #[arg(long, global = true)]
     pub accept_new_host_key: bool,
+    /// When the connection to a remote target drops during a push, reconnect up to N
+    /// times (waiting 1, 2, 4 … s) and continue: only what the target still lacks is
+    /// uploaded. 0 fails at the first loss.
+    #[arg(long, value_name = "N", default_value_t = 3, global = true)]
+    pub retries: u32,
     /// ssh config file instead of ~/.ssh/config.
     #[arg(long, value_name = "FILE", global = true, hide = true)]
     pub ssh_config: Option<PathBuf>,

@@ -20,7 +20,8 @@ use anyhow::Result;
 use clap::Parser;
 use relstore_engine::compare::{diff_operands, Operand};
 use relstore_engine::lock::LockPolicy;
-use relstore_engine::push::{push, PushOptions};
+use relstore_engine::push::PushOptions;
+use relstore_engine::reconnect::{push_reconnecting, RetryPolicy};
 use relstore_engine::release_store;
 use relstore_engine::retention::{prune, set_pin};
 use relstore_engine::rollback::{rollback, RollbackOptions};
@@ -74,6 +75,7 @@ fn lock_policy(l: &LockArgs) -> LockPolicy {
         wait: l.wait || l.wait_timeout.is_some(),
         wait_timeout: l.wait_timeout.map(Duration::from_secs_f64),
         break_lock: l.break_lock,
+        record: None,
     }
 }
 
@@ -153,10 +155,11 @@ fn remote_quiet() -> bool {
 fn run(cli: Cli, notes: &Notes) -> Result<()> {
     let mut out = Out::new(cli.json);
     let mut remote = remote_options(&cli);
+    let retries = cli.retries;
     remote.helper = helper_mode(&cli)?;
     QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     match cli.command {
-        Command::Push(a) => run_push(a, &remote, &mut out, notes)?,
+        Command::Push(a) => run_push(a, &remote, retries, &mut out, notes)?,
         Command::Releases(a) => {
             let target = open_target(&a.target, &remote)?;
             target.open(false)?;
@@ -226,8 +229,22 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
 }
 
 /// `relstore push`.
-fn run_push(a: args::PushArgs, remote: &RemoteOptions, out: &mut Out, notes: &Notes) -> Result<()> {
+fn run_push(
+    a: args::PushArgs,
+    remote: &RemoteOptions,
+    retries: u32,
+    out: &mut Out,
+    notes: &Notes,
+) -> Result<()> {
     let target = open_target(&a.target, remote)?;
+    // A reconnection opens the same target again, without repeating the helper note.
+    let reopen = || -> relstore_engine::EngineResult<std::sync::Arc<dyn relstore_core::Target>> {
+        Ok(open_target_noted(
+            &a.target,
+            remote,
+            std::sync::Arc::new(|_: &str| {}),
+        )?)
+    };
     let opts = PushOptions {
         release: a.release,
         force: a.force,
@@ -243,7 +260,8 @@ fn run_push(a: args::PushArgs, remote: &RemoteOptions, out: &mut Out, notes: &No
             store_dir(a.store.store_dir)
         },
     };
-    let report = push(&a.source, &target, &opts, notes)?;
+    let policy = RetryPolicy::new(retries);
+    let report = push_reconnecting(&a.source, target, &reopen, &opts, &policy, notes)?;
     out.push(&report)?;
     Ok(())
 }

@@ -50,6 +50,14 @@ pub enum EngineError {
         #[source]
         source: TargetError,
     },
+    /// The connection was lost and every reconnection allowed by `--retries` was
+    /// used up; the source is the last failure.
+    #[error("gave up after {reconnects} reconnections (--retries)")]
+    GaveUp {
+        reconnects: u32,
+        #[source]
+        source: Box<EngineError>,
+    },
     /// A named release is not on the target.
     #[error("release {name} does not exist on {location}")]
     NoSuchRelease { name: String, location: String },
@@ -121,26 +129,39 @@ pub fn during_step(
     step: &'static str,
     e: TargetError,
 ) -> EngineError {
+    if !matches!(e, TargetError::Blob { .. }) && caused_by_lost_connection(&e) {
+        return EngineError::ConnectionLost {
+            location: target.location().to_owned(),
+            step,
+            source: e,
+        };
+    }
+    EngineError::Target(e)
+}
+
+/// Whether an I/O error of the connection kind (aborted, reset, broken pipe, not
+/// connected, timed out, refused, cut short) is among the causes of `e`.
+pub fn caused_by_lost_connection(e: &(dyn std::error::Error + 'static)) -> bool {
     use std::io::ErrorKind;
-    match &e {
-        TargetError::Io { source, .. }
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
             if matches!(
-                source.kind(),
-                ErrorKind::TimedOut
-                    | ErrorKind::ConnectionAborted
+                io.kind(),
+                ErrorKind::ConnectionAborted
                     | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionRefused
                     | ErrorKind::BrokenPipe
                     | ErrorKind::NotConnected
-            ) =>
-        {
-            EngineError::ConnectionLost {
-                location: target.location().to_owned(),
-                step,
-                source: e,
+                    | ErrorKind::TimedOut
+                    | ErrorKind::UnexpectedEof
+            ) {
+                return true;
             }
         }
-        _ => EngineError::Target(e),
+        cur = err.source();
     }
+    false
 }
 
 /// Result type of the engine.

@@ -4,6 +4,7 @@
 //! - [`push`]: scan a source, upload what the target lacks, assemble, swap `current`;
 //! - [`catalog`]: what releases a store holds, and recovery after interrupted commands;
 //! - [`leftover`]: which release directories without a manifest recovery may delete;
+//! - [`reconnect`]: continue a push over a new connection when one drops;
 //! - [`rollback`]: point `current` at another release;
 //! - [`retention`]: prune old release directories and unreferenced objects, pins;
 //! - [`compare`]: diff releases, directories and manifest files;
@@ -26,6 +27,7 @@ pub mod leftover;
 pub mod lock;
 pub mod opener;
 pub mod push;
+pub mod reconnect;
 pub mod release_store;
 pub mod retention;
 pub mod rollback;

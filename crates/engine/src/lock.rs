@@ -26,6 +26,11 @@ pub struct LockPolicy {
     pub wait_timeout: Option<Duration>,
     /// Break a lock held by anyone, once (the user's explicit word).
     pub break_lock: bool,
+    /// The lock record to write, fixed by a caller that reconnects and runs the
+    /// command again (see [`crate::reconnect`]): a lock holding exactly these bytes was
+    /// taken by this very run over a connection since lost, and is taken back. `None`:
+    /// a fresh record.
+    pub record: Option<Vec<u8>>,
 }
 
 /// The held lock; released when dropped.
@@ -59,9 +64,12 @@ pub fn acquire(
     policy: &LockPolicy,
     progress: &dyn Progress,
 ) -> EngineResult<LockGuard> {
-    let mine = LockInfo::for_this_process(command)
-        .to_bytes()
-        .map_err(EngineError::LockRecord)?;
+    let mine = match &policy.record {
+        Some(record) => record.clone(),
+        None => LockInfo::for_this_process(command)
+            .to_bytes()
+            .map_err(EngineError::LockRecord)?,
+    };
     let started = Instant::now();
     let mut may_break = policy.break_lock;
     let mut announced_wait = false;
@@ -77,6 +85,18 @@ pub fn acquire(
         let Some(held) = target.read_lock(LockFile::Store)? else {
             continue; // released between our attempt and the read
         };
+        if held == mine {
+            // Unique to this run (pid, its start time, nanoseconds): ours.
+            progress.note(&format!(
+                "taking back the lock on {} that this {command} took before its connection was lost",
+                target.location()
+            ));
+            return Ok(LockGuard {
+                target: Arc::clone(target),
+                contents: mine,
+                released: false,
+            });
+        }
         let info = LockInfo::parse(&held);
         let holder = info.as_ref().map_or_else(
             || "an unrecognised lock file".to_owned(),

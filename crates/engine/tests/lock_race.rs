@@ -41,6 +41,7 @@ fn two_holders_of_the_lock_after_breaking_a_stale_lock() {
         wait: true,
         wait_timeout: Some(Duration::from_secs(30)),
         break_lock: false,
+        record: None,
     };
     for trial in 0..30 {
         assert!(target.create_lock(LockFile::Store, &stale_lock()).unwrap());

@@ -55,9 +55,36 @@ impl HelperError {
         }
     }
 
-    /// The same failure as a target error naming `location` (the client's view).
+    /// The same failure as a target error naming `location` (the client's view). A
+    /// failure of the connection itself keeps an I/O error of the connection kind in
+    /// its causes, so the engine can tell a lost connection (and reconnect) from a
+    /// failure of the store; the text is the same either way.
     pub(crate) fn into_target_error(self, location: &str) -> TargetError {
-        TargetError::Other(format!("{location}: {}", error_chain(&self)))
+        let lost = match &self {
+            HelperError::Closed { .. } | HelperError::Broken => {
+                Some(io::ErrorKind::ConnectionAborted)
+            }
+            HelperError::Io { source, .. }
+                if matches!(
+                    source.kind(),
+                    io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::NotConnected
+                        | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Some(source.kind())
+            }
+            _ => None,
+        };
+        match lost {
+            Some(kind) => TargetError::Connect {
+                spec: location.to_owned(),
+                source: Box::new(io::Error::new(kind, self)),
+            },
+            None => TargetError::Other(format!("{location}: {}", error_chain(&self))),
+        }
     }
 }
 

@@ -113,6 +113,10 @@ pub struct PushReport {
     pub store: Option<crate::release_store::StoreReport>,
     pub seconds: f64,
     pub phases: PhaseTimes,
+    /// How many times the connection was lost and the push continued over a new one
+    /// (`--retries`); the counts above are those of the last attempt, which uploaded
+    /// only what the target still lacked.
+    pub reconnects: u32,
 }
 
 /// Pushes `source` to `target`.
@@ -122,6 +126,19 @@ pub fn push(
     opts: &PushOptions,
     progress: &dyn Progress,
 ) -> EngineResult<PushReport> {
+    push_at(source, target, opts, now_unix_ns(), progress)
+}
+
+/// [`push`] with the release's creation time fixed by the caller: a push run again
+/// after a lost connection (see [`crate::reconnect`]) then picks the same default
+/// release name as the attempt it continues.
+pub(crate) fn push_at(
+    source: &Path,
+    target: &Arc<dyn Target>,
+    opts: &PushOptions,
+    created: i64,
+    progress: &dyn Progress,
+) -> EngineResult<PushReport> {
     let started = Instant::now();
     let wanted = Wanted {
         name: opts
@@ -129,7 +146,7 @@ pub fn push(
             .as_deref()
             .map(ReleaseName::parse_new)
             .transpose()?,
-        created: now_unix_ns(),
+        created,
     };
     refuse_store_inside_source(source, target.as_ref())?;
     let scanned = scan_source_excluding(

@@ -300,10 +300,18 @@ impl Read for ExecReader {
                     self.pos = 0;
                 }
                 None => {
-                    return match self.shared.lock().failure() {
+                    let state = self.shared.lock();
+                    // Closed without a word on how it ended: the connection is gone
+                    // (a kind the engine recognises as a lost connection).
+                    let kind = if state.exit.is_none() {
+                        io::ErrorKind::ConnectionAborted
+                    } else {
+                        io::ErrorKind::Other
+                    };
+                    return match state.failure() {
                         None => Ok(0),
-                        Some(why) => Err(io::Error::other(format!("the remote command {why}"))),
-                    }
+                        Some(why) => Err(io::Error::new(kind, format!("the remote command {why}"))),
+                    };
                 }
             }
         }

@@ -130,6 +130,29 @@ impl From<russh::Error> for SessionError {
 }
 
 impl SessionError {
+    /// Whether connecting again later might work: the network or the server's
+    /// availability failed, not a host key, an identity or the server's setup.
+    pub fn is_transient(&self) -> bool {
+        use russh::Error as R;
+        match self {
+            SessionError::Connect { .. } | SessionError::ConnectTimeout { .. } => true,
+            SessionError::Ssh { source, .. } => matches!(
+                source,
+                R::Disconnect
+                    | R::HUP
+                    | R::ConnectionTimeout
+                    | R::KeepaliveTimeout
+                    | R::InactivityTimeout
+                    | R::IO(_)
+                    | R::SendError
+                    | R::RecvError
+            ),
+            // The server hung up during authentication (not a refusal).
+            SessionError::AuthFailed { source, .. } => source.is_some(),
+            _ => false,
+        }
+    }
+
     /// Fills in the destination of an error converted from russh's without one.
     pub(crate) fn at(self, dest: &str) -> SessionError {
         match self {

@@ -130,9 +130,19 @@ impl SftpTarget {
             format!("ssh://{}@{}:{}", copts.user, copts.host, copts.port)
         };
         let (session, channels) = rt.block_on(async {
-            let session = SshSession::connect(&copts)
-                .await
-                .map_err(|e| other(error_line(&e)))?;
+            let session = SshSession::connect(&copts).await.map_err(|e| {
+                if e.is_transient() {
+                    // Typed, so that a push reconnecting after a lost connection tries
+                    // again instead of giving up.
+                    let kind = std::io::ErrorKind::ConnectionAborted;
+                    TargetError::Connect {
+                        spec: where_.clone(),
+                        source: Box::new(std::io::Error::new(kind, error_line(&e))),
+                    }
+                } else {
+                    other(error_line(&e))
+                }
+            })?;
             let mut channels = Vec::new();
             for _ in 0..CHANNELS {
                 let c = session
