@@ -318,6 +318,7 @@ impl Env {
             .env_remove("SSH_AUTH_SOCK")
             .env_remove("RELSTORE_SSH_IDENTITY")
             .env_remove("RELSTORE_KNOWN_HOSTS")
+            .env_remove("RELSTORE_GLOBAL_KNOWN_HOSTS")
             .env_remove("RELSTORE_SSH_CONFIG")
             .env_remove("RELSTORE_ACCEPT_NEW_HOST_KEY")
             .env_remove("RELSTORE_KILL_AT")
