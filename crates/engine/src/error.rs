@@ -130,10 +130,18 @@ pub fn during_step(
     e: TargetError,
 ) -> EngineError {
     if !matches!(e, TargetError::Blob { .. }) && caused_by_lost_connection(&e) {
+        let location = target.location().to_owned();
+        // Named once: a cause that starts with the same location loses it.
+        let source = match e {
+            TargetError::Connect { spec, source } if spec == location => {
+                TargetError::Other(error_chain(source.as_ref()))
+            }
+            e => e,
+        };
         return EngineError::ConnectionLost {
-            location: target.location().to_owned(),
+            location,
             step,
-            source: e,
+            source,
         };
     }
     EngineError::Target(e)

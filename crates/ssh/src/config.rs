@@ -70,8 +70,9 @@ impl Default for RemoteOptions {
 impl RemoteOptions {
     /// Defaults from the environment: `HOME`, `SSH_AUTH_SOCK`, and for scripts and
     /// tests that cannot pass flags, `RELSTORE_SSH_IDENTITY` (paths separated by
-    /// `:`), `RELSTORE_KNOWN_HOSTS`, `RELSTORE_SSH_CONFIG` and
-    /// `RELSTORE_ACCEPT_NEW_HOST_KEY=1`. Command-line flags are applied on top.
+    /// `:`), `RELSTORE_KNOWN_HOSTS`, `RELSTORE_GLOBAL_KNOWN_HOSTS` (`:`-separated),
+    /// `RELSTORE_SSH_CONFIG` and `RELSTORE_ACCEPT_NEW_HOST_KEY=1`. Command-line flags
+    /// are applied on top.
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
         RemoteOptions {

@@ -480,7 +480,13 @@ fn connect_err(spec: &str, opts: &RemoteOptions) -> String {
     match SftpTarget::connect(spec, opts) {
         Ok(_) => panic!("connecting to {spec} must fail"),
         Err(e) => {
-            let msg = e.to_string();
+            // The error and its causes, as the CLI prints them.
+            let mut msg = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                msg.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
             println!("{msg}");
             assert!(!msg.contains('\n'), "one line: {msg}");
             msg
