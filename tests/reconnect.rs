@@ -66,8 +66,20 @@ fn cut_mid_upload(
     before: usize,
     child: &mut Child,
 ) {
+    let pid = child.id();
+    // Over SFTP: some objects stored, more to come. Through a helper (which may hold
+    // every object already): the push holds the lock, then pauses after the upload.
+    let ready = || match env.kind {
+        Kind::Ssh => env.object_files().len() >= before + 5,
+        // This push's lock (a killed earlier push may have left its own); by then
+        // the helper runs (a loss while it starts is not retried yet).
+        _ => std::fs::read(env.root.join("lock"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|v| v["pid"] == pid),
+    };
     let t = Instant::now();
-    while env.object_files().len() < before + 5 {
+    while !ready() {
         if let Some(st) = child.try_wait().unwrap() {
             panic!("the push ended ({st}) before its connection could be cut");
         }
@@ -76,6 +88,9 @@ fn cut_mid_upload(
             "the upload never started"
         );
         std::thread::sleep(Duration::from_millis(5));
+    }
+    if env.kind != Kind::Ssh {
+        std::thread::sleep(Duration::from_millis(300));
     }
     proxy.cut();
     let listener = sshd_pid(server);
@@ -190,4 +205,64 @@ fn a_push_cut_mid_upload_over_sftp_reconnects_and_uploads_only_what_is_missing()
 #[test]
 fn a_push_cut_mid_upload_through_the_helper_reconnects_and_uploads_only_what_is_missing() {
     cut_push_reconnects(Kind::Helper, private_server_with_path(&relstore_bin_dir()));
+}
+
+/// A server that stays unreachable after the cut: each reconnection fails, with
+/// growing waits, until `--retries` is used up; the error says so and names the step
+/// where the connection was lost first.
+#[test]
+fn a_push_gives_up_after_its_retries_when_the_server_stays_down() {
+    let server = private_server();
+    let env = Env::remote_on(Kind::Ssh, server);
+    let v1 = env.site("v1", 250, 170);
+    env.push(&v1, &["--release", "r1"]);
+    let v2 = env.next_release(&v1, "v2", 0.5, 171);
+    let proxy = CutProxy::start(server.port);
+    let before = env.object_files().len();
+    let mut child = spawn_push(&env, server, &proxy, &v2, &["--retries", "2"]);
+    cut_mid_upload(&env, server, &proxy, before, &mut child);
+    let accepted = proxy.accepted();
+    proxy.refuse();
+    let t = Instant::now();
+    let out = wait_exit(
+        child,
+        Duration::from_secs(60),
+        "push to a server that is down",
+    );
+    let took = t.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = one_line_error(&out);
+    eprintln!("after {took:?}: {line}");
+    for needle in [
+        "connection lost while uploading objects",
+        "gave up after 2 reconnections (--retries)",
+        "127.0.0.1",
+    ] {
+        assert!(line.contains(needle), "{needle:?} not in {line}");
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("connection lost while uploading objects"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("reconnecting in 1 s (retry 1 of 2)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("reconnecting in 2 s (retry 2 of 2)"),
+        "{stderr}"
+    );
+    assert_eq!(proxy.accepted(), accepted + 2, "one connection per retry");
+    // Waited 1 s and 2 s, and no more.
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(20),
+        "{took:?}"
+    );
+    assert_eq!(env.current().as_deref(), Some("r1"));
 }

@@ -1,11 +1,12 @@
 //! A TCP proxy in front of a loopback sshd that the test can cut: [`CutProxy::cut`]
 //! shuts down every connection it carries (as a dropped link or a NAT timeout would),
 //! and holds new connections until [`CutProxy::open`], so a test can look at the
-//! server's disk between the loss and the client's reconnection.
+//! server's disk between the loss and the client's reconnection; [`CutProxy::refuse`]
+//! plays a server that went down.
 
 use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 #[derive(Default)]
@@ -16,6 +17,8 @@ struct Shared {
     open: Mutex<bool>,
     opened: Condvar,
     accepted: AtomicUsize,
+    /// New connections are closed at once (a server that is down).
+    refusing: AtomicBool,
 }
 
 /// The proxy; its threads live as long as the test process.
@@ -42,6 +45,10 @@ impl CutProxy {
                     open = s.opened.wait(open).unwrap();
                 }
                 drop(open);
+                if s.refusing.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
                 if let Err(e) = forward(&s, client, to) {
                     eprintln!("cut proxy: {e}");
                 }
@@ -62,6 +69,12 @@ impl CutProxy {
     pub fn open(&self) {
         *self.shared.open.lock().unwrap() = true;
         self.shared.opened.notify_all();
+    }
+
+    /// From now on closes every new connection at once (and releases held ones so).
+    pub fn refuse(&self) {
+        self.shared.refusing.store(true, Ordering::SeqCst);
+        self.open();
     }
 
     /// Connections accepted so far (including ones held).

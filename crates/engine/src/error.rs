@@ -51,9 +51,11 @@ pub enum EngineError {
         source: TargetError,
     },
     /// The connection was lost and every reconnection allowed by `--retries` was
-    /// used up; the source is the last failure.
-    #[error("gave up after {reconnects} reconnections (--retries)")]
+    /// used up; `first` is the first loss (naming the step), the source the last
+    /// failure.
+    #[error("{first}; gave up after {reconnects} reconnections (--retries)")]
     GaveUp {
+        first: String,
         reconnects: u32,
         #[source]
         source: Box<EngineError>,

@@ -24,7 +24,7 @@ use relstore_core::progress::Progress;
 use relstore_core::release::now_unix_ns;
 use relstore_core::{Target, TargetError};
 
-use crate::error::{caused_by_lost_connection, EngineError, EngineResult};
+use crate::error::{caused_by_lost_connection, error_chain, EngineError, EngineResult};
 use crate::push::{push_at, PushOptions, PushReport};
 
 /// How often, and how patiently, to reconnect.
@@ -82,6 +82,7 @@ pub fn push_reconnecting(
     let mut target = target;
     let mut reconnects = 0u32;
     let mut wait = policy.first_wait;
+    let mut first: Option<String> = None;
     loop {
         let lost = match push_at(source, &target, &opts, created, progress) {
             Ok(mut report) => {
@@ -92,15 +93,16 @@ pub fn push_reconnecting(
             Err(e) => return Err(e),
         };
         // Reconnect: each attempt, successful or not, counts against the budget.
+        let first = first.get_or_insert_with(|| error_chain(&lost)).clone();
         let mut last = lost;
         target = loop {
             if reconnects >= policy.retries {
-                return Err(gave_up(last, reconnects));
+                return Err(gave_up(last, reconnects, first));
             }
             reconnects += 1;
             progress.note(&format!(
                 "{}; reconnecting in {} s (retry {reconnects} of {})",
-                crate::error::error_chain(&last),
+                error_chain(&last),
                 wait.as_secs(),
                 policy.retries
             ));
@@ -116,12 +118,13 @@ pub fn push_reconnecting(
     }
 }
 
-/// The error after the last allowed reconnection failed.
-fn gave_up(last: EngineError, reconnects: u32) -> EngineError {
+/// The error after the last allowed reconnection failed (`first`: the first loss).
+fn gave_up(last: EngineError, reconnects: u32, first: String) -> EngineError {
     if reconnects == 0 {
         return last;
     }
     EngineError::GaveUp {
+        first,
         reconnects,
         source: Box::new(last),
     }
@@ -159,9 +162,12 @@ mod tests {
 
     #[test]
     fn giving_up_says_how_often_it_tried() {
-        let e = gave_up(io(ErrorKind::ConnectionReset), 3);
-        assert!(e.to_string().contains("after 3 reconnections"), "{e}");
-        let e = gave_up(io(ErrorKind::ConnectionReset), 0);
+        let e = gave_up(io(ErrorKind::ConnectionReset), 3, "lost while x".into());
+        assert_eq!(
+            e.to_string(),
+            "lost while x; gave up after 3 reconnections (--retries)"
+        );
+        let e = gave_up(io(ErrorKind::ConnectionReset), 0, String::new());
         assert!(!e.to_string().contains("reconnect"), "{e}");
     }
 }
