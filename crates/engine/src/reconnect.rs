@@ -96,6 +96,9 @@ pub fn push_reconnecting(
         let first = first.get_or_insert_with(|| error_chain(&lost)).clone();
         let mut last = lost;
         target = loop {
+            // An interrupted push is not continued (its connection may have been
+            // closed on purpose).
+            relstore_core::cancel::check()?;
             if reconnects >= policy.retries {
                 return Err(gave_up(last, reconnects, first));
             }
