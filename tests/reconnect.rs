@@ -170,6 +170,13 @@ fn cut_push_reconnects(kind: Kind, server: &'static sshd::Sshd) {
     eprintln!("{stderr}");
     assert!(out.status.success(), "{stderr}");
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!(
+        "{kind:?}: {} objects missing after the cut; the continued push uploaded {} objects, {} bytes, reconnects {}",
+        missing.len(),
+        r["objects_uploaded"],
+        r["bytes_uploaded"],
+        r["reconnects"]
+    );
     assert_eq!(r["reconnects"], 1, "{r}");
     assert_eq!(r["release"], "r2", "{r}");
     assert_eq!(
