@@ -33,6 +33,10 @@ pub struct Cli {
     /// off (SFTP only, nothing runs on the server), require [default: $RELSTORE_HELPER or auto].
     #[arg(long, value_name = "MODE", global = true)]
     pub helper: Option<relstore_ssh::HelperMode>,
+    /// Project file to use instead of the relstore.toml found in the current directory
+    /// or the nearest parent (used when no TARGET is given; see docs/project-file.md).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -64,9 +68,26 @@ pub enum Command {
     /// The relstore helper of an SSH target.
     #[command(subcommand)]
     Helper(HelperCommand),
+    /// The project file (relstore.toml).
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Serve a store on stdin/stdout for a relstore client (run over SSH by helper mode).
     #[command(hide = true)]
     Serve(ServeArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Check the project file and print the resolved plan of every target.
+    Check,
+}
+
+/// `--to NAME`: a target of the project file instead of a TARGET argument.
+#[derive(Args, Debug)]
+pub struct ToArgs {
+    /// Use target NAME of the project file (relstore.toml) instead of TARGET.
+    #[arg(long, value_name = "NAME")]
+    pub to: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -147,8 +168,8 @@ pub struct StorePruneArgs {
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// Store root.
-    pub target: String,
+    /// Store root [default: the project file's target].
+    pub target: Option<String>,
     /// Check only this release (`current` for the current one); default: every release.
     pub release: Option<String>,
     /// Re-upload corrupt or missing objects and re-create broken paths (never deletes
@@ -160,6 +181,8 @@ pub struct VerifyArgs {
     #[arg(long = "source", value_name = "DIR", requires = "repair")]
     pub sources: Vec<PathBuf>,
     #[command(flatten)]
+    pub to: ToArgs,
+    #[command(flatten)]
     pub store: StoreDirArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
@@ -169,35 +192,44 @@ pub struct VerifyArgs {
 
 #[derive(Args, Debug)]
 pub struct PruneArgs {
-    /// Store root.
-    pub target: String,
+    /// Store root [default: the project file's target].
+    pub target: Option<String>,
     /// How many release directories to keep (the current, pinned and newest ones are
-    /// always kept).
+    /// always kept) [default: the project file's `keep`].
     #[arg(long, value_name = "N")]
-    pub keep: usize,
+    pub keep: Option<usize>,
     /// Print the plan (releases evicted, objects and bytes freed) and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub to: ToArgs,
     #[command(flatten)]
     pub lock: LockArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct PinArgs {
-    /// Store root.
-    pub target: String,
+    /// Store root, then the release name; with one argument, the release name on the
+    /// project file's target (--to NAME or its default).
+    #[arg(value_name = "TARGET")]
+    pub target: Option<String>,
     /// Release name.
-    pub release: String,
+    pub release: Option<String>,
+    #[command(flatten)]
+    pub to: ToArgs,
     #[command(flatten)]
     pub lock: LockArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct PushArgs {
-    /// Directory to deploy.
-    pub source: PathBuf,
-    /// Store root: a local path (created if missing).
-    pub target: String,
+    /// Directory to deploy [default: the project file's `source`].
+    pub source: Option<PathBuf>,
+    /// Store root: a local path (created if missing) or an SSH target [default: the
+    /// project file's target: --to NAME, its `default` or its only one].
+    pub target: Option<String>,
+    #[command(flatten)]
+    pub to: ToArgs,
     /// Release name ([A-Za-z0-9._-]); default: a UTC timestamp like 20261122T053012Z.
     #[arg(long)]
     pub release: Option<String>,
@@ -262,14 +294,17 @@ pub struct LockArgs {
 
 #[derive(Args, Debug)]
 pub struct ReleasesArgs {
-    /// Store root.
-    pub target: String,
+    /// Store root [default: the project file's target].
+    pub target: Option<String>,
+    #[command(flatten)]
+    pub to: ToArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct RollbackArgs {
-    /// Store root.
-    pub target: String,
+    /// Store root [default: the project file's target]; with --to, the one argument
+    /// is the release.
+    pub target: Option<String>,
     /// Release to make current; default: the release before current.
     pub release: Option<String>,
     /// A directory whose files may supply objects of an evicted release that neither
@@ -281,6 +316,8 @@ pub struct RollbackArgs {
     /// and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub to: ToArgs,
     #[command(flatten)]
     pub store: StoreDirArgs,
     #[command(flatten)]
@@ -299,6 +336,8 @@ pub struct DiffArgs {
     /// `push --exclude` does (its .relstoreignore always applies); repeatable.
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
+    #[command(flatten)]
+    pub to: ToArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
 }
