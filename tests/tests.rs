@@ -59,6 +59,7 @@ mod hostile;
 mod interrupt;
 mod lock;
 mod progress;
+mod project;
 mod push;
 mod restore;
 mod retention;

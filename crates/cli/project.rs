@@ -59,7 +59,8 @@ impl Selection {
 /// directory.
 pub fn load(config: Option<&Path>) -> Result<Project> {
     let path = match config {
-        Some(p) => p.to_path_buf(),
+        // Absolute, so that every error names the file unambiguously.
+        Some(p) => std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()),
         None => find()?,
     };
     Ok(Project::load(&path, &relstore_targets::is_remote)?)
