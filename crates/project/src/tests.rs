@@ -150,3 +150,14 @@ fn mistakes_name_the_file_the_line_and_the_key() {
         );
     }
 }
+
+#[test]
+fn the_example_of_the_docs_is_a_valid_file() {
+    let doc = include_str!("../../../docs/project-file.md");
+    let start = doc.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let text = &doc[start..start + doc[start..].find("```").expect("its end")];
+    let p = parse(text).expect("the documented example");
+    assert_eq!(p.default_target().expect("default").name, "staging");
+    assert_eq!(p.target("prod").expect("prod").keep, Some(20));
+    assert_eq!(p.target("prod").expect("prod").hook_timeout.as_secs(), 300);
+}
