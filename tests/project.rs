@@ -490,3 +490,94 @@ fn every_verb_takes_to_and_the_files_keep() {
     let out = run_in(&env, &dir, &["diff", "--to", "t", "public", "public"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// SSH only (through the server whose PATH has this relstore): a helper mode shows on
+/// a real connection only.
+#[test]
+fn the_files_helper_mode_applies_unless_the_flag_or_the_environment_says() {
+    let env = Env::helper();
+    let dir = project(&env, "");
+    let write = |mode: &str| {
+        let text = format!(
+            "source = \"public\"\nhelper = \"{mode}\"\n[targets.t]\nhosts = [\"{}\"]\n",
+            env.target
+        );
+        fs::write(dir.join("relstore.toml"), text).unwrap();
+        dir.clone()
+    };
+    let push = |dir: &Path, envvar: Option<&str>, extra: &[&str]| {
+        let mut c = env.cmd();
+        c.current_dir(dir).env_remove("RELSTORE_HELPER");
+        if let Some(v) = envvar {
+            c.env("RELSTORE_HELPER", v);
+        }
+        let out = c.args(["push", "--force"]).args(extra).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).contains(": using helper relstore")
+    };
+    let dir = write("off");
+    assert!(
+        !push(&dir, None, &[]),
+        "helper = \"off\" in the file was ignored"
+    );
+    assert!(
+        push(&dir, None, &["--helper", "require"]),
+        "--helper lost to the file"
+    );
+    assert!(
+        push(&dir, Some("auto"), &[]),
+        "RELSTORE_HELPER lost to the file"
+    );
+    let dir = write("require");
+    assert!(
+        push(&dir, None, &[]),
+        "helper = \"require\" in the file was ignored"
+    );
+    assert!(
+        !push(&dir, Some("off"), &[]),
+        "RELSTORE_HELPER lost to the file"
+    );
+}
+
+#[test]
+fn what_the_file_cannot_supply_is_a_one_line_usage_error() {
+    let env = Env::local();
+    let dir = project(
+        &env,
+        "[targets.one]\nhosts = [\"a\"]\n[targets.two]\nhosts = [\"b\", \"c\"]\n",
+    );
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["push", "--to", "one"],
+            "no SOURCE given and target `one` has no `source`",
+        ),
+        (
+            &["prune", "--to", "one"],
+            "prune needs --keep N (or `keep` in the project file)",
+        ),
+        (
+            &["diff", "--to", "two", "@current", "public"],
+            "target `two` has 2 hosts",
+        ),
+        (
+            &["rollback", "a", "r1", "--to", "one"],
+            "both TARGET `a` and --to one given",
+        ),
+        (&["pin"], "RELEASE missing"),
+        (
+            &["--config", "missing.toml", "releases"],
+            "missing.toml: cannot read the project file",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = run_in(&env, &dir, args);
+        let line = one_line_error(&out);
+        assert!(line.contains(want), "{args:?}: {line}");
+        let code = if want.contains("cannot read") { 1 } else { 2 };
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {line}");
+    }
+}

@@ -270,7 +270,7 @@ impl Resolver<'_> {
             let spec = if (self.is_remote)(spec) || Path::new(spec).is_absolute() {
                 spec.to_owned()
             } else {
-                self.dir.join(spec).display().to_string()
+                anchored(self.dir, spec).display().to_string()
             };
             if hosts.contains(&spec) {
                 return Err(self
@@ -299,7 +299,7 @@ impl Resolver<'_> {
         if s.get_ref().trim().is_empty() {
             return Err(self.src.error_at(s.span().start, "source: an empty path"));
         }
-        Ok(Some(self.dir.join(s.get_ref())))
+        Ok(Some(anchored(self.dir, s.get_ref())))
     }
 
     fn exclude(
@@ -358,6 +358,13 @@ impl Resolver<'_> {
         }
         Ok(seen)
     }
+}
+
+/// `rel` under the file's directory, without `.` components (`./public` reads as
+/// `public` in `config check`).
+fn anchored(dir: &Path, rel: &str) -> PathBuf {
+    let joined = dir.join(rel);
+    std::path::absolute(&joined).unwrap_or(joined)
 }
 
 /// Target names are typed after `--to`: letters, digits, `.`, `_`, `-`.

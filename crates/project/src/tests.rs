@@ -31,10 +31,10 @@ helper = "off"
 hosts = ["deploy@stage1:/srv/site"]
 
 [targets.prod]
-hosts = ["web1:/srv/site", "out/prod"]
+hosts = ["web1:/srv/site", "./out/prod"]
 keep = 3
 exclude = ["*.log"]
-source = "dist"
+source = "./dist/"
 
 [shared]
 paths = ["uploads/", ".env"]
@@ -68,7 +68,7 @@ fn the_example_resolves_per_target() {
         ["*.log"],
         "a target's exclude replaces the top level's"
     );
-    assert_eq!(prod.source.as_deref(), Some(Path::new("/p/dist")));
+    assert_eq!(prod.source.as_deref(), Some(Path::new("/p/dist/")));
     assert!(!prod.revert_on_hook_failure);
     let e = p.default_target().expect_err("two targets, no default");
     assert!(e.is_usage());
