@@ -270,7 +270,7 @@ fn naming_no_target_or_an_unknown_one_is_a_usage_error_listing_the_targets() {
     fs::create_dir_all(&nowhere).unwrap();
     let out = run_in(&env, &nowhere, &["releases"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(one_line_error(&out).contains("no TARGET given and no relstore.toml in"));
+    assert!(one_line_error(&out).contains("no project file: no relstore.toml in"));
 }
 
 #[test]

@@ -72,12 +72,13 @@ fn find() -> Result<PathBuf> {
     match discover(&cwd)? {
         Discovery::Project(p) => Ok(p),
         Discovery::StoreRoot(root) => Err(usage(format!(
-            "no TARGET given and no project file: {} is a store root (its relstore.toml is the \
-             store's format marker, not a project file); give TARGET or --config FILE",
+            "no project file: {} is a store root (its relstore.toml is the store's format \
+             marker, not a project file, and the search stops there); give TARGET or \
+             --config FILE",
             root.display()
         ))),
         Discovery::Nothing => Err(usage(format!(
-            "no TARGET given and no relstore.toml in {} or its parents; give TARGET, or \
+            "no project file: no relstore.toml in {} or its parents; give TARGET or \
              --config FILE",
             cwd.display()
         ))),
