@@ -453,6 +453,15 @@ fn a_target_with_several_hosts_runs_each_in_turn_and_stops_at_the_first_failure(
         !dir.join("d").exists(),
         "a host after the failure was tried"
     );
+    let out = run_in(&env, &dir, &["push", "--to", "broken", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["failed"]["host"],
+        dir.join("blocker/site").to_str().unwrap(),
+        "{v}"
+    );
+    assert_eq!(v["hosts"].as_array().map(Vec::len), Some(1), "{v}");
 }
 
 #[test]
