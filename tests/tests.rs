@@ -63,5 +63,6 @@ mod push;
 mod restore;
 mod retention;
 mod rollback;
+mod shared;
 mod ssh;
 mod verify;

@@ -236,6 +236,7 @@ fn run_push(a: args::PushArgs, remote: &RemoteOptions, out: &mut Out, notes: &No
         lock: lock_policy(&a.lock),
         keep: a.keep,
         exclude: a.exclude,
+        shared: a.shared,
         dry_run: a.dry_run,
         store: if a.no_local_store || a.dry_run {
             None

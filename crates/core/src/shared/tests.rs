@@ -34,7 +34,9 @@ fn parse_tells_directories_from_files_and_refuses_bad_paths() {
     let f = SharedPath::parse(".env").unwrap();
     assert!(!f.is_dir());
     assert_eq!(f.store_rel(), "shared/.env");
-    for bad in ["", "/", "/etc/", "a/../b", "./x", "a//b", "up*", "x[1]", "a\\b"] {
+    for bad in [
+        "", "/", "/etc/", "a/../b", "./x", "a//b", "up*", "x[1]", "a\\b",
+    ] {
         let err = SharedPath::parse(bad).unwrap_err().to_string();
         assert!(err.starts_with("shared path "), "{bad}: {err}");
         assert!(!err.contains('\n'));
@@ -91,7 +93,12 @@ fn link_into_replaces_the_sources_copy_and_adds_missing_parents() {
     );
     // The source's own directory keeps its mode; created parents get the default.
     assert_eq!(out[2].kind, EntryKind::Dir { mode: 0o750 });
-    assert_eq!(out[5].kind, EntryKind::Dir { mode: PARENT_DIR_MODE });
+    assert_eq!(
+        out[5].kind,
+        EntryKind::Dir {
+            mode: PARENT_DIR_MODE
+        }
+    );
     assert_eq!(
         linked_paths(&out),
         [&b".env"[..], b"storage/logs", b"uploads", b"var/cache/x"]
