@@ -234,7 +234,16 @@ fn seeding_respects_what_is_there(env: Env) {
         "{err}"
     );
     fs::remove_dir(env.root.join("shared/.env")).unwrap();
+    // What a seed killed half-way left beside the path is cleared by the next seed.
+    let stale = env.root.join("shared/..env.relstore-seed-1-0");
+    fs::write(&stale, "half").unwrap();
 
+    let dry = env.push(
+        &src,
+        &["--dry-run", "--shared", "uploads/", "--shared", ".env"],
+    );
+    assert_eq!(strings(&dry["shared_seeded"]), [".env"]);
+    assert!(!env.root.join("shared/.env").exists(), "a dry run seeded");
     let r = env.push(
         &src,
         &[
@@ -252,6 +261,7 @@ fn seeding_respects_what_is_there(env: Env) {
         "old"
     );
     assert!(!elsewhere.join("from-source.txt").exists());
+    assert!(!stale.exists(), "a stale seed was left");
     assert_eq!(
         fs::read_to_string(env.root.join("current/.env")).unwrap(),
         "A=1\n"

@@ -70,12 +70,14 @@ pub(crate) fn seed_shared(t: &LocalTarget, path: &str, items: &[SeedItem]) -> Ta
         )));
     };
     fs::create_dir_all(parent).map_err(|e| io_err("create directory", parent, e))?;
+    let mut prefix = b".".to_vec();
+    prefix.extend_from_slice(name.as_bytes());
+    prefix.extend_from_slice(b".relstore-seed-");
+    remove_stale_seeds(parent, &prefix);
     let n = t.counter.fetch_add(1, Ordering::Relaxed);
-    let mut tmp_name = b".".to_vec();
-    tmp_name.extend_from_slice(name.as_bytes());
-    tmp_name.extend_from_slice(format!(".relstore-seed-{}-{n}", std::process::id()).as_bytes());
+    let mut tmp_name = prefix;
+    tmp_name.extend_from_slice(format!("{}-{n}", std::process::id()).as_bytes());
     let tmp = parent.join(OsStr::from_bytes(&tmp_name));
-    remove_tree(&tmp);
     if let Err(e) = build(&tmp, items) {
         remove_tree(&tmp);
         return Err(e);
@@ -96,6 +98,19 @@ pub(crate) fn seed_shared(t: &LocalTarget, path: &str, items: &[SeedItem]) -> Ta
         fsync_dir(parent)?;
     }
     result
+}
+
+/// Deletes what a seed that was interrupted (killed) left beside the shared path: the
+/// caller holds the store's lock, so no other seed of this store is in flight.
+fn remove_stale_seeds(parent: &Path, prefix: &[u8]) {
+    let Ok(rd) = fs::read_dir(parent) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if e.file_name().as_bytes().starts_with(prefix) {
+            remove_tree(&e.path());
+        }
+    }
 }
 
 /// Creates the seed at `tmp`: directories writable while they are filled, their own

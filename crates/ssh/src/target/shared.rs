@@ -57,14 +57,16 @@ impl SftpTarget {
             )));
         };
         self.mkdir_all(&full[..slash]).await?;
+        let mut prefix = b".".to_vec();
+        prefix.extend_from_slice(&full[slash + 1..]);
+        prefix.extend_from_slice(b".relstore-seed-");
+        self.remove_stale_seeds(&full[..slash], &prefix).await;
         let n = self
             .counter
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut tmp = full[..=slash].to_vec();
-        tmp.push(b'.');
-        tmp.extend_from_slice(&full[slash + 1..]);
-        tmp.extend_from_slice(format!(".relstore-seed-{}-{n}", self.tag).as_bytes());
-        self.remove_tree(tmp.clone(), None).await;
+        tmp.extend_from_slice(&prefix);
+        tmp.extend_from_slice(format!("{}-{n}", self.tag).as_bytes());
         if let Err(e) = self.build_seed(&tmp, items).await {
             self.remove_tree(tmp, None).await;
             return Err(e);
@@ -76,6 +78,22 @@ impl SftpTarget {
         };
         self.remove_tree(tmp, None).await;
         result
+    }
+
+    /// Deletes what an interrupted (killed) seed left beside the shared path; the
+    /// caller holds the store's lock, so no other seed of this store is in flight.
+    async fn remove_stale_seeds(&self, parent: &[u8], prefix: &[u8]) {
+        let Ok(list) = self.client().read_dir(parent).await else {
+            return;
+        };
+        for e in list {
+            if e.name.starts_with(prefix) {
+                let mut p = parent.to_vec();
+                p.push(b'/');
+                p.extend_from_slice(&e.name);
+                self.remove_tree(p, Some(e.attrs)).await;
+            }
+        }
     }
 
     /// Creates the seed at `tmp`: directories writable while filled, their modes set
