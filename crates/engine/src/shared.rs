@@ -290,3 +290,67 @@ impl SeedReader<'_> {
         )
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn sp(s: &str) -> SharedPath {
+        SharedPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn excludes_are_anchored_and_keep_trailing_spaces() {
+        assert_eq!(
+            exclude_patterns(&[sp("uploads/"), sp("a/b "), sp(".env")]),
+            ["/uploads", "/a/b\\ ", "/.env"]
+        );
+    }
+
+    #[test]
+    fn source_copies_become_writable_seeds_or_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path();
+        fs::create_dir_all(src.join("uploads/sub")).unwrap();
+        fs::write(src.join("uploads/sub/a.jpg"), "jpg").unwrap();
+        fs::set_permissions(
+            src.join("uploads/sub/a.jpg"),
+            fs::Permissions::from_mode(0o444),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("sub/a.jpg", src.join("uploads/latest")).unwrap();
+        fs::write(src.join(".env"), "A=1").unwrap();
+        std::os::unix::fs::symlink("../shared/storage", src.join("storage")).unwrap();
+
+        let items = read_source_copy(src, &sp("uploads/")).unwrap().unwrap();
+        let paths: Vec<&[u8]> = items.iter().map(SeedItem::path).collect();
+        assert_eq!(paths, [&b""[..], b"latest", b"sub", b"sub/a.jpg"]);
+        assert!(matches!(
+            &items[3],
+            SeedItem::File { mode: 0o644, content, .. } if content == b"jpg"
+        ));
+        relstore_core::shared::validate_seed("uploads", &items).unwrap();
+        // Missing, or a symlink already pointing into shared/: no copy.
+        assert!(read_source_copy(src, &sp("logs/")).unwrap().is_none());
+        assert!(read_source_copy(src, &sp("storage/")).unwrap().is_none());
+        // The wrong kind names the path.
+        let err = read_source_copy(src, &sp(".env/")).unwrap_err().to_string();
+        assert!(err.ends_with(".env not a directory"), "{err}");
+        let err = read_source_copy(src, &sp("uploads"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn an_oversized_source_copy_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = fs::File::create(dir.path().join("big.bin")).unwrap();
+        f.set_len(MAX_SEED_BYTES + 1).unwrap();
+        let err = read_source_copy(dir.path(), &sp("big.bin"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("by hand"), "{err}");
+    }
+}
