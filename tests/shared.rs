@@ -345,7 +345,68 @@ fn diff_ignores_shared_content(env: Env) {
     assert_eq!(d["counts"]["removed"], 1, "{d}");
 }
 
+/// SIGKILL while seeding (the seed built, not yet in place) and right after it:
+/// `current` stays the old release, and a re-run seeds exactly once and finishes.
+fn a_push_killed_while_seeding_is_finished_by_a_rerun(env: Env) {
+    let src = site_with_app_files(&env, "src", 11, "A=1\n");
+    env.push(&src, &["--release", "r0"]);
+    let args = |name: &'static str| {
+        vec![
+            "push".to_owned(),
+            src.to_str().unwrap().to_owned(),
+            env.target.clone(),
+            "--release".to_owned(),
+            name.to_owned(),
+            "--shared".to_owned(),
+            "uploads/".to_owned(),
+        ]
+    };
+    let out = env
+        .cmd()
+        .args(args("r1"))
+        .env("RELSTORE_KILL_AT", "seed.before_rename")
+        .output()
+        .unwrap();
+    assert!(
+        env.killed(&out),
+        "not killed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.current().as_deref(), Some("r0"));
+    assert!(
+        !env.root.join("shared/uploads").exists(),
+        "half a seed in place"
+    );
+    // Killed once more, right after seeding: the seed stands, current does not move.
+    let out = env
+        .cmd()
+        .args(args("r1"))
+        .env("RELSTORE_KILL_AT", "push.seeded")
+        .output()
+        .unwrap();
+    assert!(
+        env.killed(&out),
+        "not killed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.current().as_deref(), Some("r0"));
+    assert_eq!(
+        fs::read_to_string(env.root.join("shared/uploads/from-source.txt")).unwrap(),
+        "source 11"
+    );
+    let r = env.push(&src, &["--release", "r1", "--shared", "uploads/"]);
+    assert_eq!(strings(&r["shared_seeded"]), Vec::<String>::new());
+    assert_eq!(env.current().as_deref(), Some("r1"));
+    assert_eq!(link_of(&env, "r1", "uploads"), "../../shared/uploads");
+    let leftovers: Vec<_> = fs::read_dir(env.root.join("shared"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers, ["uploads"], "debris left in shared/");
+}
+
 conformance!(
+    a_push_killed_while_seeding_is_finished_by_a_rerun,
     app_data_survives_pushes_rollbacks_and_prune,
     a_missing_shared_file_fails_and_changes_nothing,
     seeding_respects_what_is_there,

@@ -12,6 +12,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
+use relstore_core::failpoint::{kill_point, points};
 use relstore_core::layout;
 use relstore_core::shared::{validate_seed, SeedItem};
 use relstore_core::target::{TargetError, TargetResult, TreeKind};
@@ -82,6 +83,7 @@ pub(crate) fn seed_shared(t: &LocalTarget, path: &str, items: &[SeedItem]) -> Ta
         remove_tree(&tmp);
         return Err(e);
     }
+    kill_point(points::SEED_BEFORE_RENAME);
     let placed = if matches!(items[0], SeedItem::File { .. }) {
         // link(2) never replaces: something that appeared meanwhile is kept.
         fs::hard_link(&tmp, &full)

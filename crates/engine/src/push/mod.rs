@@ -176,6 +176,7 @@ pub fn push(
     // links a shared path that is not there.
     let seeds = crate::shared::plan_seeds(source, target.as_ref(), &opts.shared, true)?;
     let shared_seeded = crate::shared::seed(target.as_ref(), seeds)?;
+    kill_point(points::PUSH_SEEDED);
     let current = load_current(target.as_ref(), &catalog, &scanned.entries, opts.force)?;
     let plan = plan_release(
         target.location(),

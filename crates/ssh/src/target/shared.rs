@@ -4,6 +4,7 @@
 //! server refuses when something is already there (link-then-unlink for files), so data
 //! that appeared meanwhile is never replaced.
 
+use relstore_core::failpoint::{kill_point, points};
 use relstore_core::layout;
 use relstore_core::shared::{validate_seed, SeedItem};
 use relstore_core::target::{TargetResult, TreeKind};
@@ -71,6 +72,7 @@ impl SftpTarget {
             self.remove_tree(tmp, None).await;
             return Err(e);
         }
+        kill_point(points::SEED_BEFORE_RENAME);
         let result = match self.client().rename(&tmp, &full).await {
             Ok(()) => Ok(true),
             Err(_) if self.client().lstat(&full).await.is_ok() => Ok(false),
