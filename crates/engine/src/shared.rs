@@ -152,11 +152,15 @@ fn kind_name(k: TreeKind) -> &'static str {
     }
 }
 
-/// Creates the planned seeds; returns the shared paths seeded (one that appeared
-/// meanwhile is left as it is and not listed).
-pub(crate) fn seed(target: &dyn Target, seeds: Vec<Seed>) -> EngineResult<Vec<String>> {
+/// Seeds the shared paths missing from an existing store (see [`plan_seeds`]); returns
+/// those seeded (one that appeared meanwhile is left as it is and not listed).
+pub(crate) fn seed_missing(
+    source: &Path,
+    target: &dyn Target,
+    shared: &[SharedPath],
+) -> EngineResult<Vec<String>> {
     let mut done = Vec::new();
-    for s in seeds {
+    for s in plan_seeds(source, target, shared, true)? {
         if target.seed_shared(s.path.rel(), &s.items)? {
             done.push(s.path.to_string());
         }

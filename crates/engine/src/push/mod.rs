@@ -139,18 +139,7 @@ pub fn push(
         created: now_unix_ns(),
     };
     refuse_store_inside_source(source, target.as_ref())?;
-    relstore_core::shared::check_set(&opts.shared)?;
-    let mut exclude = opts.exclude.clone();
-    exclude.extend(crate::shared::exclude_patterns(&opts.shared));
-    let mut scanned = scan_source_excluding(
-        source,
-        opts.skip_special,
-        Some(&exclude),
-        opts.cache_dir.as_deref(),
-        progress,
-    )?;
-    scanned.entries =
-        relstore_core::shared::link_into(std::mem::take(&mut scanned.entries), &opts.shared)?;
+    let scanned = scan_for_push(source, opts, progress)?;
     let scan = ScanSummary::of(&scanned);
     if opts.dry_run {
         return dry_run(
@@ -174,8 +163,7 @@ pub fn push(
     relstore_core::cancel::check()?;
     // Seeded under the lock before anything else changes, so that `current` never
     // links a shared path that is not there.
-    let seeds = crate::shared::plan_seeds(source, target.as_ref(), &opts.shared, true)?;
-    let shared_seeded = crate::shared::seed(target.as_ref(), seeds)?;
+    let shared_seeded = crate::shared::seed_missing(source, target.as_ref(), &opts.shared)?;
     kill_point(points::PUSH_SEEDED);
     let current = load_current(target.as_ref(), &catalog, &scanned.entries, opts.force)?;
     let plan = plan_release(
@@ -215,6 +203,28 @@ pub fn push(
     lock.release()?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Scans the source as `opts` say: excludes applied, the source's copies of shared
+/// paths left out and the shared links put in their place (see [`crate::shared`]).
+fn scan_for_push(
+    source: &Path,
+    opts: &PushOptions,
+    progress: &dyn Progress,
+) -> EngineResult<relstore_scan::ScanOutput> {
+    relstore_core::shared::check_set(&opts.shared)?;
+    let mut exclude = opts.exclude.clone();
+    exclude.extend(crate::shared::exclude_patterns(&opts.shared));
+    let mut scanned = scan_source_excluding(
+        source,
+        opts.skip_special,
+        Some(&exclude),
+        opts.cache_dir.as_deref(),
+        progress,
+    )?;
+    scanned.entries =
+        relstore_core::shared::link_into(std::mem::take(&mut scanned.entries), &opts.shared)?;
+    Ok(scanned)
 }
 
 /// The local release store, when there is one, as the source of patch bases (only
