@@ -209,7 +209,7 @@ fn malformed_project_files_give_one_line_errors_with_file_line_and_key() {
         (
             "bad shared",
             "[shared]\npaths = [\"/etc\"]\n",
-            ":2: shared.paths: `/etc`",
+            ":2: shared.paths: shared path \"/etc\"",
         ),
     ];
     for (what, text, want) in cases {

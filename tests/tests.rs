@@ -64,5 +64,6 @@ mod push;
 mod restore;
 mod retention;
 mod rollback;
+mod shared;
 mod ssh;
 mod verify;

@@ -246,6 +246,10 @@ pub struct PushArgs {
     /// `node_modules/`, `/build`, `!keep.map`); repeatable; applied after SOURCE/.relstoreignore.
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
+    /// Persistent path linked into every release from TARGET/shared/ (`uploads/`: a
+    /// directory, `.env`: a file); seeded from SOURCE the first time; repeatable.
+    #[arg(long, value_name = "PATH", value_parser = parse_shared)]
+    pub shared: Vec<relstore_core::shared::SharedPath>,
     /// Print the exact plan (objects and bytes to upload, files to link) and change
     /// nothing on the target.
     #[arg(long)]
@@ -340,4 +344,9 @@ pub struct DiffArgs {
     pub to: ToArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
+}
+
+/// `--shared PATH`: a bad path is a usage error naming it.
+fn parse_shared(text: &str) -> Result<relstore_core::shared::SharedPath, String> {
+    relstore_core::shared::SharedPath::parse(text).map_err(|e| e.to_string())
 }

@@ -328,9 +328,15 @@ fn run_push(a: args::PushArgs, ctx: &Ctx, out: &mut Out) -> Result<()> {
         None => (a.keep, Vec::new()),
     };
     exclude.extend(a.exclude.iter().cloned());
-    // The project target's `shared`, `hooks`, `hook_timeout` and
-    // `revert_on_hook_failure` (sel.plan) go into PushOptions here once the engine
-    // has those options, each overridden by its own flag.
+    // `--shared` replaces the file's list (paths were checked when the file was read).
+    let shared = match (&sel.plan, a.shared.is_empty()) {
+        (Some(p), true) => p
+            .shared
+            .iter()
+            .map(|s| relstore_core::shared::SharedPath::parse(s))
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => a.shared.clone(),
+    };
     // One release name on every host of a target, unless --release names it.
     let release = match (&a.release, sel.hosts.len()) {
         (None, n) if n > 1 => {
@@ -348,6 +354,7 @@ fn run_push(a: args::PushArgs, ctx: &Ctx, out: &mut Out) -> Result<()> {
             lock: lock_policy(&a.lock),
             keep,
             exclude: exclude.clone(),
+            shared: shared.clone(),
             dry_run: a.dry_run,
             store: if a.no_local_store || a.dry_run {
                 None

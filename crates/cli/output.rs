@@ -171,6 +171,10 @@ impl Out {
         for s in &r.skipped {
             writeln!(io::stderr(), "relstore: skipped {s}")?;
         }
+        let verb = if r.dry_run { "would seed" } else { "seeded" };
+        for s in &r.shared_seeded {
+            writeln!(io::stderr(), "relstore: {verb} shared path {s}")?;
+        }
         if r.unchanged {
             writeln!(
                 self.stdout,

@@ -26,6 +26,7 @@ pub mod path;
 pub mod progress;
 pub mod release;
 pub mod root;
+pub mod shared;
 pub mod store_path;
 pub mod target;
 pub mod tree_hash;

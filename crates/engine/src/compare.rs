@@ -3,12 +3,14 @@
 //!
 //! A directory is scanned exactly as `push` would scan it — its `.relstoreignore` and
 //! the `--exclude` patterns apply — so `diff ./public site@current` shows what a push
-//! would change, not the paths a push leaves out anyway.
+//! would change, not the paths a push leaves out anyway. Shared paths that either
+//! side's release links (see `relstore_core::shared`) are left out of both sides.
 
 use std::path::{Path, PathBuf};
 
 use relstore_core::diff::{diff, Diff};
 use relstore_core::progress::Progress;
+use relstore_core::shared::{linked_paths, without};
 use relstore_core::{Entry, Manifest, ReleaseName, TargetError};
 
 use crate::catalog::read_manifest;
@@ -116,7 +118,11 @@ pub fn diff_operands(
 ) -> EngineResult<Diff> {
     let old = load_operand(a, cache_dir, exclude, targets, progress)?;
     let new = load_operand(b, cache_dir, exclude, targets, progress)?;
-    Ok(diff(&old, &new))
+    // Shared paths are the application's data, not the release's: what either side
+    // links (and the other side has there) is left out of the comparison.
+    let mut shared = linked_paths(&old);
+    shared.extend(linked_paths(&new));
+    Ok(diff(&without(old, &shared), &without(new, &shared)))
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ mod inspect;
 mod lock;
 mod rehash;
 mod root;
+mod shared;
 mod upload;
 
 use std::future::Future;
@@ -648,6 +649,21 @@ impl Target for SftpTarget {
 
     fn set_pin(&self, name: &ReleaseName, pinned: bool) -> TargetResult<()> {
         self.run(self.set_pin_async(name, pinned))
+    }
+
+    fn shared_kinds(
+        &self,
+        paths: &[String],
+    ) -> TargetResult<Vec<Option<relstore_core::target::TreeKind>>> {
+        self.run(self.shared_kinds_async(paths))
+    }
+
+    fn seed_shared(
+        &self,
+        path: &str,
+        items: &[relstore_core::shared::SeedItem],
+    ) -> TargetResult<bool> {
+        self.run(self.seed_shared_async(path, items))
     }
 
     fn remove_store(&self) -> TargetResult<()> {
