@@ -48,6 +48,7 @@ macro_rules! conformance {
 mod util;
 
 mod bad_input;
+mod bastion;
 mod bench;
 mod crash;
 mod diff;
@@ -64,4 +65,5 @@ mod restore;
 mod retention;
 mod rollback;
 mod ssh;
+mod ssh_config;
 mod verify;
