@@ -65,12 +65,19 @@ impl Evaluated {
                 self.pairs.push((key.to_string(), value));
             }
         } else if self.get(key).is_none() {
-            // ProxyJump and ProxyCommand exclude each other: the first one set wins.
-            let proxy = ["proxyjump", "proxycommand"];
-            if proxy.contains(&key) && proxy.iter().any(|p| self.get(p).is_some()) {
-                return;
+            // ProxyJump and ProxyCommand exclude each other as in OpenSSH: any
+            // ProxyCommand (`none` too) blocks a later ProxyJump; a ProxyJump blocks
+            // a later ProxyCommand unless it was `none`.
+            let blocked = match key {
+                "proxyjump" => self.get("proxycommand").is_some(),
+                "proxycommand" => self
+                    .get("proxyjump")
+                    .is_some_and(|j| !j.eq_ignore_ascii_case("none")),
+                _ => false,
+            };
+            if !blocked {
+                self.pairs.push((key.to_string(), value));
             }
-            self.pairs.push((key.to_string(), value));
         }
     }
 }

@@ -219,3 +219,48 @@ fn ssh_g_errors_are_one_line() {
     );
     assert!(!e.contains('\n'), "{e}");
 }
+
+#[test]
+fn a_bad_jump_hop_is_named() {
+    let d = home_with("Host t\n  ProxyJump me@b:notaport\n");
+    for client in [true, false] {
+        let e = resolve(&RemoteSpec::parse("t:/x").unwrap(), &opts(d.path(), client))
+            .unwrap_err()
+            .to_string();
+        // OpenSSH rejects it itself ("Invalid ProxyJump …"); the built-in reader says
+        // which host's ProxyJump and which hop.
+        assert!(e.contains("notaport") || e.contains("ProxyJump"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        if !client {
+            assert_eq!(e, "ProxyJump of t: me@b:notaport: bad port \"notaport\"");
+        }
+    }
+}
+
+/// `none` and the ProxyJump/ProxyCommand exclusion follow OpenSSH (observed with
+/// `ssh -G`): `ProxyJump none` still lets a later ProxyCommand apply, `ProxyCommand
+/// none` blocks a later ProxyJump, and whichever real one comes first wins.
+#[test]
+fn proxy_none_and_exclusion_follow_openssh() {
+    let d = home_with(
+        "Host a\n  ProxyJump none\nHost 127.0.0.1 hop\n  ProxyCommand none\nHost c\n  ProxyJump hop\nHost d\n  ProxyCommand nc\nHost hop\n  HostName 127.0.0.1\nHost *\n  ProxyJump hop\n  ProxyCommand nc %h %p\n",
+    );
+    for client in [true, false] {
+        let via = |host: &str| {
+            let r = resolve(
+                &RemoteSpec::parse(&format!("{host}:/x")).unwrap(),
+                &opts(d.path(), client),
+            );
+            match r.unwrap().via {
+                Via::Direct => "direct".to_string(),
+                Via::Command(c) => format!("command {c}"),
+                Via::Jump(j) => format!("jump {}", j.host.alias),
+            }
+        };
+        assert_eq!(via("a"), "command nc a 22", "{client}");
+        assert_eq!(via("127.0.0.1"), "direct", "{client}");
+        assert_eq!(via("c"), "jump hop", "{client}");
+        assert_eq!(via("d"), "command nc", "{client}");
+        assert_eq!(via("e"), "jump hop", "{client}");
+    }
+}
