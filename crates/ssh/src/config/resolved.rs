@@ -87,138 +87,41 @@ impl ResolvedHost {
         local: &Local,
         from_openssh: bool,
     ) -> Result<ResolvedHost, ConfigError> {
-        let bad = |key: &str, value: &str| ConfigError::Value {
-            alias: alias.to_string(),
-            key: key.to_string(),
-            value: value.to_string(),
-        };
-        let hostname = match ev.get("hostname") {
-            Some(h) if !from_openssh => expand_tokens(h, &[('h', alias)]),
-            Some(h) => h.to_string(),
-            None => alias.to_string(),
-        };
-        let user = ev.get("user").unwrap_or(local.user).to_string();
-        let port = match ev.get("port") {
-            Some(p) => p
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| bad("Port", p))?,
-            None => 22,
-        };
-        let home_s = local
-            .home
-            .map(|h| h.display().to_string())
-            .unwrap_or_default();
-        let port_s = port.to_string();
-        let table = [
-            ('d', home_s.as_str()),
-            ('u', local.user),
-            ('h', hostname.as_str()),
-            ('r', user.as_str()),
-            ('p', port_s.as_str()),
-            ('n', alias),
-        ];
-        let path = |s: &str, tokens: bool| {
-            let s = if tokens {
-                expand_tokens(s, &table)
-            } else {
-                s.to_string()
-            };
-            rehome(expand_tilde(&s, local.home), local.rehome)
-        };
-        let all = |key: &'static str| {
-            ev.pairs
-                .iter()
-                .filter(move |(k, _)| k == key)
-                .map(|(_, v)| v.as_str())
-        };
-        let mut identity_files: Vec<PathBuf> = all("identityfile").map(|v| path(v, true)).collect();
+        let r = Reading::new(alias, &ev, local, from_openssh)?;
+        let mut identity_files: Vec<PathBuf> = r.paths("identityfile");
         if identity_files.is_empty() && !from_openssh {
-            identity_files = DEFAULT_IDS.iter().map(|v| path(v, false)).collect();
+            identity_files = DEFAULT_IDS.iter().map(|v| r.path(v, false)).collect();
         }
-        let list = |key: &str, default: &str| -> Vec<PathBuf> {
-            let v = ev
-                .get(key)
-                .unwrap_or(if from_openssh { "" } else { default });
-            if v.eq_ignore_ascii_case("none") {
-                return Vec::new();
-            }
-            v.split_whitespace()
-                .map(|p| path(p, !from_openssh))
-                .collect()
-        };
-        let flag = |key: &str| {
-            ev.get(key)
-                .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "yes" | "true"))
-        };
-        let none_to_opt = |key: &str| {
-            ev.get(key)
-                .filter(|v| !v.eq_ignore_ascii_case("none"))
-                .map(str::to_string)
-        };
-        let strict = match ev.get("stricthostkeychecking").map(str::to_ascii_lowercase) {
-            None => "ask".to_string(),
-            Some(v) => match v.as_str() {
-                "yes" | "true" => "yes".into(),
-                "no" | "false" | "off" => "no".into(),
-                "ask" | "accept-new" => v,
-                _ => return Err(bad("StrictHostKeyChecking", &v)),
-            },
-        };
-        let seconds = |key: &str| -> Result<Option<Duration>, ConfigError> {
-            match ev.get(key) {
-                None => Ok(None),
-                Some(v) if v.eq_ignore_ascii_case("none") => Ok(None),
-                Some(v) => match convtime(v) {
-                    Some(0) => Ok(None),
-                    Some(s) => Ok(Some(Duration::from_secs(s))),
-                    None => Err(bad(key, v)),
-                },
-            }
-        };
-        let identity_agent = match ev.get("identityagent") {
-            None => AgentSetting::Default,
-            Some(v) if v.eq_ignore_ascii_case("none") => AgentSetting::Disabled,
-            Some("SSH_AUTH_SOCK") => AgentSetting::Default,
-            Some(v) => match v.strip_prefix('$') {
-                Some(var) => match std::env::var_os(var) {
-                    Some(s) if !s.is_empty() => AgentSetting::Socket(PathBuf::from(s)),
-                    _ => AgentSetting::Disabled,
-                },
-                None => AgentSetting::Socket(path(v, true)),
-            },
-        };
         Ok(ResolvedHost {
             alias: alias.to_string(),
             identity_files,
-            identities_only: flag("identitiesonly"),
-            certificate_files: all("certificatefile").map(|v| path(v, true)).collect(),
-            identity_agent,
-            user_known_hosts_files: list(
+            identities_only: r.flag("identitiesonly"),
+            certificate_files: r.paths("certificatefile"),
+            identity_agent: r.agent(),
+            user_known_hosts_files: r.list(
                 "userknownhostsfile",
                 "~/.ssh/known_hosts ~/.ssh/known_hosts2",
             ),
-            global_known_hosts_files: list(
+            global_known_hosts_files: r.list(
                 "globalknownhostsfile",
                 "/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2",
             ),
-            host_key_alias: none_to_opt("hostkeyalias"),
-            strict_host_key_checking: strict,
-            proxy_jump: none_to_opt("proxyjump"),
-            proxy_command: none_to_opt("proxycommand"),
-            connect_timeout: seconds("connecttimeout")?,
-            server_alive_interval: seconds("serveraliveinterval")?,
+            host_key_alias: r.opt("hostkeyalias"),
+            strict_host_key_checking: r.strict()?,
+            proxy_jump: r.opt("proxyjump"),
+            proxy_command: r.opt("proxycommand"),
+            connect_timeout: r.seconds("connecttimeout")?,
+            server_alive_interval: r.seconds("serveraliveinterval")?,
             server_alive_count_max: match ev.get("serveralivecountmax") {
                 None => 3,
-                Some(v) => v.parse().map_err(|_| bad("ServerAliveCountMax", v))?,
+                Some(v) => v.parse().map_err(|_| r.bad("ServerAliveCountMax", v))?,
             },
-            compression: flag("compression"),
-            files_read: ev.files_read,
+            compression: r.flag("compression"),
+            hostname: r.hostname.clone(),
+            user: r.user.clone(),
+            port: r.port,
+            files_read: ev.files_read.clone(),
             from_openssh,
-            hostname,
-            user,
-            port,
         })
     }
 
@@ -236,6 +139,161 @@ impl ResolvedHost {
                 ],
             )
         })
+    }
+}
+
+/// One evaluation being turned into settings: where the host is (for `%` tokens)
+/// and how to read each kind of value.
+struct Reading<'a> {
+    alias: &'a str,
+    ev: &'a Evaluated,
+    local: &'a Local<'a>,
+    from_openssh: bool,
+    hostname: String,
+    user: String,
+    port: u16,
+}
+
+impl<'a> Reading<'a> {
+    fn new(
+        alias: &'a str,
+        ev: &'a Evaluated,
+        local: &'a Local<'a>,
+        from_openssh: bool,
+    ) -> Result<Self, ConfigError> {
+        let hostname = match ev.get("hostname") {
+            Some(h) if !from_openssh => expand_tokens(h, &[('h', alias)]),
+            Some(h) => h.to_string(),
+            None => alias.to_string(),
+        };
+        let mut r = Reading {
+            alias,
+            ev,
+            local,
+            from_openssh,
+            hostname,
+            user: ev.get("user").unwrap_or(local.user).to_string(),
+            port: 22,
+        };
+        if let Some(p) = ev.get("port") {
+            r.port = p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| r.bad("Port", p))?;
+        }
+        Ok(r)
+    }
+
+    fn bad(&self, key: &str, value: &str) -> ConfigError {
+        ConfigError::Value {
+            alias: self.alias.to_string(),
+            key: key.to_string(),
+            value: value.to_string(),
+        }
+    }
+
+    /// A path value: `%` tokens (when `tokens`), `~`, and the HOME move.
+    fn path(&self, s: &str, tokens: bool) -> PathBuf {
+        let s = if tokens {
+            let home = self
+                .local
+                .home
+                .map(|h| h.display().to_string())
+                .unwrap_or_default();
+            let port = self.port.to_string();
+            let table = [
+                ('d', home.as_str()),
+                ('u', self.local.user),
+                ('h', self.hostname.as_str()),
+                ('r', self.user.as_str()),
+                ('p', port.as_str()),
+                ('n', self.alias),
+            ];
+            expand_tokens(s, &table)
+        } else {
+            s.to_string()
+        };
+        rehome(expand_tilde(&s, self.local.home), self.local.rehome)
+    }
+
+    /// Every value of a repeatable path keyword.
+    fn paths(&self, key: &str) -> Vec<PathBuf> {
+        self.ev
+            .pairs
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| self.path(v, true))
+            .collect()
+    }
+
+    /// A space-separated list of paths (`none`: empty); `default` for the built-in
+    /// reader (`ssh -G` prints its defaults itself, tokens already expanded).
+    fn list(&self, key: &str, default: &str) -> Vec<PathBuf> {
+        let v = self
+            .ev
+            .get(key)
+            .unwrap_or(if self.from_openssh { "" } else { default });
+        if v.eq_ignore_ascii_case("none") {
+            return Vec::new();
+        }
+        v.split_whitespace()
+            .map(|p| self.path(p, !self.from_openssh))
+            .collect()
+    }
+
+    fn flag(&self, key: &str) -> bool {
+        self.ev
+            .get(key)
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "yes" | "true"))
+    }
+
+    /// A value where `none` means unset.
+    fn opt(&self, key: &str) -> Option<String> {
+        self.ev
+            .get(key)
+            .filter(|v| !v.eq_ignore_ascii_case("none"))
+            .map(str::to_string)
+    }
+
+    fn strict(&self) -> Result<String, ConfigError> {
+        let Some(v) = self.ev.get("stricthostkeychecking") else {
+            return Ok("ask".into());
+        };
+        Ok(match v.to_ascii_lowercase().as_str() {
+            "yes" | "true" => "yes".into(),
+            "no" | "false" | "off" => "no".into(),
+            "ask" => "ask".into(),
+            "accept-new" => "accept-new".into(),
+            _ => return Err(self.bad("StrictHostKeyChecking", v)),
+        })
+    }
+
+    /// A time in OpenSSH's format; `none` or 0 mean unset.
+    fn seconds(&self, key: &str) -> Result<Option<Duration>, ConfigError> {
+        match self.ev.get(key) {
+            None => Ok(None),
+            Some(v) if v.eq_ignore_ascii_case("none") => Ok(None),
+            Some(v) => match convtime(v) {
+                Some(0) => Ok(None),
+                Some(s) => Ok(Some(Duration::from_secs(s))),
+                None => Err(self.bad(key, v)),
+            },
+        }
+    }
+
+    fn agent(&self) -> AgentSetting {
+        match self.ev.get("identityagent") {
+            None | Some("SSH_AUTH_SOCK") => AgentSetting::Default,
+            Some(v) if v.eq_ignore_ascii_case("none") => AgentSetting::Disabled,
+            Some(v) => match v.strip_prefix('$') {
+                Some(var) => match std::env::var_os(var) {
+                    Some(s) if !s.is_empty() => AgentSetting::Socket(PathBuf::from(s)),
+                    _ => AgentSetting::Disabled,
+                },
+                None => AgentSetting::Socket(self.path(v, true)),
+            },
+        }
     }
 }
 
