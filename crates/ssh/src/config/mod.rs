@@ -275,14 +275,23 @@ pub fn resolve_host(
         user: &local_user,
     };
     if let Some(client) = &opts.ssh_client {
-        let ev = openssh::evaluate(&openssh::Ask {
+        let ask = openssh::Ask {
             client,
             alias,
             user,
             port,
             config: files.only.as_deref(),
-        })?;
-        return ResolvedHost::build(alias, ev, &local, true);
+        };
+        match openssh::evaluate(&ask)? {
+            Some(ev) => return ResolvedHost::build(alias, ev, &local, true),
+            None => note(
+                opts,
+                &format!(
+                    "note: {} is not an OpenSSH client (no `-G`); relstore reads the ssh config itself",
+                    client.display()
+                ),
+            ),
+        }
     }
     let sources: Vec<builtin::Source> = match &files.only {
         Some(p) if p == Path::new("/dev/null") => Vec::new(),
@@ -315,15 +324,22 @@ pub fn resolve_host(
     };
     let ev = builtin::evaluate(&q, &sources)?;
     if !ev.ignored.is_empty() {
-        if let Some(note) = opts.notes.0 {
-            let names: Vec<&str> = ev.ignored.iter().map(String::as_str).collect();
-            note(&format!(
+        let names: Vec<&str> = ev.ignored.iter().map(String::as_str).collect();
+        note(
+            opts,
+            &format!(
                 "note: no OpenSSH client to evaluate the ssh config; relstore's own reader ignored for {alias}: {}",
                 names.join(", ")
-            ));
-        }
+            ),
+        );
     }
     ResolvedHost::build(alias, ev, &local, false)
+}
+
+fn note(opts: &RemoteOptions, text: &str) {
+    if let Some(sink) = opts.notes.0 {
+        sink(text);
+    }
 }
 
 /// The route to the host of `spec`, every hop resolved through the config.

@@ -19,8 +19,10 @@ pub(crate) struct Ask<'a> {
     pub config: Option<&'a Path>,
 }
 
-/// Runs `ssh -v -G …` and returns its evaluation.
-pub(crate) fn evaluate(ask: &Ask) -> Result<Evaluated, ConfigError> {
+/// Runs `ssh -v -G …` and returns its evaluation; `None` when the program is not an
+/// OpenSSH client that knows `-G` (another `ssh`, say Dropbear's), so the caller can
+/// use the built-in reader instead.
+pub(crate) fn evaluate(ask: &Ask) -> Result<Option<Evaluated>, ConfigError> {
     let mut cmd = Command::new(ask.client);
     cmd.arg("-v").arg("-G");
     if let Some(f) = ask.config {
@@ -42,6 +44,17 @@ pub(crate) fn evaluate(ask: &Ask) -> Result<Evaluated, ConfigError> {
             source,
         })?;
     let stderr = String::from_utf8_lossy(&out.stderr);
+    let lower = stderr.to_ascii_lowercase();
+    let no_g = [
+        "illegal option",
+        "unknown option",
+        "invalid option",
+        "unrecognized option",
+    ];
+    if !out.status.success() && no_g.iter().any(|m| lower.contains(m)) && !lower.contains(" line ")
+    {
+        return Ok(None);
+    }
     if !out.status.success() {
         let reason = stderr
             .lines()
@@ -57,7 +70,8 @@ pub(crate) fn evaluate(ask: &Ask) -> Result<Evaluated, ConfigError> {
             },
         });
     }
-    Ok(parse(&String::from_utf8_lossy(&out.stdout), &stderr))
+    let ev = parse(&String::from_utf8_lossy(&out.stdout), &stderr);
+    Ok(ev.get("hostname").is_some().then_some(ev))
 }
 
 /// `ssh -G` output (`keyword value` lines) plus the files `-v` says it read.

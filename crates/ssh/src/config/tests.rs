@@ -264,3 +264,33 @@ fn proxy_none_and_exclusion_follow_openssh() {
         assert_eq!(via("e"), "jump hop", "{client}");
     }
 }
+
+/// An `ssh` that is not OpenSSH (no `-G`) is not fatal: the built-in reader takes over.
+#[test]
+fn an_ssh_without_dash_g_falls_back_to_the_builtin_reader() {
+    let d = home_with("Host web1\n  HostName 127.0.0.1\n  Port 2200\n");
+    let fake = d.path().join("ssh");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho \"ssh: illegal option -- G\" >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = RemoteOptions {
+        ssh_client: Some(fake),
+        ..opts(d.path(), false)
+    };
+    // A fork elsewhere in this test process may briefly hold the fresh script open
+    // for writing (ETXTBSY): retry starting it.
+    let mut h = resolve_host("web1", None, None, &o);
+    for _ in 0..20 {
+        if !matches!(h, Err(ConfigError::OpenSshRun { .. })) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        h = resolve_host("web1", None, None, &o);
+    }
+    let h = h.unwrap();
+    assert!(!h.from_openssh);
+    assert_eq!((h.hostname.as_str(), h.port), ("127.0.0.1", 2200));
+}
