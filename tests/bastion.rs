@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::util::netns::{hidden_servers, Hidden};
-use crate::util::{assert_same_tree, one_line_error, Env};
+use crate::util::{assert_same_tree, one_line_error, relstore_bin_dir, Env};
 
 /// A client ssh config for the hidden servers: `bastion` (via the bridge), `b2` and
 /// `target` inside, each with its own key and known_hosts entry.
@@ -115,7 +115,11 @@ fn a_target_behind_bastions_deploys_via_proxyjump_chains_and_proxycommand() {
         crate::util::on_path("ssh"),
         "this test needs the OpenSSH client (ssh)"
     );
-    let h = hidden_servers(3);
+    let path = format!(
+        "SetEnv PATH={}:/usr/local/bin:/usr/bin:/bin",
+        relstore_bin_dir().display()
+    );
+    let h = hidden_servers(3, &path);
     let (bastion, b2, target) = (&h.servers[0], &h.servers[1], &h.servers[2]);
     let scratch = Env::local();
     let cfg = client_config(&scratch, &h);
@@ -155,11 +159,29 @@ fn a_target_behind_bastions_deploys_via_proxyjump_chains_and_proxycommand() {
         bastion.log()
     );
     assert!(forwards_to(b2, target.port) >= 4, "{}", b2.log());
+
+    // Helper mode (an exec channel on the same connection) works through the chain.
+    let env = env_for(&cfg);
+    let site = env.site("h", 10, 313);
+    let spec = format!("target-2hop:{}", env.root.display());
+    let r = env.json(&["push", site.to_str().unwrap(), &spec, "--helper", "require"]);
+    assert_eq!(
+        r["release"].as_str().map(|s| !s.is_empty()),
+        Some(true),
+        "{r}"
+    );
+    assert_same_tree(&site, &env.root.join("current"));
+    let st = env.json(&["helper", "status", &spec, "--helper", "require"]);
+    assert_eq!(
+        (&st["helper"], &st["source"]),
+        (&true.into(), &"path".into()),
+        "{st}"
+    );
 }
 
 #[test]
 fn the_failing_hop_of_a_chain_is_named() {
-    let h = hidden_servers(3);
+    let h = hidden_servers(3, "");
     let scratch = Env::local();
     let cfg = client_config(&scratch, &h);
     let env = env_for(&cfg);

@@ -26,8 +26,10 @@ pub struct Hidden {
     pub bridge_port: u16,
 }
 
-/// Starts `n` sshds in a fresh network namespace and bridges the first one out.
-pub fn hidden_servers(n: usize) -> Hidden {
+/// Starts `n` sshds in a fresh network namespace and bridges the first one out;
+/// `last_extra` goes into the last server's config (the target's `SetEnv PATH=…`).
+pub fn hidden_servers(n: usize, last_extra: &str) -> Hidden {
+    let last_extra = last_extra.to_string();
     let (ready_tx, ready_rx) = mpsc::channel::<Result<Vec<Sshd>, String>>();
     let (dial_tx, dial_rx) = mpsc::channel::<Dial>();
     let inside = std::thread::spawn(move || {
@@ -52,7 +54,9 @@ pub fn hidden_servers(n: usize) -> Hidden {
                 return;
             }
         }
-        let servers = (0..n).map(|_| Sshd::start_logging("", "DEBUG1")).collect();
+        let servers = (0..n)
+            .map(|i| Sshd::start_logging(if i + 1 == n { &last_extra } else { "" }, "DEBUG1"))
+            .collect();
         if ready_tx.send(Ok(servers)).is_err() {
             return;
         }
