@@ -298,10 +298,11 @@ impl<'a> Reading<'a> {
 }
 
 /// Moves a path under the passwd home to the same place under HOME.
+/// Only `~/.ssh/…` moves: a passwd home of `/` must not move `/etc/ssh/…`.
 fn rehome(p: PathBuf, rehome: Option<(&Path, &Path)>) -> PathBuf {
     match rehome {
-        Some((pw, home)) => match p.strip_prefix(pw) {
-            Ok(rest) => home.join(rest),
+        Some((pw, home)) => match p.strip_prefix(pw.join(".ssh")) {
+            Ok(rest) => home.join(".ssh").join(rest),
             Err(_) => p,
         },
         None => p,
@@ -423,7 +424,16 @@ mod tests {
             rehome: Some((Path::new("/root"), Path::new("/t"))),
             user: "me",
         };
-        let r = ResolvedHost::build("web", ev, &local, true).unwrap();
+        let r = ResolvedHost::build("web", ev.clone(), &local, true).unwrap();
+        let root = Local {
+            rehome: Some((Path::new("/"), Path::new("/t"))),
+            ..local
+        };
+        let g = ResolvedHost::build("web", ev, &root, true).unwrap();
+        assert_eq!(
+            g.user_known_hosts_files[0],
+            PathBuf::from("/root/.ssh/known_hosts")
+        );
         assert_eq!(
             r.user_known_hosts_files[0],
             PathBuf::from("/t/.ssh/known_hosts")
