@@ -4,7 +4,7 @@
 //! (with `!`), `Include` (globs, `~`, relative to `~/.ssh` or `/etc/ssh`, nested,
 //! conditional inside a block), first value wins except `IdentityFile` and
 //! `CertificateFile`, which accumulate. Every other keyword that applies to the host
-//! is collected in [`Evaluated::ignored`] so the caller can name them.
+//! is collected in `Evaluated::ignored` so the caller can name them.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -3,8 +3,8 @@
 //! [`ConnectOptions`] of every hop.
 //!
 //! A host is resolved exactly as OpenSSH resolves it: when an OpenSSH client (`ssh`)
-//! is installed, `ssh -G` evaluates the config ([`openssh`]); without one, the
-//! built-in reader ([`builtin`]) handles `Host`, `Match host/originalhost/user/
+//! is installed, `ssh -G` evaluates the config (`openssh.rs`); without one, the
+//! built-in reader (`builtin.rs`) handles `Host`, `Match host/originalhost/user/
 //! localuser/all`, `Include` and the keywords relstore uses, and names every other
 //! keyword that applied in one note. Both produce a [`ResolvedHost`].
 //!
@@ -18,8 +18,8 @@
 //! (`~/.ssh/known_hosts`, `~/.ssh/id_*`) under `$HOME`, so a sandboxed run never
 //! picks up the machine's own SSH setup.
 
-pub mod builtin;
-pub mod openssh;
+mod builtin;
+mod openssh;
 pub mod resolved;
 mod text;
 

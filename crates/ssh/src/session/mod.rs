@@ -12,7 +12,8 @@
 
 //!
 //! The steps live in submodules: [`host_key`] (known_hosts verification), `auth`
-//! (key files and ssh-agent), [`tuning`] (russh settings) and [`error`].
+//! (key files and ssh-agent), [`tuning`] (russh settings), [`proxy`] (reaching a host
+//! through a ProxyCommand or a ProxyJump chain) and [`error`].
 
 mod auth;
 pub mod error;
