@@ -24,6 +24,13 @@ Host cmd
   ProxyCommand nc %h %p
 Host bastion
   HostName 127.0.0.1
+Match host 127.0.0.5
+  Compression yes
+Match originalhost web2 user deploy2
+  Port 2202
+Match originalhost web3 !localuser nobody-here
+  Port 2203
+  IdentitiesOnly yes
 Host *
   User fallback
 ";
@@ -74,6 +81,31 @@ fn builtin_reader_agrees_with_ssh_g() {
         );
         assert_eq!(a.files_read, vec![d.path().join(".ssh/config")]);
         assert_eq!(a.files_read, b.files_read);
+    }
+    for (alias, user) in [
+        ("web2", Some("deploy2")),
+        ("web2", None),
+        ("web3", None),
+        ("web1", None),
+    ] {
+        let a = resolve_host(alias, user, None, &opts(d.path(), true)).unwrap();
+        let b = resolve_host(alias, user, None, &opts(d.path(), false)).unwrap();
+        assert_eq!(
+            (a.port, a.compression, a.identities_only, &a.user),
+            (b.port, b.compression, b.identities_only, &b.user),
+            "{alias} {user:?}"
+        );
+        let want = match (alias, user) {
+            ("web2", Some(_)) => (2202, false, false),
+            ("web2", None) => (22, false, false),
+            ("web3", _) => (2203, false, true),
+            _ => (2222, true, false),
+        };
+        assert_eq!(
+            (a.port, a.compression, a.identities_only),
+            want,
+            "{alias} {user:?}"
+        );
     }
     let w = resolve_host("web1", Some("me"), Some(22), &opts(d.path(), false)).unwrap();
     assert_eq!((w.user.as_str(), w.port), ("me", 22));
