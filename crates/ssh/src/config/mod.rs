@@ -378,14 +378,14 @@ fn route(
             reason: e.to_string(),
         })?;
         let before = (!before.is_empty()).then(|| before.join(","));
-        Via::Jump(Box::new(route(
-            &h,
-            u.as_deref(),
-            p,
-            before.as_deref(),
-            opts,
-            depth + 1,
-        )?))
+        let hop = route(&h, u.as_deref(), p, before.as_deref(), opts, depth + 1);
+        Via::Jump(Box::new(hop.map_err(|e| match e {
+            ConfigError::JumpLoop { .. } => e,
+            other => ConfigError::BadJump {
+                alias: alias.to_string(),
+                reason: other.to_string(),
+            },
+        })?))
     } else if let Some(cmd) = host.proxy_command_line() {
         Via::Command(cmd)
     } else {

@@ -326,3 +326,17 @@ fn an_ssh_without_dash_g_falls_back_to_the_builtin_reader() {
     assert!(!h.from_openssh);
     assert_eq!((h.hostname.as_str(), h.port), ("127.0.0.1", 2200));
 }
+
+#[test]
+fn a_jump_host_typo_names_the_host_it_was_for() {
+    let d = home_with("Host t\n  ProxyJump bastoin\n");
+    for client in [true, false] {
+        let e = resolve(&RemoteSpec::parse("t:/x").unwrap(), &opts(d.path(), client))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("ProxyJump of t: no Host entry matches bastoin in "),
+            "{e}"
+        );
+    }
+}
