@@ -48,6 +48,7 @@ macro_rules! conformance {
 mod util;
 
 mod bad_input;
+mod bastion;
 mod bench;
 mod crash;
 mod diff;
@@ -66,4 +67,5 @@ mod retention;
 mod rollback;
 mod shared;
 mod ssh;
+mod ssh_config;
 mod verify;

@@ -108,6 +108,7 @@ fn required_store_dir(explicit: Option<PathBuf>) -> Result<PathBuf> {
 /// How to reach SSH targets: the environment's defaults, then the global flags.
 fn remote_options(cli: &Cli) -> RemoteOptions {
     let mut r = RemoteOptions::from_env();
+    r.notes = relstore_ssh::config::NoteSink(Some(|note| eprintln!("relstore: {note}")));
     r.identity_files.splice(0..0, cli.identity.iter().cloned());
     if let Some(k) = &cli.known_hosts {
         r.known_hosts = Some(k.clone());

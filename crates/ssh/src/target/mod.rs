@@ -111,7 +111,7 @@ impl SftpTarget {
     /// login's home directory).
     pub fn connect(spec: &str, opts: &RemoteOptions) -> TargetResult<SftpTarget> {
         let parsed = RemoteSpec::parse(spec).map_err(|e| other(e.to_string()))?;
-        let copts = config::resolve(&parsed, opts).map_err(|e| TargetError::Connect {
+        let route = config::resolve(&parsed, opts).map_err(|e| TargetError::Connect {
             spec: spec.to_owned(),
             source: Box::new(e),
         })?;
@@ -125,13 +125,14 @@ impl SftpTarget {
                 path: spec.to_string(),
                 source: e,
             })?;
+        let copts = &route.opts;
         let where_ = if copts.port == 22 {
             format!("{}@{}", copts.user, copts.host)
         } else {
             format!("ssh://{}@{}:{}", copts.user, copts.host, copts.port)
         };
         let (session, channels) = rt.block_on(async {
-            let session = SshSession::connect(&copts)
+            let session = SshSession::connect_route(&route)
                 .await
                 .map_err(|e| other(error_line(&e)))?;
             let mut channels = Vec::new();
