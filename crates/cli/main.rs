@@ -5,11 +5,13 @@
 //! 130 (SIGINT) or 143 (SIGTERM) when interrupted (see `interrupt`).
 
 mod args;
+mod generate;
 mod helper_cmd;
 mod interrupt;
 mod output;
 mod progress_bars;
 mod targets;
+mod units;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -50,8 +52,14 @@ fn main() -> ExitCode {
     let notes = Notes::new(cli.quiet, cli.json);
     let result = run(cli, &notes);
     notes.clear();
+    finish(result)
+}
+
+/// The exit status (and the error line) for the result of a command.
+fn finish(result: Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<TreesDiffer>() => ExitCode::from(1),
         Err(e) => {
             if let Some(status) = interrupt::exit_status(&e) {
                 let _ = writeln!(io::stderr(), "{}", interrupt::message());
@@ -68,6 +76,19 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// `diff --exit-code` found differences: exit status 1 with no error line (the diff
+/// printed on stdout says what differs).
+#[derive(Debug)]
+struct TreesDiffer;
+
+impl std::fmt::Display for TreesDiffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the trees differ")
+    }
+}
+
+impl std::error::Error for TreesDiffer {}
 
 fn lock_policy(l: &LockArgs) -> LockPolicy {
     LockPolicy {
@@ -173,6 +194,10 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
             };
             let d = diff_operands(&old, &new, cache.as_deref(), &a.exclude, &targets, notes)?;
             out.diff(&d)?;
+            if a.exit_code && !d.is_empty() {
+                out.flush()?;
+                return Err(TreesDiffer.into());
+            }
         }
         Command::Prune(a) => {
             let target = open_target(&a.target, &remote)?;
@@ -219,6 +244,8 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
             return Ok(());
         }
         Command::Serve(_) => anyhow::bail!("serve runs only as the helper of a client"),
+        Command::Completions(a) => return generate::completions(a.shell),
+        Command::Man(a) => return generate::man(a.dir.as_deref()),
         Command::Pin(a) => pin(&mut out, &a, true, &remote, notes)?,
         Command::Unpin(a) => pin(&mut out, &a, false, &remote, notes)?,
     }
