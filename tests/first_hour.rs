@@ -87,6 +87,13 @@ fn man_page_lists_the_verbs_and_pages_per_verb_name_ssh_targets() {
         );
     }
     assert!(!dir.join("relstore-serve.1").exists());
+    // A directory that cannot be made: one line naming it.
+    let file = env.path("a-file");
+    fs::write(&file, "x").unwrap();
+    let under_file = file.join("man1");
+    let out = env.run(&["man", "--dir", under_file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(one_line_error(&out).contains(under_file.to_str().unwrap()));
     // `man -l` renders it, where man is installed.
     if crate::util::on_path("man") {
         let shown = std::process::Command::new("man")
