@@ -3,8 +3,9 @@
 //! release, read-only commands that never speak of writing, and where the local
 //! release store goes by default.
 //!
-//! Local targets only: all of this is decided by the CLI and the engine the same way
-//! for every target (the SSH forms are exercised by the conformance suite).
+//! Local targets except for the refusal of a foreign directory, which every target
+//! words itself: the rest is decided by the CLI and the engine the same way for every
+//! target (the SSH forms are exercised by the conformance suite).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -238,9 +239,9 @@ fn a_deployed_tree_equals_its_release_despite_cleared_write_bits() {
     assert!(out.stderr.is_empty(), "{out:?}");
 }
 
-#[test]
-fn read_only_commands_on_a_foreign_directory_never_speak_of_writing() {
-    let env = Env::local();
+conformance!(read_only_commands_on_a_foreign_directory_never_speak_of_writing);
+
+fn read_only_commands_on_a_foreign_directory_never_speak_of_writing(env: Env) {
     fs::create_dir_all(&env.root).unwrap();
     fs::write(env.root.join("index.html"), "someone's site").unwrap();
     let at = format!("{}@current", env.target);
