@@ -293,6 +293,12 @@ fn the_default_local_store_has_no_doubled_path_segment() {
     assert!(!root.join("blobs/blobs").exists());
     let info = store_info_without_override(&env);
     assert_eq!(info["root"], root.to_str().unwrap(), "{info}");
+    // What it occupies (as du counts) is at least the compressed bytes it holds.
+    let (bytes, disk) = (
+        info["bytes"].as_u64().unwrap(),
+        info["disk_bytes"].as_u64().unwrap(),
+    );
+    assert!(bytes > 0 && disk >= bytes, "{info}");
 
     // A store an earlier version made at …/relstore/blobs is still found when the
     // new place does not exist.

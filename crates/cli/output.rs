@@ -415,10 +415,11 @@ impl Out {
         if u.exists {
             writeln!(
                 self.stdout,
-                "{}: {} blobs, {} on disk",
+                "{}: {} blobs ({} compressed), {} on disk",
                 u.root.display(),
                 thousands(u.blobs),
-                human_bytes(u.bytes)
+                human_bytes(u.bytes),
+                human_bytes(u.disk_bytes)
             )?;
         } else {
             writeln!(
