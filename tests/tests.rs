@@ -55,6 +55,7 @@ mod diff;
 mod dry_run;
 mod emlink;
 mod exclude;
+mod first_hour;
 mod helper;
 mod hostile;
 mod interrupt;

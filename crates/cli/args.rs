@@ -5,9 +5,27 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The end of `relstore --help` and of the manual page.
+const AFTER_HELP: &str = "TARGET is a local path, [user@]host:path or \
+     ssh://[user@]host[:port]/path (every command works on each). Exit status: 0 success, \
+     1 failure (one line on stderr), 2 usage error, 130/143 interrupted; `diff --exit-code` \
+     exits 1 when the trees differ.";
+
+/// Help of every TARGET argument: the forms a store root can take.
+const TARGET_HELP: &str = "Store root: a local path, [user@]host:path (a path without a \
+     leading / is relative to the login's home; host may be a Host alias of the ssh config) \
+     or ssh://[user@]host[:port]/path [default: the project file's target: --to NAME, its \
+     `default` or its only one]";
+
+/// Help of `push`'s TARGET, which is created when missing.
+const PUSH_TARGET_HELP: &str = "Store root, created if missing: a local path, \
+     [user@]host:path (a path without a leading / is relative to the login's home; host may \
+     be a Host alias of the ssh config) or ssh://[user@]host[:port]/path [default: the project \
+     file's target: --to NAME, its `default` or its only one]";
+
 /// Deploy huge file trees atomically and incrementally.
 #[derive(Parser, Debug)]
-#[command(name = "relstore", version, about, long_about = None)]
+#[command(name = "relstore", version, about, long_about = None, after_help = AFTER_HELP)]
 pub struct Cli {
     /// Print one JSON object on stdout instead of human output.
     #[arg(long, global = true)]
@@ -74,6 +92,27 @@ pub enum Command {
     /// Serve a store on stdin/stdout for a relstore client (run over SSH by helper mode).
     #[command(hide = true)]
     Serve(ServeArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) on stdout, or write one page per command into a
+    /// directory.
+    Man(ManArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for, e.g. `relstore completions bash >
+    /// ~/.local/share/bash-completion/completions/relstore`.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Write relstore.1 and relstore-VERB.1 for every command into DIR (e.g.
+    /// ~/.local/share/man/man1) instead of printing relstore.1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -98,7 +137,7 @@ pub enum HelperCommand {
 
 #[derive(Args, Debug)]
 pub struct HelperStatusArgs {
-    /// Store root.
+    #[arg(value_name = "TARGET", help = TARGET_HELP)]
     pub target: String,
 }
 
@@ -123,8 +162,9 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Push here instead of a local scratch directory (a scratch sub-directory is
-    /// created under it and removed afterwards).
-    #[arg(long)]
+    /// created under it and removed afterwards): a local path, [user@]host:path or
+    /// ssh://[user@]host[:port]/path.
+    #[arg(long, value_name = "TARGET")]
     pub target: Option<String>,
     /// Percentages of files to change, one push each, cumulatively.
     #[arg(long, value_delimiter = ',', default_value = "1,10")]
@@ -168,7 +208,7 @@ pub struct StorePruneArgs {
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// Store root [default: the project file's target].
+    #[arg(value_name = "TARGET", help = TARGET_HELP)]
     pub target: Option<String>,
     /// Check only this release (`current` for the current one); default: every release.
     pub release: Option<String>,
@@ -192,7 +232,7 @@ pub struct VerifyArgs {
 
 #[derive(Args, Debug)]
 pub struct PruneArgs {
-    /// Store root [default: the project file's target].
+    #[arg(value_name = "TARGET", help = TARGET_HELP)]
     pub target: Option<String>,
     /// How many release directories to keep (the current, pinned and newest ones are
     /// always kept) [default: the project file's `keep`].
@@ -209,9 +249,8 @@ pub struct PruneArgs {
 
 #[derive(Args, Debug)]
 pub struct PinArgs {
-    /// Store root, then the release name; with one argument, the release name on the
-    /// project file's target (--to NAME or its default).
-    #[arg(value_name = "TARGET")]
+    /// With one argument, it is the release name on the project file's target.
+    #[arg(value_name = "TARGET", help = TARGET_HELP)]
     pub target: Option<String>,
     /// Release name.
     pub release: Option<String>,
@@ -225,8 +264,7 @@ pub struct PinArgs {
 pub struct PushArgs {
     /// Directory to deploy [default: the project file's `source`].
     pub source: Option<PathBuf>,
-    /// Store root: a local path (created if missing) or an SSH target [default: the
-    /// project file's target: --to NAME, its `default` or its only one].
+    #[arg(value_name = "TARGET", help = PUSH_TARGET_HELP)]
     pub target: Option<String>,
     #[command(flatten)]
     pub to: ToArgs,
@@ -268,7 +306,7 @@ pub struct PushArgs {
 
 #[derive(Args, Debug)]
 pub struct StoreDirArgs {
-    /// The local release store (blobs of every pushed release, zstd-compressed) [default: $RELSTORE_STORE_DIR, $XDG_DATA_HOME/relstore/blobs or ~/.local/share/relstore/blobs].
+    /// The local release store (blobs of every pushed release, zstd-compressed) [default: $RELSTORE_STORE_DIR, $XDG_DATA_HOME/relstore/store or ~/.local/share/relstore/store].
     #[arg(long, value_name = "DIR")]
     pub store_dir: Option<PathBuf>,
 }
@@ -298,7 +336,7 @@ pub struct LockArgs {
 
 #[derive(Args, Debug)]
 pub struct ReleasesArgs {
-    /// Store root [default: the project file's target].
+    #[arg(value_name = "TARGET", help = TARGET_HELP)]
     pub target: Option<String>,
     #[command(flatten)]
     pub to: ToArgs,
@@ -306,8 +344,7 @@ pub struct ReleasesArgs {
 
 #[derive(Args, Debug)]
 pub struct RollbackArgs {
-    /// Store root [default: the project file's target]; with --to, the one argument
-    /// is the release.
+    #[arg(value_name = "TARGET", help = TARGET_HELP)]
     pub target: Option<String>,
     /// Release to make current; default: the release before current.
     pub release: Option<String>,
@@ -332,10 +369,18 @@ pub struct RollbackArgs {
 
 #[derive(Args, Debug)]
 pub struct DiffArgs {
-    /// Old side: TARGET@RELEASE, TARGET@current, a directory or a manifest file.
+    /// Old side: TARGET@RELEASE (RELEASE may be `current`; TARGET is a local path,
+    /// [user@]host:path or ssh://[user@]host[:port]/path), a directory, or a manifest file.
+    #[arg(value_name = "OLD")]
     pub a: String,
     /// New side, same forms.
+    #[arg(value_name = "NEW")]
     pub b: String,
+    /// Exit with status 1 when the two sides differ and 0 when they are equal, as `git
+    /// diff --exit-code` does (without it, 0 either way). An error also exits 1 but
+    /// prints a line starting `relstore: error:` on stderr.
+    #[arg(long)]
+    pub exit_code: bool,
     /// For a directory side: leave out paths matching this gitignore-style pattern, as
     /// `push --exclude` does (its .relstoreignore always applies); repeatable.
     #[arg(long, value_name = "GLOB")]

@@ -6,12 +6,14 @@
 
 mod args;
 mod config_cmd;
+mod generate;
 mod helper_cmd;
 mod interrupt;
 mod output;
 mod progress_bars;
 mod project;
 mod targets;
+mod units;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -53,8 +55,14 @@ fn main() -> ExitCode {
     let notes = Notes::new(cli.quiet, cli.json);
     let result = run(cli, &notes);
     notes.clear();
+    finish(result)
+}
+
+/// The exit status (and the error line) for the result of a command.
+fn finish(result: Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<TreesDiffer>() => ExitCode::from(1),
         Err(e) => {
             if let Some(status) = interrupt::exit_status(&e) {
                 let _ = writeln!(io::stderr(), "{}", interrupt::message());
@@ -71,6 +79,19 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// `diff --exit-code` found differences: exit status 1 with no error line (the diff
+/// printed on stdout says what differs).
+#[derive(Debug)]
+struct TreesDiffer;
+
+impl std::fmt::Display for TreesDiffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the trees differ")
+    }
+}
+
+impl std::error::Error for TreesDiffer {}
 
 fn lock_policy(l: &LockArgs) -> LockPolicy {
     LockPolicy {
@@ -233,6 +254,8 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
             return Ok(());
         }
         Command::Serve(_) => anyhow::bail!("serve runs only as the helper of a client"),
+        Command::Completions(a) => return generate::completions(a.shell),
+        Command::Man(a) => return generate::man(a.dir.as_deref()),
         Command::Pin(a) => pin(&mut out, a, true, &ctx)?,
         Command::Unpin(a) => pin(&mut out, a, false, &ctx)?,
     }
@@ -315,7 +338,12 @@ fn run_diff(a: args::DiffArgs, ctx: &Ctx, out: &mut Out) -> Result<()> {
         &targets,
         ctx.notes,
     )?;
-    out.diff(&d)
+    out.diff(&d)?;
+    if a.exit_code && !d.is_empty() {
+        out.flush()?;
+        return Err(TreesDiffer.into());
+    }
+    Ok(())
 }
 
 /// `relstore push`: flags win over the project file; `--exclude` patterns come after
