@@ -18,6 +18,7 @@ pub mod cancel;
 pub mod diff;
 pub mod durable;
 pub mod failpoint;
+pub mod hook;
 pub mod hash;
 pub mod layout;
 pub mod lock;
