@@ -137,7 +137,9 @@ pub fn wrapper_script(root: &[u8], run: &HookRun<'_>) -> Vec<u8> {
     s.extend_from_slice(&q(root));
     s.extend_from_slice(b" RELSTORE_HOOK=");
     s.extend_from_slice(&q(run.hook.as_bytes()));
-    s.extend_from_slice(b"\nexport RELSTORE_RELEASE RELSTORE_PREVIOUS RELSTORE_ROOT RELSTORE_HOOK\nh=");
+    s.extend_from_slice(
+        b"\nexport RELSTORE_RELEASE RELSTORE_PREVIOUS RELSTORE_ROOT RELSTORE_HOOK\nh=",
+    );
     s.extend_from_slice(&q(run.command.as_bytes()));
     s.extend_from_slice(
         b"

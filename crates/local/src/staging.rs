@@ -77,7 +77,9 @@ impl LocalTarget {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| TargetError::Other(format!("cannot start sh for hook {}: {e}", run.hook)))?;
+            .map_err(|e| {
+                TargetError::Other(format!("cannot start sh for hook {}: {e}", run.hook))
+            })?;
         let mut stdin = child.stdin.take();
         let (tx, rx) = mpsc::channel();
         let pgid = Arc::new(AtomicU32::new(0));

@@ -84,9 +84,14 @@ impl SftpTarget {
         let mut command = b"sh -c ".to_vec();
         command.extend_from_slice(&shell_quote(&script));
         let keep: Arc<dyn Send + Sync> = Arc::new(());
-        let ch = ExecChannel::start(self.session(), self.runtime(), &command, keep).map_err(
-            |e| TargetError::Other(format!("{}: cannot start hook {}: {e}", self.location(), run.hook)),
-        )?;
+        let ch =
+            ExecChannel::start(self.session(), self.runtime(), &command, keep).map_err(|e| {
+                TargetError::Other(format!(
+                    "{}: cannot start hook {}: {e}",
+                    self.location(),
+                    run.hook
+                ))
+            })?;
         let ExecChannel {
             reader,
             writer,
@@ -98,7 +103,8 @@ impl SftpTarget {
         let reading = std::thread::spawn(move || hook::forward_lines(reader, &tx));
         let ended = hook::supervise(&rx, run.timeout, output, &mut || {
             if let Some(pgid) = hook::parse_pgid(&status.snapshot().stderr) {
-                let kill = format!("kill -9 -{pgid} 2>/dev/null || kill -9 {pgid} 2>/dev/null; true");
+                let kill =
+                    format!("kill -9 -{pgid} 2>/dev/null || kill -9 {pgid} 2>/dev/null; true");
                 let _ = run_capture(self.session(), self.runtime(), kill.as_bytes(), KILL_WAIT);
             }
             drop(writer.take());
