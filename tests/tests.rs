@@ -55,6 +55,7 @@ mod dry_run;
 mod emlink;
 mod exclude;
 mod helper;
+mod hooks;
 mod hostile;
 mod interrupt;
 mod lock;
