@@ -35,8 +35,7 @@ fn pid_in(file: &Path) -> u32 {
 fn gone(pid: u32) -> bool {
     eventually(Duration::from_secs(5), || {
         !Path::new(&format!("/proc/{pid}")).exists()
-            || fs::read_to_string(format!("/proc/{pid}/stat"))
-                .is_ok_and(|s| s.contains(") Z "))
+            || fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
     })
 }
 
@@ -51,7 +50,10 @@ fn hook_sees_its_release_environment_and_working_directory(env: Env) {
             file.display()
         )
     };
-    let r = env.push(&v1, &["--release", "r1", "--before-activate", &record(&out1)]);
+    let r = env.push(
+        &v1,
+        &["--release", "r1", "--before-activate", &record(&out1)],
+    );
     assert_eq!(r["hooks"][0]["name"], "before_activate");
     assert_eq!(r["hooks"][0]["exit_code"], 0);
     assert_eq!(r["hooks"][0]["ok"], true);
@@ -68,9 +70,16 @@ fn hook_sees_its_release_environment_and_working_directory(env: Env) {
         .args(["--after-activate", &record(&out2)])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines = fs::read_to_string(&out2).unwrap();
-    assert_eq!(lines, format!("r2\nr1\n{root}\nafter_activate\n{root}/releases/r2\n"));
+    assert_eq!(
+        lines,
+        format!("r2\nr1\n{root}\nafter_activate\n{root}/releases/r2\n")
+    );
     // Output streams to stderr, prefixed with the host.
     let host = if env.is_ssh() { "127.0.0.1" } else { "local" };
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -116,11 +125,17 @@ fn failing_before_activate_leaves_current_untouched_and_the_release_staged(env: 
     let l = env.json(&["releases", &env.target]);
     assert_eq!(l["next"], "r2");
     let r2 = &l["releases"].as_array().unwrap()[1];
-    assert_eq!((r2["name"].as_str(), &r2["staged"]), (Some("r2"), &true.into()));
+    assert_eq!(
+        (r2["name"].as_str(), &r2["staged"]),
+        (Some("r2"), &true.into())
+    );
 
     // A later command's recovery keeps it; activate makes it current.
     let a = env.json(&["activate", &env.target]);
-    assert_eq!((a["release"].as_str(), &a["activated"]), (Some("r2"), &true.into()));
+    assert_eq!(
+        (a["release"].as_str(), &a["activated"]),
+        (Some("r2"), &true.into())
+    );
     assert_eq!(env.current().as_deref(), Some("r2"));
     assert!(fs::symlink_metadata(env.root.join("next")).is_err());
 }
@@ -190,13 +205,7 @@ fn revert_on_hook_failure_puts_the_previous_release_back(env: Env) {
     );
 
     // Without the flag the swap stands, and the command still fails.
-    let out = env.run(&[
-        "rollback",
-        &env.target,
-        "r2",
-        "--after-rollback",
-        "exit 2",
-    ]);
+    let out = env.run(&["rollback", &env.target, "r2", "--after-rollback", "exit 2"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(one_line_error(&out).contains("after_rollback"));
     assert_eq!(env.current().as_deref(), Some("r2"));
@@ -208,7 +217,13 @@ fn dry_run_names_the_hooks_and_runs_none(env: Env) {
     let hook = format!("touch '{}'", touched.display());
     let r = env.push(
         &v1,
-        &["--dry-run", "--before-activate", &hook, "--after-activate", &hook],
+        &[
+            "--dry-run",
+            "--before-activate",
+            &hook,
+            "--after-activate",
+            &hook,
+        ],
     );
     let planned: Vec<&str> = r["hooks_planned"]
         .as_array()
@@ -230,7 +245,13 @@ fn sigkill_of_the_client_during_a_hook_keeps_current_whole(env: Env) {
         let name = format!("k{i}");
         let mut child = env
             .cmd()
-            .args(["push", v2.to_str().unwrap(), &env.target, "--release", &name])
+            .args([
+                "push",
+                v2.to_str().unwrap(),
+                &env.target,
+                "--release",
+                &name,
+            ])
             .args([*flag, hook.as_str()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -65,4 +65,5 @@ mod restore;
 mod retention;
 mod rollback;
 mod ssh;
+mod staging;
 mod verify;
