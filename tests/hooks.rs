@@ -276,7 +276,36 @@ fn sigkill_of_the_client_during_a_hook_keeps_current_whole(env: Env) {
     }
 }
 
+fn ctrl_c_during_a_hook_kills_it_and_leaves_the_release_staged(env: Env) {
+    let v1 = env.site("v1", 10, 12);
+    env.push(&v1, &["--release", "r1"]);
+    let v2 = env.next_release(&v1, "v2", 0.3, 13);
+    let pidfile = env.path("int.pid");
+    let hook = format!("sleep 300 & echo $! > '{}'; wait", pidfile.display());
+    let mut child = env
+        .cmd()
+        .args(["push", v2.to_str().unwrap(), &env.target, "--release", "r2"])
+        .args(["--before-activate", hook.as_str()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = pid_in(&pidfile);
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = child.wait().unwrap();
+    env.settle();
+    assert_eq!(status.code(), Some(130));
+    assert!(gone(pid), "the hook outlived Ctrl-C");
+    assert_eq!(env.current().as_deref(), Some("r1"));
+    assert_eq!(
+        fs::read_link(env.root.join("next")).unwrap(),
+        Path::new("releases/r2")
+    );
+}
+
 conformance!(
+    ctrl_c_during_a_hook_kills_it_and_leaves_the_release_staged,
     hook_sees_its_release_environment_and_working_directory,
     failing_before_activate_leaves_current_untouched_and_the_release_staged,
     a_hung_hook_is_killed_at_its_timeout,
