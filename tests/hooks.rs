@@ -304,7 +304,27 @@ fn ctrl_c_during_a_hook_kills_it_and_leaves_the_release_staged(env: Env) {
     );
 }
 
+fn a_background_process_of_a_hook_does_not_hold_the_deploy(env: Env) {
+    let v1 = env.site("v1", 5, 14);
+    let pidfile = env.path("bg.pid");
+    // The background sleep keeps the hook's output open; the hook itself is done.
+    let hook = format!("sleep 30 & echo $! > '{}'; echo started", pidfile.display());
+    let t = Instant::now();
+    let r = env.push(&v1, &["--release", "r1", "--after-activate", &hook]);
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    assert_eq!(r["hooks"][0]["ok"], true);
+    assert_eq!(r["hooks"][0]["last_lines"][0], "started");
+    let pid = pid_in(&pidfile);
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "a finished hook's daemon is left alone"
+    );
+    // SAFETY: kill(2) on a process this test started (through the hook).
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+}
+
 conformance!(
+    a_background_process_of_a_hook_does_not_hold_the_deploy,
     ctrl_c_during_a_hook_kills_it_and_leaves_the_release_staged,
     hook_sees_its_release_environment_and_working_directory,
     failing_before_activate_leaves_current_untouched_and_the_release_staged,

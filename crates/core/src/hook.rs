@@ -181,13 +181,16 @@ pub enum Ended {
     Interrupted,
 }
 
-/// Forwards `lines` (the hook's output, ending when the hook does) to `output` until
-/// they end, the `timeout` passes or a stop is requested; in the last two cases calls
-/// `kill` once and drains what is still coming for a few seconds.
+/// Forwards `lines` (the hook's output) to `output` until they end or `exited` says
+/// the wrapper exited (a hook may leave a background process holding its output
+/// open; what it writes later is not waited for), the `timeout` passes or a stop is
+/// requested; in the last two cases calls `kill` once and drains what is still coming
+/// for a few seconds.
 pub fn supervise(
     lines: &Receiver<String>,
     timeout: Duration,
     output: &mut dyn FnMut(&str),
+    exited: &mut dyn FnMut() -> bool,
     kill: &mut dyn FnMut(),
 ) -> Ended {
     let deadline = Instant::now() + timeout;
@@ -196,7 +199,15 @@ pub fn supervise(
         match lines.recv_timeout(tick) {
             Ok(line) => output(&line),
             Err(RecvTimeoutError::Disconnected) => return Ended::Finished,
-            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                if exited() {
+                    // What the hook wrote just before it exited is still on its way.
+                    while let Ok(line) = lines.recv_timeout(Duration::from_millis(300)) {
+                        output(&line);
+                    }
+                    return Ended::Finished;
+                }
+            }
         }
         if crate::cancel::requested() {
             break Ended::Interrupted;
