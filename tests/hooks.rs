@@ -302,6 +302,32 @@ fn ctrl_c_during_a_hook_kills_it_and_leaves_the_release_staged(env: Env) {
         fs::read_link(env.root.join("next")).unwrap(),
         Path::new("releases/r2")
     );
+
+    // During after_activate: the swap stands, even with --revert-on-hook-failure.
+    let v3 = env.next_release(&v1, "v3", 0.3, 14);
+    let pidfile = env.path("int3.pid");
+    let hook = format!("sleep 300 & echo $! > '{}'; wait", pidfile.display());
+    let mut child = env
+        .cmd()
+        .args(["push", v3.to_str().unwrap(), &env.target, "--release", "r3"])
+        .args([
+            "--after-activate",
+            hook.as_str(),
+            "--revert-on-hook-failure",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = pid_in(&pidfile);
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = child.wait().unwrap();
+    env.settle();
+    assert_eq!(status.code(), Some(130));
+    assert!(gone(pid), "the hook outlived Ctrl-C");
+    assert_eq!(env.current().as_deref(), Some("r3"));
+    assert_same_tree(&v3, &env.root.join("current"));
 }
 
 fn a_background_process_of_a_hook_does_not_hold_the_deploy(env: Env) {

@@ -195,8 +195,9 @@ pub struct Activation {
     pub hooks: Vec<HookReport>,
     /// The first hook failure, one line: the command exits 1 with it.
     pub failure: Option<String>,
-    /// `before_activate` was interrupted (Ctrl-C): the release was left staged and the
-    /// command stops as interrupted.
+    /// A hook was interrupted (Ctrl-C): the command stops as interrupted once the
+    /// release is left as it was (staged when it was `before_activate`; current, not
+    /// reverted, when it was `after_activate`).
     pub interrupted: bool,
 }
 
@@ -229,12 +230,14 @@ pub fn activate_with_hooks(
         return Ok(done);
     };
     let failure = r.failure();
+    done.interrupted = r.interrupted;
     done.hooks.push(r);
     let Some(failure) = failure else {
         return Ok(done);
     };
     done.failure = Some(failure);
-    let Some(prev) = previous.filter(|_| hooks.revert_on_failure) else {
+    // Ctrl-C stops the hook, not the deploy: the swap stands (no revert).
+    let Some(prev) = previous.filter(|_| hooks.revert_on_failure && !done.interrupted) else {
         return Ok(done);
     };
     target.activate(prev)?;

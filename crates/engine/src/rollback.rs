@@ -153,8 +153,16 @@ pub fn rollback(
         current.as_ref(),
         progress,
     ) {
+        let interrupted = r.interrupted;
         report.hook_failure = r.failure();
         report.hooks.push(r);
+        if interrupted {
+            lock.release()?;
+            return Err(relstore_core::TargetError::Interrupted(
+                relstore_core::cancel::Interrupted,
+            )
+            .into());
+        }
     }
     lock.release()?;
     report.seconds = started.elapsed().as_secs_f64();
