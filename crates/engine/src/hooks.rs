@@ -64,9 +64,10 @@ impl Hooks {
         .filter(|c| !c.trim().is_empty())
     }
 
-    /// The hooks an activation would run, in order, for `--dry-run`.
-    pub fn planned(&self, names: &[&str]) -> Vec<PlannedHook> {
-        names
+    /// The hooks of `names` that are set, in order, for `--dry-run`; each is named in a
+    /// note.
+    pub fn planned(&self, names: &[&str], progress: &dyn Progress) -> Vec<PlannedHook> {
+        let planned: Vec<PlannedHook> = names
             .iter()
             .filter_map(|n| {
                 self.command(n).map(|c| PlannedHook {
@@ -74,7 +75,11 @@ impl Hooks {
                     command: c.to_owned(),
                 })
             })
-            .collect()
+            .collect();
+        for h in &planned {
+            progress.note(&format!("would run hook {}: {}", h.name, h.command));
+        }
+        planned
     }
 }
 

@@ -356,12 +356,8 @@ fn dry_run(
     if plan.new.is_some() {
         report.staged = opts.stage_only;
         if !opts.stage_only {
-            report.hooks_planned = opts
-                .hooks
-                .planned(&[crate::hooks::BEFORE_ACTIVATE, crate::hooks::AFTER_ACTIVATE]);
-        }
-        for h in &report.hooks_planned {
-            progress.note(&format!("would run hook {}: {}", h.name, h.command));
+            let names = [crate::hooks::BEFORE_ACTIVATE, crate::hooks::AFTER_ACTIVATE];
+            report.hooks_planned = opts.hooks.planned(&names, progress);
         }
     }
     report.links = plan.links();
