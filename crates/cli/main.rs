@@ -23,6 +23,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Parser;
 use relstore_engine::compare::{diff_operands, Operand};
+use relstore_engine::hooks::Hooks;
 use relstore_engine::lock::LockPolicy;
 use relstore_engine::push::{push, PushOptions};
 use relstore_engine::release_store;
@@ -231,6 +232,7 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
             })?;
         }
         Command::Rollback(a) => run_rollback(a, &ctx, &mut out)?,
+        Command::Activate(a) => run_activate(a, &ctx, &mut out)?,
         Command::Diff(a) => run_diff(a, &ctx, &mut out)?,
         Command::Prune(a) => run_prune(a, &ctx, &mut out)?,
         Command::Verify(a) => run_verify(a, &ctx, &mut out)?,
@@ -390,9 +392,12 @@ fn run_push(a: args::PushArgs, ctx: &Ctx, out: &mut Out) -> Result<()> {
             } else {
                 store_dir(a.store.store_dir.clone())
             },
+            stage_only: a.stage_only,
+            hooks: hooks(&a.hooks, sel.plan.as_ref()),
         };
         let report = push(&source, &target, &opts, ctx.notes)?;
-        out.push(&report)
+        out.push(&report)?;
+        hook_failed(out, report.hook_failure.as_deref())
     })
 }
 
@@ -417,9 +422,68 @@ fn run_rollback(a: args::RollbackArgs, ctx: &Ctx, out: &mut Out) -> Result<()> {
             sources: a.sources.clone(),
             cache_dir: cache_dir(a.cache.cache_dir.clone(), a.cache.no_stat_cache),
             dry_run: a.dry_run,
+            hooks: hooks(&a.hooks, sel.plan.as_ref()),
         };
         let report = rollback(&target, &opts, ctx.notes)?;
-        out.rollback(&report)
+        out.rollback(&report)?;
+        hook_failed(out, report.hook_failure.as_deref())
+    })
+}
+
+/// The engine's hooks: each flag wins over the project file's key.
+fn hooks(a: &args::HookArgs, plan: Option<&relstore_project::ResolvedTarget>) -> Hooks {
+    let file = |pick: fn(&relstore_project::Hooks) -> &Option<String>| {
+        plan.and_then(|p| pick(&p.hooks).clone())
+    };
+    Hooks {
+        before_activate: a
+            .before_activate
+            .clone()
+            .or_else(|| file(|h| &h.before_activate)),
+        after_activate: a
+            .after_activate
+            .clone()
+            .or_else(|| file(|h| &h.after_activate)),
+        after_rollback: a
+            .after_rollback
+            .clone()
+            .or_else(|| file(|h| &h.after_rollback)),
+        timeout: a
+            .hook_timeout
+            .or(plan.map(|p| p.hook_timeout))
+            .unwrap_or(relstore_engine::hooks::DEFAULT_TIMEOUT),
+        revert_on_failure: a.revert_on_hook_failure
+            || plan.is_some_and(|p| p.revert_on_hook_failure),
+    }
+}
+
+/// Exit 1 with the hook's failure, once the report is out.
+fn hook_failed(out: &mut Out, failure: Option<&str>) -> Result<()> {
+    match failure {
+        Some(why) => {
+            out.flush()?;
+            anyhow::bail!("{why}")
+        }
+        None => Ok(()),
+    }
+}
+
+/// `relstore activate`.
+fn run_activate(a: args::ActivateArgs, ctx: &Ctx, out: &mut Out) -> Result<()> {
+    let (target, release) = project::target_and_release(a.target, a.release, a.to.to.as_deref())?;
+    let sel = ctx.select(&a.to, target)?;
+    let remote = ctx.remote_for(&sel)?;
+    each_host(&sel, out, |host, out| {
+        let target = open_target(host, &remote)?;
+        let opts = relstore_engine::activate::ActivateOptions {
+            release: release.clone(),
+            lock: lock_policy(&a.lock),
+            hooks: hooks(&a.hooks, sel.plan.as_ref()),
+            dry_run: a.dry_run,
+        };
+        let report = relstore_engine::activate::activate(&target, &opts, ctx.notes)?;
+        out.activate(&report)?;
+        hook_failed(out, report.hook_failure.as_deref())
     })
 }
 

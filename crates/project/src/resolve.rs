@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::duration::parse_duration;
 use crate::raw::{parse, RawProject, RawTarget, Source};
 use crate::ProjectError;
+use relstore_core::duration::parse_duration;
 
 /// Hook timeout when neither the file nor the command line sets one.
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(600);
