@@ -5,9 +5,27 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The end of `relstore --help` and of the manual page.
+const AFTER_HELP: &str = "TARGET is a local path, [user@]host:path or \
+     ssh://[user@]host[:port]/path (every command works on each). Exit status: 0 success, \
+     1 failure (one line on stderr), 2 usage error, 130/143 interrupted; `diff --exit-code` \
+     exits 1 when the trees differ.";
+
+/// Help of every TARGET argument: the forms a store root can take.
+const TARGET_HELP: &str = "Store root: a local path, [user@]host:path (a path without a \
+     leading / is relative to the login's home; host may be a Host alias of the ssh config) \
+     or ssh://[user@]host[:port]/path [default: the project file's target: --to NAME, its \
+     `default` or its only one]";
+
+/// Help of `push`'s TARGET, which is created when missing.
+const PUSH_TARGET_HELP: &str = "Store root, created if missing: a local path, \
+     [user@]host:path (a path without a leading / is relative to the login's home; host may \
+     be a Host alias of the ssh config) or ssh://[user@]host[:port]/path [default: the project \
+     file's target: --to NAME, its `default` or its only one]";
+
 /// Deploy huge file trees atomically and incrementally.
 #[derive(Parser, Debug)]
-#[command(name = "relstore", version, about, long_about = None)]
+#[command(name = "relstore", version, about, long_about = None, after_help = AFTER_HELP)]
 pub struct Cli {
     /// Print one JSON object on stdout instead of human output.
     #[arg(long, global = true)]
@@ -38,6 +56,10 @@ pub struct Cli {
     /// off (SFTP only, nothing runs on the server), require [default: $RELSTORE_HELPER or auto].
     #[arg(long, value_name = "MODE", global = true)]
     pub helper: Option<relstore_ssh::HelperMode>,
+    /// Project file to use instead of the relstore.toml found in the current directory
+    /// or the nearest parent (used when no TARGET is given; see docs/project-file.md).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -50,6 +72,9 @@ pub enum Command {
     Releases(ReleasesArgs),
     /// Make another release current (default: the one before current).
     Rollback(RollbackArgs),
+    /// Make a staged release current (default: the one `next` points at), running the
+    /// activation hooks.
+    Activate(ActivateArgs),
     /// Compare two trees: TARGET@RELEASE (or @current), a directory, or a manifest file.
     Diff(DiffArgs),
     /// Evict old release directories and delete objects no remaining release uses.
@@ -69,9 +94,47 @@ pub enum Command {
     /// The relstore helper of an SSH target.
     #[command(subcommand)]
     Helper(HelperCommand),
+    /// The project file (relstore.toml).
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Serve a store on stdin/stdout for a relstore client (run over SSH by helper mode).
     #[command(hide = true)]
     Serve(ServeArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) on stdout, or write one page per command into a
+    /// directory.
+    Man(ManArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for, e.g. `relstore completions bash >
+    /// ~/.local/share/bash-completion/completions/relstore`.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Write relstore.1 and relstore-VERB.1 for every command into DIR (e.g.
+    /// ~/.local/share/man/man1) instead of printing relstore.1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Check the project file and print the resolved plan of every target.
+    Check,
+}
+
+/// `--to NAME`: a target of the project file instead of a TARGET argument.
+#[derive(Args, Debug)]
+pub struct ToArgs {
+    /// Use target NAME of the project file (relstore.toml) instead of TARGET.
+    #[arg(long, value_name = "NAME")]
+    pub to: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -82,7 +145,7 @@ pub enum HelperCommand {
 
 #[derive(Args, Debug)]
 pub struct HelperStatusArgs {
-    /// Store root.
+    #[arg(value_name = "TARGET", help = TARGET_HELP)]
     pub target: String,
 }
 
@@ -107,8 +170,9 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Push here instead of a local scratch directory (a scratch sub-directory is
-    /// created under it and removed afterwards).
-    #[arg(long)]
+    /// created under it and removed afterwards): a local path, [user@]host:path or
+    /// ssh://[user@]host[:port]/path.
+    #[arg(long, value_name = "TARGET")]
     pub target: Option<String>,
     /// Percentages of files to change, one push each, cumulatively.
     #[arg(long, value_delimiter = ',', default_value = "1,10")]
@@ -152,8 +216,8 @@ pub struct StorePruneArgs {
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// Store root.
-    pub target: String,
+    #[arg(value_name = "TARGET", help = TARGET_HELP)]
+    pub target: Option<String>,
     /// Check only this release (`current` for the current one); default: every release.
     pub release: Option<String>,
     /// Re-upload corrupt or missing objects and re-create broken paths (never deletes
@@ -165,6 +229,8 @@ pub struct VerifyArgs {
     #[arg(long = "source", value_name = "DIR", requires = "repair")]
     pub sources: Vec<PathBuf>,
     #[command(flatten)]
+    pub to: ToArgs,
+    #[command(flatten)]
     pub store: StoreDirArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
@@ -174,35 +240,42 @@ pub struct VerifyArgs {
 
 #[derive(Args, Debug)]
 pub struct PruneArgs {
-    /// Store root.
-    pub target: String,
+    #[arg(value_name = "TARGET", help = TARGET_HELP)]
+    pub target: Option<String>,
     /// How many release directories to keep (the current, pinned and newest ones are
-    /// always kept).
+    /// always kept) [default: the project file's `keep`].
     #[arg(long, value_name = "N")]
-    pub keep: usize,
+    pub keep: Option<usize>,
     /// Print the plan (releases evicted, objects and bytes freed) and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub to: ToArgs,
     #[command(flatten)]
     pub lock: LockArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct PinArgs {
-    /// Store root.
-    pub target: String,
+    /// With one argument, it is the release name on the project file's target.
+    #[arg(value_name = "TARGET", help = TARGET_HELP)]
+    pub target: Option<String>,
     /// Release name.
-    pub release: String,
+    pub release: Option<String>,
+    #[command(flatten)]
+    pub to: ToArgs,
     #[command(flatten)]
     pub lock: LockArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct PushArgs {
-    /// Directory to deploy.
-    pub source: PathBuf,
-    /// Store root: a local path (created if missing).
-    pub target: String,
+    /// Directory to deploy [default: the project file's `source`].
+    pub source: Option<PathBuf>,
+    #[arg(value_name = "TARGET", help = PUSH_TARGET_HELP)]
+    pub target: Option<String>,
+    #[command(flatten)]
+    pub to: ToArgs,
     /// Release name ([A-Za-z0-9._-]); default: a UTC timestamp like 20261122T053012Z.
     #[arg(long)]
     pub release: Option<String>,
@@ -219,6 +292,10 @@ pub struct PushArgs {
     /// `node_modules/`, `/build`, `!keep.map`); repeatable; applied after SOURCE/.relstoreignore.
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
+    /// Persistent path linked into every release from TARGET/shared/ (`uploads/`: a
+    /// directory, `.env`: a file); seeded from SOURCE the first time; repeatable.
+    #[arg(long, value_name = "PATH", value_parser = parse_shared)]
+    pub shared: Vec<relstore_core::shared::SharedPath>,
     /// Print the exact plan (objects and bytes to upload, files to link) and change
     /// nothing on the target.
     #[arg(long)]
@@ -227,6 +304,12 @@ pub struct PushArgs {
     /// release can then only come back with `rollback --source DIR`).
     #[arg(long)]
     pub no_local_store: bool,
+    /// Stop before the swap: point ROOT/next at the new release and leave `current`
+    /// alone; `relstore activate` makes it current later (and runs the hooks then).
+    #[arg(long)]
+    pub stage_only: bool,
+    #[command(flatten)]
+    pub hooks: HookArgs,
     #[command(flatten)]
     pub store: StoreDirArgs,
     #[command(flatten)]
@@ -237,7 +320,7 @@ pub struct PushArgs {
 
 #[derive(Args, Debug)]
 pub struct StoreDirArgs {
-    /// The local release store (blobs of every pushed release, zstd-compressed) [default: $RELSTORE_STORE_DIR, $XDG_DATA_HOME/relstore/blobs or ~/.local/share/relstore/blobs].
+    /// The local release store (blobs of every pushed release, zstd-compressed) [default: $RELSTORE_STORE_DIR, $XDG_DATA_HOME/relstore/store or ~/.local/share/relstore/store].
     #[arg(long, value_name = "DIR")]
     pub store_dir: Option<PathBuf>,
 }
@@ -267,14 +350,16 @@ pub struct LockArgs {
 
 #[derive(Args, Debug)]
 pub struct ReleasesArgs {
-    /// Store root.
-    pub target: String,
+    #[arg(value_name = "TARGET", help = TARGET_HELP)]
+    pub target: Option<String>,
+    #[command(flatten)]
+    pub to: ToArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct RollbackArgs {
-    /// Store root.
-    pub target: String,
+    #[arg(value_name = "TARGET", help = TARGET_HELP)]
+    pub target: Option<String>,
     /// Release to make current; default: the release before current.
     pub release: Option<String>,
     /// A directory whose files may supply objects of an evicted release that neither
@@ -287,6 +372,10 @@ pub struct RollbackArgs {
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]
+    pub to: ToArgs,
+    #[command(flatten)]
+    pub hooks: HookArgs,
+    #[command(flatten)]
     pub store: StoreDirArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
@@ -295,15 +384,70 @@ pub struct RollbackArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ActivateArgs {
+    #[arg(value_name = "TARGET", help = TARGET_HELP)]
+    pub target: Option<String>,
+    /// Release to make current; default: the one `next` points at.
+    pub release: Option<String>,
+    /// Say which release and hooks, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub to: ToArgs,
+    #[command(flatten)]
+    pub hooks: HookArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+/// Hooks: shell commands run on the target's host (see docs/hooks.md).
+#[derive(Args, Debug)]
+pub struct HookArgs {
+    /// Run CMD in the new release right before the swap; if it fails, the release is
+    /// left staged (ROOT/next) and `current` is untouched.
+    #[arg(long, value_name = "CMD")]
+    pub before_activate: Option<String>,
+    /// Run CMD in the new release right after the swap; if it fails the command exits
+    /// 1 (the swap stands unless --revert-on-hook-failure).
+    #[arg(long, value_name = "CMD")]
+    pub after_activate: Option<String>,
+    /// Run CMD in the release made current by a rollback (or by a revert).
+    #[arg(long, value_name = "CMD")]
+    pub after_rollback: Option<String>,
+    /// Kill a hook's process group after this long: 90s, 10m, 1h or seconds [default: 10m].
+    #[arg(long, value_name = "DURATION", value_parser = relstore_core::duration::parse_duration)]
+    pub hook_timeout: Option<std::time::Duration>,
+    /// When after_activate fails, point `current` back at the previous release and run
+    /// after_rollback.
+    #[arg(long)]
+    pub revert_on_hook_failure: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct DiffArgs {
-    /// Old side: TARGET@RELEASE, TARGET@current, a directory or a manifest file.
+    /// Old side: TARGET@RELEASE (RELEASE may be `current`; TARGET is a local path,
+    /// [user@]host:path or ssh://[user@]host[:port]/path), a directory, or a manifest file.
+    #[arg(value_name = "OLD")]
     pub a: String,
     /// New side, same forms.
+    #[arg(value_name = "NEW")]
     pub b: String,
+    /// Exit with status 1 when the two sides differ and 0 when they are equal, as `git
+    /// diff --exit-code` does (without it, 0 either way). An error also exits 1 but
+    /// prints a line starting `relstore: error:` on stderr.
+    #[arg(long)]
+    pub exit_code: bool,
     /// For a directory side: leave out paths matching this gitignore-style pattern, as
     /// `push --exclude` does (its .relstoreignore always applies); repeatable.
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
     #[command(flatten)]
+    pub to: ToArgs,
+    #[command(flatten)]
     pub cache: CacheArgs,
+}
+
+/// `--shared PATH`: a bad path is a usage error naming it.
+fn parse_shared(text: &str) -> Result<relstore_core::shared::SharedPath, String> {
+    relstore_core::shared::SharedPath::parse(text).map_err(|e| e.to_string())
 }

@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::progress_bars::Bars;
+use crate::units::{human_bytes, thousands};
 
 /// Progress sink of the CLI: progress bars and notes on stderr when it is a terminal
 /// (see [`crate::progress_bars`]), notes only otherwise (logs and CI output stay free of
@@ -68,41 +69,27 @@ impl Progress for Notes {
             }
         }
     }
+    fn output(&self, line: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.bars {
+            Some(b) => b.println_above(line),
+            None => {
+                let _ = writeln!(io::stderr(), "{line}");
+            }
+        }
+    }
 }
 
 /// Result printer.
 pub struct Out {
     json: bool,
     stdout: io::BufWriter<io::Stdout>,
-}
-
-/// `1234567` → `1,234,567`.
-pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Bytes in decimal units, as people read disk sizes.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
+    /// With `--json` on a target of several hosts: each host's report, printed as one
+    /// object by [`Out::end_hosts`].
+    collected: Option<Vec<(String, serde_json::Value)>>,
+    host: String,
 }
 
 impl Out {
@@ -110,7 +97,39 @@ impl Out {
         Out {
             json,
             stdout: io::BufWriter::new(io::stdout()),
+            collected: None,
+            host: String::new(),
         }
+    }
+
+    /// Starts the reports of a target with several hosts: `--json` collects them.
+    pub fn begin_hosts(&mut self) {
+        if self.json {
+            self.collected = Some(Vec::new());
+        }
+    }
+
+    /// The next report is `host`'s: a heading line in human output.
+    pub fn host_heading(&mut self, host: &str, i: usize, n: usize) -> Result<()> {
+        self.host = host.to_owned();
+        if !self.json {
+            writeln!(self.stdout, "[{i}/{n}] {host}")?;
+        }
+        Ok(())
+    }
+
+    /// Ends the reports of target `name`: `--json` prints one object with a per-host
+    /// list and, when a host failed, which one and why (later hosts were not tried).
+    pub fn end_hosts(&mut self, name: &str, failed: Option<(&str, String)>) -> Result<()> {
+        let Some(done) = self.collected.take() else {
+            return Ok(());
+        };
+        let hosts: Vec<serde_json::Value> = done
+            .into_iter()
+            .map(|(host, report)| json!({ "host": host, "report": report }))
+            .collect();
+        let failed = failed.map(|(host, error)| json!({ "host": host, "error": error }));
+        self.json(&json!({ "target": name, "hosts": hosts, "failed": failed }))
     }
 
     pub fn flush(&mut self) -> Result<()> {
@@ -119,6 +138,10 @@ impl Out {
     }
 
     fn json(&mut self, v: &impl Serialize) -> Result<()> {
+        if let Some(c) = &mut self.collected {
+            c.push((self.host.clone(), serde_json::to_value(v)?));
+            return Ok(());
+        }
         serde_json::to_writer(&mut self.stdout, v)?;
         writeln!(self.stdout)?;
         Ok(())
@@ -130,6 +153,10 @@ impl Out {
         }
         for s in &r.skipped {
             writeln!(io::stderr(), "relstore: skipped {s}")?;
+        }
+        let verb = if r.dry_run { "would seed" } else { "seeded" };
+        for s in &r.shared_seeded {
+            writeln!(io::stderr(), "relstore: {verb} shared path {s}")?;
         }
         if r.unchanged {
             writeln!(
@@ -173,7 +200,31 @@ impl Out {
             thousands(r.links),
         )?;
         if r.dry_run {
+            if r.staged {
+                writeln!(
+                    self.stdout,
+                    "would stage {} (next); current unchanged",
+                    r.release
+                )?;
+            }
             return Ok(());
+        }
+        self.hooks(&r.hooks)?;
+        if r.staged {
+            writeln!(
+                self.stdout,
+                "staged {}: next -> releases/{}; current unchanged ({})",
+                r.release,
+                r.release,
+                r.previous.as_deref().unwrap_or("none")
+            )?;
+        }
+        if r.reverted {
+            writeln!(
+                self.stdout,
+                "reverted: current -> {} again",
+                r.previous.as_deref().unwrap_or("(none)")
+            )?;
         }
         if let Some(p) = &r.pruned {
             if !p.plan.evict.is_empty() || !p.plan.objects.is_empty() {
@@ -224,13 +275,20 @@ impl Out {
                 (false, false) => "evicted",
             }
             .to_owned();
+            if r.staged {
+                state.push_str(", staged (next)");
+            }
             if r.pinned {
                 state.push_str(", pinned");
             }
             writeln!(
                 self.stdout,
                 "{} {:<24} {:<21} {:>11} {:>10}  {state}{}",
-                if r.current { '*' } else { ' ' },
+                match (r.current, r.staged) {
+                    (true, _) => '*',
+                    (false, true) => '>',
+                    _ => ' ',
+                },
                 r.name.as_str(),
                 created,
                 files,
@@ -321,6 +379,55 @@ impl Out {
         Ok(())
     }
 
+    /// One line per hook that ran.
+    fn hooks(&mut self, hooks: &[relstore_engine::hooks::HookReport]) -> Result<()> {
+        for h in hooks {
+            match h.failure() {
+                Some(why) => writeln!(self.stdout, "{why} ({:.1} s)", h.seconds)?,
+                None => writeln!(
+                    self.stdout,
+                    "hook {} on {}: ok ({:.1} s)",
+                    h.name, h.host, h.seconds
+                )?,
+            }
+        }
+        Ok(())
+    }
+
+    pub fn activate(&mut self, r: &relstore_engine::activate::ActivateReport) -> Result<()> {
+        if self.json {
+            return self.json(r);
+        }
+        let from = r.previous.as_deref().unwrap_or("(none)");
+        if r.already_current {
+            writeln!(
+                self.stdout,
+                "{} is already current; nothing changed",
+                r.release
+            )?;
+        } else if r.dry_run {
+            writeln!(
+                self.stdout,
+                "plan: current {from} -> {}; nothing changed",
+                r.release
+            )?;
+        } else {
+            self.hooks(&r.hooks)?;
+            if r.activated {
+                writeln!(self.stdout, "current: {from} -> {}", r.release)?;
+            } else if r.reverted {
+                writeln!(self.stdout, "reverted: current -> {from} again")?;
+            } else {
+                writeln!(
+                    self.stdout,
+                    "{} stays staged (next); current unchanged ({from})",
+                    r.release
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn pin(&mut self, release: &str, pinned: bool) -> Result<()> {
         if self.json {
             return self.json(&json!({ "release": release, "pinned": pinned }));
@@ -361,6 +468,7 @@ impl Out {
                 }
             )?;
         } else {
+            self.hooks(&r.hooks)?;
             writeln!(
                 self.stdout,
                 "current: {} -> {}{}",
@@ -443,10 +551,11 @@ impl Out {
         if u.exists {
             writeln!(
                 self.stdout,
-                "{}: {} blobs, {} on disk",
+                "{}: {} blobs ({} compressed), {} on disk",
                 u.root.display(),
                 thousands(u.blobs),
-                human_bytes(u.bytes)
+                human_bytes(u.bytes),
+                human_bytes(u.disk_bytes)
             )?;
         } else {
             writeln!(

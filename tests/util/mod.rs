@@ -19,6 +19,8 @@ use serde_json::Value;
 
 pub mod cut_proxy;
 
+/// Servers in a private network namespace, reachable only through a bastion.
+pub mod netns;
 /// The shared loopback sshd of this test process (crates/ssh/tests/sshd).
 #[path = "../../crates/ssh/tests/sshd/mod.rs"]
 pub mod sshd;

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! ROOT/current -> releases/NAME   replaced only by rename(2)
+//! ROOT/next -> releases/NAME      a staged release (assembled, not yet current)
 //! ROOT/releases/NAME/…            assembled trees, regular files hardlinked from objects/
 //! ROOT/objects/ab/cdef…+0444      blobs named by content hash and stored mode
 //! ROOT/manifests/NAME.manifest    one per release that ever became current
@@ -9,6 +10,7 @@
 //! ROOT/lock                       held by mutating commands
 //! ROOT/pins/NAME                  pinned releases (never evicted)
 //! ROOT/relstore.toml              format version of this root
+//! ROOT/shared/PATH                persistent data linked into releases (see `shared`)
 //! ```
 //!
 //! A release exists once its manifest is in `manifests/`. A push stages the manifest in
@@ -20,6 +22,9 @@ use crate::release::ReleaseName;
 
 /// The symlink a web server serves.
 pub const CURRENT: &str = "current";
+/// The symlink to a staged release (assembled, not current), for a preview host; only
+/// ever replaced by rename(2), like `current`.
+pub const NEXT: &str = "next";
 /// Directory of assembled releases.
 pub const RELEASES: &str = "releases";
 /// Directory of content-addressed blobs.
@@ -30,6 +35,9 @@ pub const MANIFESTS: &str = "manifests";
 pub const TMP: &str = "tmp";
 /// Directory of pin markers: `pins/NAME` (empty file) keeps release NAME from eviction.
 pub const PINS: &str = "pins";
+/// Persistent data linked into every release (see [`crate::shared`]): never in
+/// objects, never pruned, created on the first push that needs it.
+pub const SHARED: &str = "shared";
 /// The lock file.
 pub const LOCK: &str = "lock";
 /// The second-level lock held while breaking `lock` (see [`LockFile::Breaker`]).

@@ -41,6 +41,8 @@ pub struct RollbackOptions {
     /// Work out the plan (which release, whether it is rebuilt, what would be uploaded
     /// from where) and change nothing: no lock, no recovery, no upload.
     pub dry_run: bool,
+    /// Its `after_rollback` hook (the others do not apply).
+    pub hooks: crate::hooks::Hooks,
 }
 
 /// What a rollback did (the field names are the `--json` keys).
@@ -60,6 +62,12 @@ pub struct RollbackReport {
     pub uploaded_from: Vec<String>,
     /// Nothing to do: the release was already current.
     pub already_current: bool,
+    /// The `after_rollback` hook, when it ran.
+    pub hooks: Vec<crate::hooks::HookReport>,
+    /// With `--dry-run`: the hooks a rollback would run.
+    pub hooks_planned: Vec<crate::hooks::PlannedHook>,
+    /// The hook's failure (the command exits 1 with it; the rollback stands).
+    pub hook_failure: Option<String>,
     pub seconds: f64,
 }
 
@@ -98,6 +106,9 @@ pub fn rollback(
         bytes_uploaded: 0,
         uploaded_from: Vec::new(),
         already_current: current.as_ref() == Some(&to.name),
+        hooks: Vec::new(),
+        hooks_planned: Vec::new(),
+        hook_failure: None,
         seconds: 0.0,
     };
     if report.already_current {
@@ -126,13 +137,68 @@ pub fn rollback(
         }
     }
     let Some(lock) = lock else {
+        report.hooks_planned = opts
+            .hooks
+            .planned(&[crate::hooks::AFTER_ROLLBACK], progress);
         report.seconds = started.elapsed().as_secs_f64();
         return Ok(report);
     };
-    target.activate(&to.name)?;
-    lock.release()?;
+    let swap = Swap {
+        to: &to.name,
+        from: current.as_ref(),
+    };
+    swap.run(target.as_ref(), opts, &mut report, lock, progress)?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The swap of a rollback and its `after_rollback` hook.
+struct Swap<'a> {
+    to: &'a ReleaseName,
+    from: Option<&'a ReleaseName>,
+}
+
+impl Swap<'_> {
+    /// Points `current` at the release, runs `after_rollback` there (recorded in
+    /// `report`), releases the lock; a Ctrl-C during the hook leaves the rollback done
+    /// and stops the command as interrupted.
+    fn run(
+        &self,
+        target: &dyn Target,
+        opts: &RollbackOptions,
+        report: &mut RollbackReport,
+        lock: crate::lock::LockGuard,
+        progress: &dyn Progress,
+    ) -> EngineResult<()> {
+        target.activate(self.to)?;
+        let interrupted = after_rollback(target, opts, report, self.to, self.from, progress);
+        lock.release()?;
+        if interrupted {
+            let stop = relstore_core::cancel::Interrupted;
+            return Err(relstore_core::TargetError::Interrupted(stop).into());
+        }
+        Ok(())
+    }
+}
+
+/// Runs `after_rollback` (if set) in `to`, recording it in `report`; true when Ctrl-C
+/// interrupted it (the rollback stands; the command stops as interrupted).
+fn after_rollback(
+    target: &dyn Target,
+    opts: &RollbackOptions,
+    report: &mut RollbackReport,
+    to: &ReleaseName,
+    from: Option<&ReleaseName>,
+    progress: &dyn Progress,
+) -> bool {
+    let hook = crate::hooks::AFTER_ROLLBACK;
+    let Some(r) = crate::hooks::run_hook(target, &opts.hooks, hook, to, from, progress) else {
+        return false;
+    };
+    let interrupted = r.interrupted;
+    report.hook_failure = r.failure();
+    report.hooks.push(r);
+    interrupted
 }
 
 /// The release a rollback makes current: `requested`, else the one before current.
@@ -161,8 +227,11 @@ fn pick_release(
         .iter()
         .position(|r| &r.name == cur)
         .unwrap_or(0);
+    // A staged release was never live: it is not "the release before".
     catalog.releases[..pos]
-        .last()
+        .iter()
+        .rev()
+        .find(|r| !r.staged)
         .cloned()
         .ok_or_else(|| EngineError::NoEarlierRelease {
             location: location.to_owned(),

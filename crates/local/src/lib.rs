@@ -18,6 +18,8 @@ mod assemble;
 mod contain;
 mod fsutil;
 mod inspect;
+mod shared;
+mod staging;
 #[cfg(test)]
 mod tests;
 
@@ -73,12 +75,12 @@ impl LocalTarget {
         &self.root
     }
 
-    fn p(&self, rel: &str) -> PathBuf {
+    pub(crate) fn p(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
     }
 
     /// A fresh name under `tmp/` for something this process writes.
-    fn tmp_name(&self, what: &str) -> PathBuf {
+    pub(crate) fn tmp_name(&self, what: &str) -> PathBuf {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         self.p(layout::TMP)
             .join(format!("{what}-{}-{n}", std::process::id()))
@@ -472,6 +474,22 @@ impl Target for LocalTarget {
         fsync_dir(&self.root)
     }
 
+    fn next(&self) -> TargetResult<Option<ReleaseName>> {
+        self.read_next()
+    }
+
+    fn set_next(&self, name: Option<&ReleaseName>) -> TargetResult<()> {
+        self.write_next(name)
+    }
+
+    fn run_hook(
+        &self,
+        run: &relstore_core::hook::HookRun<'_>,
+        output: &mut dyn FnMut(&str),
+    ) -> TargetResult<relstore_core::hook::HookExit> {
+        self.hook(run, output)
+    }
+
     fn remove_release_dir(&self, name: &str) -> TargetResult<Removal> {
         let dir = self.p(layout::RELEASES).join(name);
         let aside = self.tmp_name("removing");
@@ -559,6 +577,21 @@ impl Target for LocalTarget {
             false => Ok(Vec::new()),
             true => list_names(&self.p(layout::PINS), None),
         }
+    }
+
+    fn shared_kinds(
+        &self,
+        paths: &[String],
+    ) -> TargetResult<Vec<Option<relstore_core::target::TreeKind>>> {
+        shared::shared_kinds(self, paths)
+    }
+
+    fn seed_shared(
+        &self,
+        path: &str,
+        items: &[relstore_core::shared::SeedItem],
+    ) -> TargetResult<bool> {
+        shared::seed_shared(self, path, items)
     }
 
     fn remove_store(&self) -> TargetResult<()> {

@@ -35,6 +35,7 @@ use serde::Serialize;
 use crate::catalog::{recover, Catalog};
 use crate::delta_bases::StoreBases;
 use crate::error::{during_step, EngineError, EngineResult};
+use crate::hooks::{activate_with_hooks, HookReport, Hooks, PlannedHook};
 use crate::lock::{acquire, LockPolicy};
 use crate::release_store::StoreReport;
 use crate::retention::PruneReport;
@@ -72,6 +73,14 @@ pub struct PushOptions {
     /// Gitignore-style patterns of source paths to leave out (`--exclude`), applied
     /// after those of the source's `.relstoreignore` (see [`relstore_scan::Excludes`]).
     pub exclude: Vec<String>,
+    /// Shared paths (`--shared`): linked into the release from `ROOT/shared/`, seeded
+    /// there on first use (see [`crate::shared`]).
+    pub shared: Vec<relstore_core::shared::SharedPath>,
+    /// Stop before the swap: record the release and point `next` at it (see
+    /// [`crate::activate`]); hooks run when it is activated.
+    pub stage_only: bool,
+    /// Hooks around the swap (see [`crate::hooks`]).
+    pub hooks: Hooks,
 }
 
 /// Seconds spent in each step.
@@ -107,10 +116,25 @@ pub struct PushReport {
     pub links: u64,
     pub object_copies: u64,
     pub skipped: Vec<String>,
+    /// Shared paths the release links (`uploads/`, `.env`).
+    pub shared: Vec<String>,
+    /// Shared paths this push seeded in `ROOT/shared/` (a dry run: would seed).
+    pub shared_seeded: Vec<String>,
     /// What `--keep` pruned, if it was given.
     pub pruned: Option<crate::retention::PruneReport>,
     /// What the local release store write-through did, if it was on.
     pub store: Option<crate::release_store::StoreReport>,
+    /// The release was staged (`next` points at it) instead of made current: by
+    /// `--stage-only`, or because `before_activate` failed.
+    pub staged: bool,
+    /// A failed `after_activate` was reverted: `current` is `previous` again.
+    pub reverted: bool,
+    /// Hooks that ran, in order.
+    pub hooks: Vec<HookReport>,
+    /// With `--dry-run`: the hooks a push would run.
+    pub hooks_planned: Vec<PlannedHook>,
+    /// The first hook failure (the command exits 1 with it).
+    pub hook_failure: Option<String>,
     pub seconds: f64,
     pub phases: PhaseTimes,
     /// How many times the connection was lost and the push continued over a new one
@@ -149,16 +173,11 @@ pub(crate) fn push_at(
         created,
     };
     refuse_store_inside_source(source, target.as_ref())?;
-    let scanned = scan_source_excluding(
-        source,
-        opts.skip_special,
-        Some(&opts.exclude),
-        opts.cache_dir.as_deref(),
-        progress,
-    )?;
+    let scanned = scan_for_push(source, opts, progress)?;
     let scan = ScanSummary::of(&scanned);
     if opts.dry_run {
         return dry_run(
+            source,
             target,
             scanned.entries,
             wanted,
@@ -168,6 +187,7 @@ pub(crate) fn push_at(
             progress,
         );
     }
+    crate::shared::precheck(source, target.as_ref(), &opts.shared)?;
     kill_point(points::PUSH_SCANNED);
     let t = Instant::now();
     target.open(true)?;
@@ -175,6 +195,10 @@ pub(crate) fn push_at(
     let catalog = recover(target.as_ref(), progress)?;
     catalog.require_readable_headers(target.as_ref())?;
     relstore_core::cancel::check()?;
+    // Seeded under the lock before anything else changes, so that `current` never
+    // links a shared path that is not there.
+    let shared_seeded = crate::shared::seed_missing(source, target.as_ref(), &opts.shared)?;
+    kill_point(points::PUSH_SEEDED);
     let current = load_current(target.as_ref(), &catalog, &scanned.entries, opts.force)?;
     let plan = plan_release(
         target.location(),
@@ -186,6 +210,8 @@ pub(crate) fn push_at(
         progress,
     )?;
     let mut report = PushReport::planned(&plan, scan, false);
+    report.shared = opts.shared.iter().map(ToString::to_string).collect();
+    report.shared_seeded = shared_seeded;
     report.phases.compare = t.elapsed().as_secs_f64();
     if let Some(mut new) = plan.new {
         relstore_core::cancel::check()?;
@@ -207,10 +233,43 @@ pub(crate) fn push_at(
         report.phases.swap = done.swap_seconds;
         report.store = done.store;
         report.pruned = done.pruned;
+        report.staged = done.staged;
+        report.reverted = done.activation.reverted;
+        report.hooks = done.activation.hooks;
+        report.hook_failure = done.activation.failure;
+        if done.activation.interrupted {
+            lock.release()?;
+            return Err(relstore_core::TargetError::Interrupted(
+                relstore_core::cancel::Interrupted,
+            )
+            .into());
+        }
     }
     lock.release()?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Scans the source as `opts` say: excludes applied, the source's copies of shared
+/// paths left out and the shared links put in their place (see [`crate::shared`]).
+fn scan_for_push(
+    source: &Path,
+    opts: &PushOptions,
+    progress: &dyn Progress,
+) -> EngineResult<relstore_scan::ScanOutput> {
+    relstore_core::shared::check_set(&opts.shared)?;
+    let mut exclude = opts.exclude.clone();
+    exclude.extend(crate::shared::exclude_patterns(&opts.shared));
+    let mut scanned = scan_source_excluding(
+        source,
+        opts.skip_special,
+        Some(&exclude),
+        opts.cache_dir.as_deref(),
+        progress,
+    )?;
+    scanned.entries =
+        relstore_core::shared::link_into(std::mem::take(&mut scanned.entries), &opts.shared)?;
+    Ok(scanned)
 }
 
 /// The local release store, when there is one, as the source of patch bases (only
@@ -299,7 +358,9 @@ impl PushReport {
 /// `push --dry-run`: the plan of [`plan_release`] against the target as it is (read
 /// without the lock), with the links assembly would make. A target that does not exist
 /// yet plans as an empty store (every object uploaded).
+#[allow(clippy::too_many_arguments)]
 fn dry_run(
+    source: &Path,
     target: &Arc<dyn Target>,
     entries: Vec<relstore_core::Entry>,
     wanted: Wanted,
@@ -341,7 +402,17 @@ fn dry_run(
     if opts.keep.is_some() {
         progress.note("--dry-run does not plan the --keep prune; run `relstore prune TARGET --keep N --dry-run` after the push");
     }
+    let seeds = crate::shared::plan_seeds(source, target.as_ref(), &opts.shared, !fresh)?;
     let mut report = PushReport::planned(&plan, scan, true);
+    report.shared = opts.shared.iter().map(ToString::to_string).collect();
+    report.shared_seeded = seeds.iter().map(|s| s.path.to_string()).collect();
+    if plan.new.is_some() {
+        report.staged = opts.stage_only;
+        if !opts.stage_only {
+            let names = [crate::hooks::BEFORE_ACTIVATE, crate::hooks::AFTER_ACTIVATE];
+            report.hooks_planned = opts.hooks.planned(&names, progress);
+        }
+    }
     report.links = plan.links();
     report.phases.compare = t.elapsed().as_secs_f64();
     report.seconds = started.elapsed().as_secs_f64();
@@ -369,6 +440,9 @@ struct Created {
     swap_seconds: f64,
     store: Option<StoreReport>,
     pruned: Option<PruneReport>,
+    /// Left staged instead of made current.
+    staged: bool,
+    activation: crate::hooks::Activation,
 }
 
 impl Run<'_> {
@@ -400,7 +474,7 @@ impl Run<'_> {
         relstore_core::cancel::check()?;
 
         let t = Instant::now();
-        self.publish(new)?;
+        let (staged, activation) = self.go_live(new)?;
         let swap_seconds = t.elapsed().as_secs_f64();
         if let Some(store) = store.as_mut() {
             if let Some(err) =
@@ -418,7 +492,33 @@ impl Run<'_> {
             swap_seconds,
             store,
             pruned,
+            staged,
+            activation,
         })
+    }
+
+    /// Makes the assembled release current between its hooks, or stages it: with
+    /// `--stage-only`, or when `before_activate` fails (then `current` is untouched).
+    fn go_live(&self, new: &NewRelease) -> EngineResult<(bool, crate::hooks::Activation)> {
+        let target = self.target.as_ref();
+        if self.opts.stage_only {
+            crate::activate::stage(target, &new.name, self.progress)?;
+            return Ok((true, crate::hooks::Activation::default()));
+        }
+        let previous = self.previous.map(ReleaseName::parse).transpose()?;
+        let activation = activate_with_hooks(
+            target,
+            &self.opts.hooks,
+            &new.name,
+            previous.as_ref(),
+            self.progress,
+            &mut || self.publish(new),
+        )?;
+        if !activation.swapped {
+            crate::activate::stage(target, &new.name, self.progress)?;
+            return Ok((true, activation));
+        }
+        Ok((false, activation))
     }
 
     /// Uploads the objects the target lacks and, alongside, writes the release through

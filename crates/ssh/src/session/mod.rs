@@ -13,12 +13,15 @@
 
 //!
 //! The steps live in submodules: [`host_key`] (the policy and the verification),
-//! [`known_hosts`] (reading the files), `auth` (key files, certificates, ssh-agent), [`tuning`] (russh settings) and [`error`].
+//! [`known_hosts`] (reading the files), `auth` (key files, certificates, ssh-agent),
+//! [`tuning`] (russh settings), [`proxy`] (reaching a host through a ProxyCommand or a
+//! ProxyJump chain) and [`error`].
 
 mod auth;
 pub mod error;
 pub mod host_key;
 pub mod known_hosts;
+pub mod proxy;
 pub mod tuning;
 
 use std::path::PathBuf;
@@ -34,6 +37,7 @@ use crate::sftp::{SftpClient, SftpConfig};
 
 pub use error::{error_line, SessionError};
 pub use host_key::{HostKeyPolicy, KnownHostsCheck, StrictHostKeyChecking};
+pub use proxy::{Route, Via};
 pub use tuning::client_config;
 
 /// Where and as whom to connect.
@@ -108,6 +112,9 @@ pub enum Identity {
 pub struct SshSession {
     handle: Handle<KnownHostsCheck>,
     destination: String,
+    /// The jump host's session or the proxy command this connection runs over;
+    /// declared last so it is dropped after `handle`.
+    carrier: Option<Box<proxy::Carrier>>,
 }
 
 impl std::fmt::Debug for SshSession {
@@ -169,6 +176,7 @@ impl SshSession {
         Ok(SshSession {
             handle,
             destination,
+            carrier: None,
         })
     }
 

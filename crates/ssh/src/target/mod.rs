@@ -26,6 +26,8 @@ mod inspect;
 mod lock;
 mod rehash;
 mod root;
+mod shared;
+mod staging;
 mod upload;
 
 use std::future::Future;
@@ -110,7 +112,7 @@ impl SftpTarget {
     /// login's home directory).
     pub fn connect(spec: &str, opts: &RemoteOptions) -> TargetResult<SftpTarget> {
         let parsed = RemoteSpec::parse(spec).map_err(|e| other(e.to_string()))?;
-        let copts = config::resolve(&parsed, opts).map_err(|e| TargetError::Connect {
+        let route = config::resolve(&parsed, opts).map_err(|e| TargetError::Connect {
             spec: spec.to_owned(),
             source: Box::new(e),
         })?;
@@ -124,13 +126,14 @@ impl SftpTarget {
                 path: spec.to_string(),
                 source: e,
             })?;
+        let copts = &route.opts;
         let where_ = if copts.port == 22 {
             format!("{}@{}", copts.user, copts.host)
         } else {
             format!("ssh://{}@{}:{}", copts.user, copts.host, copts.port)
         };
         let (session, channels) = rt.block_on(async {
-            let session = SshSession::connect(&copts).await.map_err(|e| {
+            let session = SshSession::connect_route(&route).await.map_err(|e| {
                 if e.is_transient() {
                     // Typed, so that a push reconnecting after a lost connection tries
                     // again instead of giving up.
@@ -574,6 +577,26 @@ impl Target for SftpTarget {
         self.run(self.activate_async(name))
     }
 
+    fn next(&self) -> TargetResult<Option<ReleaseName>> {
+        self.read_next()
+    }
+
+    fn set_next(&self, name: Option<&ReleaseName>) -> TargetResult<()> {
+        self.write_next(name)
+    }
+
+    fn hook_host(&self) -> String {
+        self.host_label()
+    }
+
+    fn run_hook(
+        &self,
+        run: &relstore_core::hook::HookRun<'_>,
+        output: &mut dyn FnMut(&str),
+    ) -> TargetResult<relstore_core::hook::HookExit> {
+        self.hook(run, output)
+    }
+
     fn remove_release_dir(&self, name: &str) -> TargetResult<Removal> {
         self.run(self.remove_release_dir_async(name))
     }
@@ -658,6 +681,21 @@ impl Target for SftpTarget {
 
     fn set_pin(&self, name: &ReleaseName, pinned: bool) -> TargetResult<()> {
         self.run(self.set_pin_async(name, pinned))
+    }
+
+    fn shared_kinds(
+        &self,
+        paths: &[String],
+    ) -> TargetResult<Vec<Option<relstore_core::target::TreeKind>>> {
+        self.run(self.shared_kinds_async(paths))
+    }
+
+    fn seed_shared(
+        &self,
+        path: &str,
+        items: &[relstore_core::shared::SeedItem],
+    ) -> TargetResult<bool> {
+        self.run(self.seed_shared_async(path, items))
     }
 
     fn remove_store(&self) -> TargetResult<()> {

@@ -103,7 +103,7 @@ impl Sshd {
     /// [`Sshd::start`] with `extra` lines appended to the config (say
     /// `SetEnv PATH=...` to give commands run over SSH another PATH).
     pub fn start_with(extra: &str) -> Sshd {
-        Sshd::start_inner(extra, false)
+        Sshd::start_inner(extra, "VERBOSE", false)
     }
 
     /// [`Sshd::start`] with OpenSSH certificates: a CA key `DIR/ca`, the host key
@@ -112,10 +112,16 @@ impl Sshd {
     /// authorized_keys, certified for the test user as `cert_user_ed25519-cert.pub`;
     /// sshd trusts the CA for users (`TrustedUserCAKeys`).
     pub fn start_with_certs() -> Sshd {
-        Sshd::start_inner("", true)
+        Sshd::start_inner("", "VERBOSE", true)
     }
 
-    fn start_inner(extra: &str, certs: bool) -> Sshd {
+    /// [`Sshd::start_with`] at sshd `LogLevel` `level` (`DEBUG1` logs each
+    /// direct-tcpip channel a jump host opens).
+    pub fn start_logging(extra: &str, level: &str) -> Sshd {
+        Sshd::start_inner(extra, level, false)
+    }
+
+    fn start_inner(extra: &str, level: &str, certs: bool) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} is missing: install openssh-server (scripts/test.sh does)"
@@ -174,7 +180,7 @@ impl Sshd {
                      Subsystem sftp internal-sftp\n\
                      MaxSessions 64\n\
                      MaxStartups 100:30:200\n\
-                     LogLevel VERBOSE\n\
+                     LogLevel {level}\n\
                      {extra}\n",
                     host = host_key.display(),
                     dir = d.display(),
