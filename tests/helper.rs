@@ -291,3 +291,36 @@ fn sigkill_of_the_helper_on_the_server_at_every_moment_keeps_current_whole() {
         old_name = new_name;
     }
 }
+
+/// The manifests a helper push caches (the client's copy of each manifest it reads or
+/// stages) in `cache`, if any.
+fn cached_manifests(cache: &Path) -> usize {
+    fs::read_dir(cache.join("manifests"))
+        .map(|rd| rd.flatten().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_manifest_cache_follows_cache_dir() {
+    let env = Env::helper();
+    let v1 = env.site("v1", 40, 71);
+    let chosen = env.path("chosen-cache");
+    let args = ["--cache-dir", chosen.to_str().unwrap()];
+    ok(push_out(&env, &v1, "r1", &args), "first push");
+    let v2 = env.next_release(&v1, "v2", 0.2, 72);
+    ok(push_out(&env, &v2, "r2", &args), "second push");
+    assert!(
+        cached_manifests(&chosen) >= 2,
+        "nothing cached in --cache-dir"
+    );
+    // The environment's default ($RELSTORE_CACHE_DIR) got nothing.
+    assert_eq!(
+        cached_manifests(&env.cache),
+        0,
+        "cached in the default place"
+    );
+    // Without the flag, the default place is used.
+    let v3 = env.next_release(&v2, "v3", 0.2, 73);
+    ok(push_out(&env, &v3, "r3", &[]), "third push");
+    assert!(cached_manifests(&env.cache) >= 1, "default cache unused");
+}

@@ -12,7 +12,7 @@ mod progress_bars;
 mod targets;
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -89,6 +89,18 @@ fn cache_dir(explicit: Option<PathBuf>, disabled: bool) -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/relstore")))
 }
 
+/// The `--cache-dir` the user gave to this command, if it takes one.
+fn explicit_cache_dir(command: &Command) -> Option<&Path> {
+    let cache = match command {
+        Command::Push(a) => &a.cache,
+        Command::Diff(a) => &a.cache,
+        Command::Verify(a) => &a.cache,
+        Command::Rollback(a) => &a.cache,
+        _ => return None,
+    };
+    cache.cache_dir.as_deref()
+}
+
 /// Where the local release store is: `--store-dir`, else the default location.
 fn store_dir(explicit: Option<PathBuf>) -> Option<PathBuf> {
     explicit.or_else(release_store::default_location)
@@ -155,6 +167,10 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
     let mut remote = remote_options(&cli);
     remote.helper = helper_mode(&cli)?;
     QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
+    if let Some(dir) = explicit_cache_dir(&cli.command) {
+        // The helper's manifest cache follows the stat cache.
+        relstore_targets::use_cache_dir(dir.to_path_buf());
+    }
     match cli.command {
         Command::Push(a) => run_push(a, &remote, &mut out, notes)?,
         Command::Releases(a) => {
