@@ -50,7 +50,7 @@ pub fn client_config(opts: &ConnectOptions) -> client::Config {
         );
         preferred.cipher = Cow::Owned(order);
     }
-    if opts.compression {
+    if compression_wanted(opts.compression) {
         let mut order = vec![russh::compression::ZLIB_LEGACY];
         order.extend(
             preferred
@@ -73,6 +73,17 @@ pub fn client_config(opts: &ConnectOptions) -> client::Config {
         inactivity_timeout: None,
         preferred,
         ..client::Config::default()
+    }
+}
+
+/// The benchmark override of SSH compression: `RELSTORE_SSH_COMPRESSION=yes|no`
+/// decides over the connection's setting (so `benches/e2e_ssh.py` can measure both on
+/// the same ssh config). Anything else, or unset, leaves `configured`.
+fn compression_wanted(configured: bool) -> bool {
+    match std::env::var("RELSTORE_SSH_COMPRESSION").as_deref() {
+        Ok("yes") => true,
+        Ok("no") => false,
+        _ => configured,
     }
 }
 
