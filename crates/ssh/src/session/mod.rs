@@ -60,8 +60,8 @@ pub struct ConnectOptions {
 }
 
 impl ConnectOptions {
-    /// Options with defaults: port 22, 30 s connect timeout, no compression, no
-    /// identities yet.
+    /// Options with defaults: port 22, 30 s connect timeout, compression as
+    /// [`tuning::DEFAULT_COMPRESSION`] (off), no identities yet.
     pub fn new(host: impl Into<String>, user: impl Into<String>, known_hosts: PathBuf) -> Self {
         ConnectOptions {
             host: host.into(),
@@ -70,7 +70,7 @@ impl ConnectOptions {
             known_hosts,
             identities: Vec::new(),
             connect_timeout: Duration::from_secs(30),
-            compression: false,
+            compression: tuning::DEFAULT_COMPRESSION,
             accept_new_host_key: false,
             prompt_passphrase: true,
         }
