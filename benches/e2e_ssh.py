@@ -298,6 +298,7 @@ STATES = [
 TOOLS = [
     ("helper", "relstore helper"),
     ("sftp", "relstore SFTP"),
+    ("sftp_z", "relstore SFTP + zlib@openssh.com"),
     ("rsync_z", "rsync -az"),
     ("rsync", "rsync -a"),
 ]
@@ -385,6 +386,8 @@ class Bench:
     def __init__(self, a, w, rel, fix, tools):
         self.a, self.w, self.rel, self.fix, self.tools = a, w, rel, fix, tools
         self.helper_flag = helper_support(rel)
+        self.prev = None
+        self.states = [int(x) for x in a.states.split(",")] if a.states else range(len(STATES))
         bindir, self.cpu_log = server_bin(w, rel)
         path = f"{bindir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         self.sshd = Sshd(w, path)
@@ -427,6 +430,8 @@ class Bench:
             mode = "--helper off" if self.helper_flag else ""
         store = "" if helper or self.a.local_store else "--no-local-store"
         env = dict(os.environ, RELSTORE_STORE_DIR=f"{w}/localstore-{seq}")
+        # SSH transport compression: on only for sftp_z (the benchmark override).
+        env["RELSTORE_SSH_COMPRESSION"] = "yes" if tool == "sftp_z" else "no"
         settle(src)
         before, cpu = self.wire.read(), cpu_total(self.cpu_log)
         secs, out = timed(
@@ -445,7 +450,7 @@ class Bench:
         dest = f"{self.w}/{net}-{run}-{tool}"
         os.makedirs(f"{dest}/releases", exist_ok=True)
         flags = "-az" if tool == "rsync_z" else "-a"
-        link = f"--link-dest=../r{si} " if si else ""
+        link = f"--link-dest=../{self.prev} " if self.prev else ""
         name = f"r{si + 1}"
         settle(src)
         before = self.wire.read()
@@ -462,9 +467,12 @@ class Bench:
         src = f"{self.w}/src-{net}-{run}"
         sh(f"cp -a {v1} {src}")
         for si, (name, mutation) in enumerate(STATES):
+            if si not in self.states:
+                continue
             if mutation:
                 time.sleep(1)  # mtimes of the change differ from the cached ones
                 sh(mutate_cmd(self.fix, src, si))
+            self.prev = None if si == self.states[0] else self.prev
             # Rotate which tool goes first from state to state and run to run.
             k = (si + run) % len(self.tools)
             for tool in self.tools[k:] + self.tools[:k]:
@@ -473,6 +481,7 @@ class Bench:
                 print(f"{net} run {run + 1}/{self.a.runs} {name}: {tool} {secs:.2f} s, "
                       f"{fmt_b(after[0] - before[0])} up / {fmt_b(after[1] - before[1])} down",
                       file=sys.stderr, flush=True)
+            self.prev = f"r{si + 1}"
         self.load.append(os.getloadavg()[0])
         # Free the disk for the next sequence, then let the discards settle.
         sh(f"chmod -R u+w {self.w}/*-{net}-{run}* {self.w}/{net}-{run}-* 2>/dev/null; "
@@ -554,6 +563,25 @@ def phases_table(res, nets):
     return lines
 
 
+def compression_table(res, nets):
+    """relstore SFTP without and with zlib@openssh.com, per network and push."""
+    lines = [
+        "| network | push | SFTP ↑/↓ | SFTP + zlib ↑/↓ | bytes zlib ÷ plain | SFTP time "
+        "| SFTP + zlib time | time zlib ÷ plain |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for net in nets:
+        for si, (name, _) in enumerate(STATES):
+            r = {t: res.get(net, {}).get(t, {}).get(si) for t in ("sftp", "sftp_z")}
+            if not r["sftp"] or not r["sftp_z"]:
+                continue
+            lines.append(
+                f"| {net} | {name} | {cell_bytes(r['sftp'])} | {cell_bytes(r['sftp_z'])} "
+                f"| {ratio(total(r['sftp_z']), total(r['sftp']))} | {cell_time(r['sftp'])} "
+                f"| {cell_time(r['sftp_z'])} | {ratio(med(r['sftp_z'], 't'), med(r['sftp'], 't'))} |")
+    return lines
+
+
 def report(a, b, nbytes, new_content, nets):
     helper_note = ("relstore helper: `--helper require`, `relstore` on the server's PATH, local "
                    "release store on (the source of patch bases)" if "helper" in b.tools else
@@ -582,6 +610,9 @@ def report(a, b, nbytes, new_content, nets):
     lines += ["", "relstore's phases (`push --json`, seconds, median) and the helper's CPU time "
               "on the server (user + system, all helper processes of the push):", ""]
     lines += phases_table(b.res, nets)
+    if "sftp_z" in b.tools:
+        lines += ["", "SSH transport compression on plain SFTP (`RELSTORE_SSH_COMPRESSION=yes`):", ""]
+        lines += compression_table(b.res, nets)
     return "\n".join(lines)
 
 
@@ -606,6 +637,10 @@ def main():
                     help="let relstore's SFTP mode also write its local release store")
     ap.add_argument("--settle", type=float, default=40.0,
                     help="seconds to wait after deleting a sequence's trees (discard)")
+    ap.add_argument("--tools", help="comma-separated tools (default: helper,sftp,rsync_z,rsync; "
+                                    "sftp_z is relstore SFTP with zlib@openssh.com compression)")
+    ap.add_argument("--states", help="comma-separated state indexes to push (default: all; "
+                                     "0 first push, 3 10%% rewrite); skipped states are not applied")
     a = ap.parse_args()
     nets = [n for n in a.net.split(",") if n]
     if not nets or any(n not in ("loopback", "proxy") for n in nets):
@@ -617,11 +652,14 @@ def main():
     for tool in ("rsync", "ssh", "ssh-keygen", "ssh-keyscan", SSHD, SFTP_SERVER, rel, fix):
         if not shutil.which(tool) and not os.path.exists(tool):
             sys.exit(f"{tool} is required (apt-get install rsync openssh-server openssh-client)")
-    tools = [t for t, _ in TOOLS]
+    tools = ([t for t in a.tools.split(",")] if a.tools else
+             [t for t, _ in TOOLS if t != "sftp_z"])
+    if any(t not in dict(TOOLS) for t in tools):
+        sys.exit(f"--tools takes {', '.join(dict(TOOLS))}")
     has_helper = helper_support(rel)
     if a.helper == "on" and not has_helper:
         sys.exit(f"{rel} has no --helper option: build a relstore with helper mode")
-    if a.helper == "off" or not has_helper:
+    if (a.helper == "off" or not has_helper) and "helper" in tools:
         tools.remove("helper")
         if a.helper == "auto":
             print("relstore has no --helper: helper mode not measured", file=sys.stderr)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::util::{assert_linked_from_objects, assert_same_tree, blobs, Env};
 
 /// Checks `current` is exactly `old` (release `old_name`) or `new` (`new_name`).
-fn current_is_whole(env: &Env, old: &Path, old_name: &str, new: &Path, new_name: &str) {
+pub(crate) fn current_is_whole(env: &Env, old: &Path, old_name: &str, new: &Path, new_name: &str) {
     env.settle();
     let cur = env.current().expect("current vanished");
     let expected = if cur == old_name {
@@ -23,7 +23,7 @@ fn current_is_whole(env: &Env, old: &Path, old_name: &str, new: &Path, new_name:
 }
 
 /// Re-runs the push and checks it uploads exactly the blobs still missing.
-fn rerun_completes(env: &Env, new: &Path, new_name: &str) {
+pub(crate) fn rerun_completes(env: &Env, new: &Path, new_name: &str) {
     let present: BTreeSet<String> = env.object_files();
     let missing: Vec<(String, u64)> = blobs(new)
         .into_iter()

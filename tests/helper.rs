@@ -14,6 +14,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use crate::crash::{current_is_whole, rerun_completes};
 use crate::util::{
     assert_linked_from_objects, assert_same_tree, one_line_error, private_server_with_path,
     relstore_bin_dir, server, sshd, Env,
@@ -234,4 +235,92 @@ fn an_installed_helper_that_is_not_this_relstore_is_never_run() {
         "not uploaded again"
     );
     assert_same_tree(&v2, &env.root.join("current"));
+}
+
+/// Moments of a push at which the helper on the server (not the client) is killed,
+/// in push order, with whether the new release is already current then. Each one is
+/// reached only in the helper: the stream and delta points are helper code, the
+/// others the local-target code the helper runs.
+const HELPER_KILL_POINTS: &[(&str, bool)] = &[
+    ("helper.stream_record:1", false),
+    ("helper.stream_record:120", false),
+    ("upload.before_sync:1", false),
+    ("upload.published:1", false),
+    ("upload.published:9", false),
+    ("helper.manifest_rebuilt", false),
+    ("helper.entries_rebuilt", false),
+    ("assemble.entry:1", false),
+    ("assemble.entry:150", false),
+    ("assemble.before_rename", false),
+    ("swap.before_rename", false),
+    ("gc.removed:1", true),
+    ("gc.removed:30", true),
+];
+
+#[test]
+fn sigkill_of_the_helper_on_the_server_at_every_moment_keeps_current_whole() {
+    let env = Env::helper();
+    let v1 = env.site("v1", 300, 70);
+    ok(push_out(&env, &v1, "r0", &[]), "first push");
+    let mut old = v1;
+    let mut old_name = "r0".to_owned();
+    for (i, (point, swapped)) in HELPER_KILL_POINTS.iter().enumerate() {
+        let new = env.next_release(&old, &format!("v{}", i + 2), 0.4, 700 + i as u64);
+        let new_name = format!("r{}", i + 1);
+        let out = env
+            .cmd()
+            .args(["push", new.to_str().unwrap(), &env.target])
+            .args(["--release", &new_name, "--keep", "1"])
+            .env("RELSTORE_KILL_AT", point)
+            .output()
+            .unwrap();
+        // The client lives and reports the helper's death in one line.
+        assert_eq!(out.status.code(), Some(1), "{point}: {}", stderr(&out));
+        assert!(
+            env.killed(&out),
+            "{point}: helper not killed: {}",
+            stderr(&out)
+        );
+        let line = one_line_error(&out);
+        assert!(line.contains("helper"), "{point}: {line}");
+        current_is_whole(&env, &old, &old_name, &new, &new_name);
+        let expected = if *swapped { &new_name } else { &old_name };
+        assert_eq!(env.current().as_ref(), Some(expected), "{point}");
+        rerun_completes(&env, &new, &new_name);
+        old = new;
+        old_name = new_name;
+    }
+}
+
+/// The manifests a helper push caches (the client's copy of each manifest it reads or
+/// stages) in `cache`, if any.
+fn cached_manifests(cache: &Path) -> usize {
+    fs::read_dir(cache.join("manifests"))
+        .map(|rd| rd.flatten().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_manifest_cache_follows_cache_dir() {
+    let env = Env::helper();
+    let v1 = env.site("v1", 40, 71);
+    let chosen = env.path("chosen-cache");
+    let args = ["--cache-dir", chosen.to_str().unwrap()];
+    ok(push_out(&env, &v1, "r1", &args), "first push");
+    let v2 = env.next_release(&v1, "v2", 0.2, 72);
+    ok(push_out(&env, &v2, "r2", &args), "second push");
+    assert!(
+        cached_manifests(&chosen) >= 2,
+        "nothing cached in --cache-dir"
+    );
+    // The environment's default ($RELSTORE_CACHE_DIR) got nothing.
+    assert_eq!(
+        cached_manifests(&env.cache),
+        0,
+        "cached in the default place"
+    );
+    // Without the flag, the default place is used.
+    let v3 = env.next_release(&v2, "v3", 0.2, 73);
+    ok(push_out(&env, &v3, "r3", &[]), "third push");
+    assert!(cached_manifests(&env.cache) >= 1, "default cache unused");
 }

@@ -16,7 +16,7 @@ mod targets;
 mod units;
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -114,6 +114,18 @@ fn cache_dir(explicit: Option<PathBuf>, disabled: bool) -> Option<PathBuf> {
         .or_else(|| std::env::var_os("RELSTORE_CACHE_DIR").map(PathBuf::from))
         .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("relstore")))
         .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/relstore")))
+}
+
+/// The `--cache-dir` the user gave to this command, if it takes one.
+fn explicit_cache_dir(command: &Command) -> Option<&Path> {
+    let cache = match command {
+        Command::Push(a) => &a.cache,
+        Command::Diff(a) => &a.cache,
+        Command::Verify(a) => &a.cache,
+        Command::Rollback(a) => &a.cache,
+        _ => return None,
+    };
+    cache.cache_dir.as_deref()
 }
 
 /// Where the local release store is: `--store-dir`, else the default location.
@@ -216,6 +228,10 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
     let helper = helper_mode(&cli)?;
     remote.helper = helper.unwrap_or(relstore_ssh::HelperMode::Auto);
     QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
+    if let Some(dir) = explicit_cache_dir(&cli.command) {
+        // The helper's manifest cache follows the stat cache.
+        relstore_targets::use_cache_dir(dir.to_path_buf());
+    }
     let ctx = Ctx {
         config: cli.config.clone(),
         remote,

@@ -47,6 +47,19 @@ pub fn flush_files(paths: &[PathBuf]) -> Result<(), FlushError> {
     for p in paths {
         start_writeback(&open(p)?);
     }
+    wait_started(paths)
+}
+
+/// Like [`flush_files`] for files whose writeback the writer already started (with
+/// [`start_writeback`] right after writing each): saves reopening each file once.
+pub fn wait_started(paths: &[PathBuf]) -> Result<(), FlushError> {
+    let open = |p: &Path| {
+        File::open(p).map_err(|source| FlushError {
+            op: "open",
+            path: p.to_path_buf(),
+            source,
+        })
+    };
     for p in paths {
         let f = open(p)?;
         // SAFETY: valid fd for the lifetime of `f`.

@@ -54,6 +54,14 @@ pub mod points {
     pub const SEED_BEFORE_RENAME: &str = "seed.before_rename";
     /// After a push seeded its shared paths, before it compares and uploads.
     pub const PUSH_SEEDED: &str = "push.seeded";
+    /// In the helper, after each record of an object stream is decoded and checked,
+    /// before its batch is stored (the stream is mid-way, objects may be in memory).
+    pub const HELPER_STREAM_RECORD: &str = "helper.stream_record";
+    /// In the helper, after a manifest sent as a delta is rebuilt, before it is staged.
+    pub const HELPER_MANIFEST_REBUILT: &str = "helper.manifest_rebuilt";
+    /// In the helper, after a release's entry list sent as a delta is rebuilt and
+    /// checked, before assembly starts.
+    pub const HELPER_ENTRIES_REBUILT: &str = "helper.entries_rebuilt";
 }
 
 /// Marks a point where a crash test may kill (or pause) the process.

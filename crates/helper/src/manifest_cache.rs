@@ -15,6 +15,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use crate::proto::Digest;
@@ -24,10 +25,25 @@ pub const MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// At most this many manifests are kept (the most recently used).
 pub const MAX_FILES: usize = 200;
 
+/// The cache directory the user named for this process (`--cache-dir`), if any.
+static CHOSEN: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes `dir` the client's cache directory for the rest of this process, so manifests
+/// go to `dir/manifests` beside the stat cache when the user names a `--cache-dir`
+/// (set once, before any target is opened; a later call is ignored). A process-wide
+/// setting because the helper is started deep inside opening an SSH target.
+pub fn use_cache_dir(dir: PathBuf) {
+    let _ = CHOSEN.set(dir);
+}
+
 /// The default manifest cache directory: `manifests/` under the client's cache
-/// directory (`$RELSTORE_CACHE_DIR`, else `$XDG_CACHE_HOME/relstore`, else
-/// `~/.cache/relstore`, as relstore's stat cache). `None` when no home is known.
+/// directory (the one given to [`use_cache_dir`], else `$RELSTORE_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/relstore`, else `~/.cache/relstore`, as relstore's stat cache).
+/// `None` when no home is known.
 pub fn default_dir() -> Option<PathBuf> {
+    if let Some(dir) = CHOSEN.get() {
+        return Some(dir.join("manifests"));
+    }
     let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
     let base = var("RELSTORE_CACHE_DIR")
         .map(PathBuf::from)

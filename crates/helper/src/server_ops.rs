@@ -8,6 +8,7 @@
 
 use std::io::Read;
 
+use relstore_core::failpoint::{kill_point, points};
 use relstore_core::manifest::Manifest;
 use relstore_core::progress::Progress;
 use relstore_core::target::{Opened, StoredObject};
@@ -110,6 +111,7 @@ fn run_manifest_or_objects(
             let n = name(&n)?;
             match manifest_bytes(body, target) {
                 Ok(bytes) => {
+                    kill_point(points::HELPER_MANIFEST_REBUILT);
                     target.stage_manifest(&n, &bytes)?;
                     Response::Done
                 }
@@ -158,6 +160,7 @@ fn run_release(
                 Err(why) => return Ok(Response::NeedFull(why)),
             };
             let entries = validated_release(&n, entries)?;
+            kill_point(points::HELPER_ENTRIES_REBUILT);
             Response::Assembled(target.assemble(&n, &entries, progress)?.into())
         }
         Request::Relink { name: n, entries } => {

@@ -12,6 +12,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use relstore_core::failpoint::{kill_point, points};
 use relstore_core::{ContentHash, ObjectId, Target, TargetError, TargetResult};
 
 use crate::inbox::Inbox;
@@ -131,6 +132,7 @@ fn receive_records(
             }
         }
         records += 1;
+        kill_point(points::HELPER_STREAM_RECORD);
         if batch.is_full() {
             stored += batch.flush(target)?;
         }

@@ -35,9 +35,10 @@ pub fn start_writeback(f: &File) {
     relstore_core::durable::start_writeback(f);
 }
 
-/// Makes a batch of just-written files durable (see [`relstore_core::durable`]).
-pub fn sync_batch(paths: &[PathBuf]) -> Result<(), TargetError> {
-    relstore_core::durable::flush_files(paths).map_err(|e| io_err(e.op, &e.path, e.source))
+/// Makes a batch of just-written files whose writeback was started as each was
+/// written ([`start_writeback`]) durable (see [`relstore_core::durable`]).
+pub fn wait_written(paths: &[PathBuf]) -> Result<(), TargetError> {
+    relstore_core::durable::wait_started(paths).map_err(|e| io_err(e.op, &e.path, e.source))
 }
 
 /// Writes `bytes` to `path` durably: a temp file beside it, fsync, rename.

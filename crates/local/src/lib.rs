@@ -22,11 +22,11 @@ mod shared;
 mod staging;
 #[cfg(test)]
 mod tests;
+mod upload;
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStringExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -44,12 +44,7 @@ use relstore_core::target::{
 };
 use relstore_core::{ContentHash, Entry, ObjectId, ReleaseName, Target};
 
-use fsutil::{fsync_dir, io_err, remove_tree, show, start_writeback, sync_batch, write_atomic};
-
-/// Objects written between two file-system syncs: bounds what an interrupted push
-/// loses while keeping syncs rare.
-const UPLOAD_BATCH_OBJECTS: usize = 2048;
-const UPLOAD_BATCH_BYTES: u64 = 128 << 20;
+use fsutil::{fsync_dir, io_err, remove_tree, show, write_atomic};
 
 /// A store root on the local file system.
 pub struct LocalTarget {
@@ -150,51 +145,6 @@ impl LocalTarget {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err("read", path, e)),
         }
-    }
-
-    /// Copies one object from `source` into `tmp/`, returning the temp path.
-    fn write_object_to_tmp(
-        &self,
-        upload: &Upload,
-        source: &dyn BlobSource,
-        progress: &dyn Progress,
-        buf: &mut [u8],
-    ) -> TargetResult<PathBuf> {
-        let blob_err = |e: io::Error| TargetError::Blob {
-            object: source.describe(upload),
-            source: e,
-        };
-        relstore_core::cancel::check()?;
-        kill_point(points::UPLOAD_OBJECT);
-        let mut reader = source.open(upload).map_err(blob_err)?;
-        let tmp = self.tmp_name("obj");
-        let mut out = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| io_err("create", &tmp, e))?;
-        let result = (|| -> TargetResult<()> {
-            loop {
-                let n = match reader.read(buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(blob_err(e)),
-                };
-                out.write_all(&buf[..n])
-                    .map_err(|e| io_err("write", &tmp, e))?;
-                progress.advance(n as u64);
-                relstore_core::cancel::check()?;
-            }
-            start_writeback(&out);
-            out.set_permissions(fs::Permissions::from_mode(upload.id.mode))
-                .map_err(|e| io_err("set mode of", &tmp, e))
-        })();
-        if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-        Ok(tmp)
     }
 
     /// Renames a completed temp object into `objects/`, creating its prefix directory
@@ -384,48 +334,7 @@ impl Target for LocalTarget {
     ) -> TargetResult<()> {
         self.store_dir(layout::TMP)?;
         self.check_object_dirs(uploads.iter().map(|u| &u.id))?;
-        let mut start = 0;
-        while start < uploads.len() {
-            relstore_core::cancel::check()?;
-            let mut end = start;
-            let mut bytes = 0u64;
-            while end < uploads.len()
-                && end - start < UPLOAD_BATCH_OBJECTS
-                && (bytes < UPLOAD_BATCH_BYTES || end == start)
-            {
-                bytes += uploads[end].size;
-                end += 1;
-            }
-            let batch = &uploads[start..end];
-            let written: Vec<TargetResult<PathBuf>> = batch
-                .par_iter()
-                .map_init(
-                    || vec![0u8; 256 * 1024],
-                    |buf, up| self.write_object_to_tmp(up, source, progress, buf),
-                )
-                .collect();
-            if let Some(pos) = written.iter().position(Result::is_err) {
-                for w in written.iter().flatten() {
-                    let _ = fs::remove_file(w);
-                }
-                return Err(written
-                    .into_iter()
-                    .nth(pos)
-                    .and_then(Result::err)
-                    .unwrap_or_else(|| TargetError::Other("upload failed".into())));
-            }
-            kill_point(points::UPLOAD_BEFORE_SYNC);
-            // Flush the whole batch, then publish: an object is never visible in
-            // objects/ before its bytes are on disk.
-            let written: Vec<PathBuf> = written.into_iter().flatten().collect();
-            sync_batch(&written)?;
-            for (tmp, up) in written.into_iter().zip(batch) {
-                self.publish_object(&tmp, &up.id)?;
-                kill_point(points::UPLOAD_PUBLISHED);
-            }
-            start = end;
-        }
-        Ok(())
+        upload::put_objects(self, uploads, source, progress)
     }
 
     fn assemble(

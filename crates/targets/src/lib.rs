@@ -20,6 +20,13 @@ use relstore_local::LocalTarget;
 pub use relstore_ssh::RemoteOptions;
 pub use serve::{serve_stdio, ServeError};
 
+/// Makes `dir` (the user's `--cache-dir`) the client's cache directory for this
+/// process, so that what a helper connection caches (manifests, see
+/// [`relstore_helper::manifest_cache`]) lives beside the stat cache there.
+pub fn use_cache_dir(dir: PathBuf) {
+    relstore_helper::manifest_cache::use_cache_dir(dir);
+}
+
 /// Whether `spec` names a remote (SSH) target.
 pub fn is_remote(spec: &str) -> bool {
     if spec.starts_with("ssh://") {

@@ -67,9 +67,9 @@ pub struct ConnectOptions {
 }
 
 impl ConnectOptions {
-    /// Options with defaults: port 22, 30 s connect timeout, no compression, no
-    /// identities yet, host keys from `known_hosts` and the global files, unknown
-    /// keys refused.
+    /// Options with defaults: port 22, 30 s connect timeout, compression as
+    /// [`tuning::DEFAULT_COMPRESSION`] (off), no identities yet, host keys from
+    /// `known_hosts` and the global files, unknown keys refused.
     pub fn new(host: impl Into<String>, user: impl Into<String>, known_hosts: PathBuf) -> Self {
         ConnectOptions {
             host: host.into(),
@@ -79,7 +79,7 @@ impl ConnectOptions {
             identities: Vec::new(),
             certificate_files: Vec::new(),
             connect_timeout: Duration::from_secs(30),
-            compression: false,
+            compression: tuning::DEFAULT_COMPRESSION,
             prompt_passphrase: true,
         }
     }

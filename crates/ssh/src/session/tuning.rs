@@ -8,6 +8,15 @@ use russh::keys::Algorithm;
 
 use super::ConnectOptions;
 
+/// SSH transport compression (`zlib@openssh.com`) when the user's ssh config does not
+/// say: off. Measured on plain SFTP pushes of a 20,000-file generated site
+/// (BENCHMARKS.md, "SSH transport compression"): it cut the bytes on the wire to
+/// 0.68–0.70× but made every push slower — 1.39× (first push) and 1.71× (10% rewrite)
+/// on loopback, 1.18× and 1.01× through a 100 Mbit/s, 25 ms link — because russh's
+/// zlib runs on one core at well under the link's rate. It can only pay on links much
+/// slower than that, which the user can turn on with `Compression yes`.
+pub const DEFAULT_COMPRESSION: bool = false;
+
 /// russh settings for relstore's traffic: Nagle off (pipelined
 /// small requests must not wait for ACKs), a larger receive window and channel buffer
 /// (deep pipelines of replies), keepalives so a dead server is noticed, host key
@@ -54,7 +63,7 @@ pub fn client_config(opts: &ConnectOptions) -> client::Config {
         );
         preferred.cipher = Cow::Owned(order);
     }
-    if opts.compression {
+    if compression_wanted(opts.compression) {
         let mut order = vec![russh::compression::ZLIB_LEGACY];
         order.extend(
             preferred
@@ -77,6 +86,17 @@ pub fn client_config(opts: &ConnectOptions) -> client::Config {
         inactivity_timeout: None,
         preferred,
         ..client::Config::default()
+    }
+}
+
+/// The benchmark override of SSH compression: `RELSTORE_SSH_COMPRESSION=yes|no`
+/// decides over the connection's setting (so `benches/e2e_ssh.py` can measure both on
+/// the same ssh config). Anything else, or unset, leaves `configured`.
+fn compression_wanted(configured: bool) -> bool {
+    match std::env::var("RELSTORE_SSH_COMPRESSION").as_deref() {
+        Ok("yes") => true,
+        Ok("no") => false,
+        _ => configured,
     }
 }
 
