@@ -243,6 +243,7 @@ fn an_installed_helper_that_is_not_this_relstore_is_never_run() {
 /// others the local-target code the helper runs.
 const HELPER_KILL_POINTS: &[(&str, bool)] = &[
     ("helper.stream_record:1", false),
+    ("helper.stream_record:60", false),
     ("helper.stream_record:120", false),
     ("upload.before_sync:1", false),
     ("upload.published:1", false),

@@ -82,6 +82,9 @@ impl ExecState {
 pub(crate) struct Shared {
     state: Mutex<ExecState>,
     changed: Condvar,
+    /// Wakes a writer waiting for window space when the channel ends: a server whose
+    /// command died (or a connection that dropped) never opens the window again.
+    ended: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -225,6 +228,7 @@ impl ExecChannel {
             writer: ExecWriter {
                 rt: rt.handle().clone(),
                 half: Some(write_half),
+                shared: Arc::clone(&shared),
                 _keep: keep,
             },
             status: ExecStatus { shared },
@@ -262,6 +266,7 @@ async fn pump(mut rx: ChannelReadHalf, tx: mpsc::Sender<Vec<u8>>, shared: Arc<Sh
     }
     // State first, then the end of stdout: a reader that sees the end finds the exit.
     shared.update(|s| s.closed = true);
+    shared.ended.notify_waiters();
     drop(tx);
 }
 
@@ -326,6 +331,7 @@ impl Read for ExecReader {
 pub struct ExecWriter {
     rt: tokio::runtime::Handle,
     half: Option<ChannelWriteHalf<Msg>>,
+    shared: Arc<Shared>,
     _keep: Arc<dyn Send + Sync>,
 }
 
@@ -337,19 +343,46 @@ impl Write for ExecWriter {
         if buf.is_empty() {
             return Ok(0);
         }
-        self.rt
-            .block_on(half.data_bytes(buf.to_vec()))
-            .map_err(|e| match e {
-                russh::Error::SendError | russh::Error::ChannelOpenFailure(_) => {
-                    io::Error::from(io::ErrorKind::BrokenPipe)
-                }
-                e => io::Error::other(e),
-            })?;
+        let shared = &self.shared;
+        self.rt.block_on(async {
+            // Interest first, then the flag: an end between the two still wakes us.
+            let ended = shared.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if shared.lock().closed {
+                return Err(channel_ended(shared));
+            }
+            tokio::select! {
+                sent = half.data_bytes(buf.to_vec()) => sent.map_err(|e| match e {
+                    russh::Error::SendError | russh::Error::ChannelOpenFailure(_) => {
+                        io::Error::from(io::ErrorKind::BrokenPipe)
+                    }
+                    e => io::Error::other(e),
+                }),
+                () = &mut ended => Err(channel_ended(shared)),
+            }
+        })?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// The error of a write to a channel that ended: the command's end if the server
+/// said how, else a lost connection (a kind the engine recognises as one).
+fn channel_ended(shared: &Shared) -> io::Error {
+    let state = shared.lock();
+    match (&state.exit, state.failure()) {
+        (Some(_), Some(why)) => io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            format!("the remote command {why}"),
+        ),
+        _ => io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "the channel closed while data was being sent (connection lost)",
+        ),
     }
 }
 
