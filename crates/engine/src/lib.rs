@@ -2,6 +2,7 @@
 //!
 //! - [`bench`]: a series of pushes on a scratch copy, side by side with rsync;
 //! - [`push`]: scan a source, upload what the target lacks, assemble, swap `current`;
+//! - [`fleet`]: one push to many targets: staged everywhere, activated in waves;
 //! - [`catalog`]: what releases a store holds, and recovery after interrupted commands;
 //! - [`leftover`]: which release directories without a manifest recovery may delete;
 //! - [`rollback`]: point `current` at another release;
@@ -22,6 +23,7 @@ pub mod catalog;
 pub mod compare;
 mod delta_bases;
 pub mod error;
+pub mod fleet;
 pub mod leftover;
 pub mod lock;
 pub mod opener;

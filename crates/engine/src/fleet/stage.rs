@@ -1,0 +1,236 @@
+//! Part one of a fleet push: on every host, connect, lock, recover and compare (phase
+//! A), then — once the fleet agreed on one release name — upload what that host lacks,
+//! stage the manifest and assemble the release (phase B). Nothing is swapped here.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use relstore_core::failpoint::{kill_point, points};
+use relstore_core::progress::{Phase, Progress};
+use relstore_core::{Entry, ReleaseName, Target, TargetError};
+
+use super::report::{chain, HostReport, Outcome};
+use crate::catalog::{recover, Catalog};
+use crate::delta_bases::StoreBases;
+use crate::error::during_step;
+use crate::lock::{acquire, LockGuard};
+use crate::opener::OpenTarget;
+use crate::push::{
+    load_current, plan_release, refuse_store_inside_source, Current, NewRelease, PushOptions, Run,
+    Wanted,
+};
+
+/// A host's step that failed, and why (one line).
+#[derive(Clone, Debug)]
+pub(crate) struct Failure {
+    pub step: &'static str,
+    pub error: String,
+}
+
+/// Wraps an error as the failure of `step`.
+pub(crate) fn fail<E: std::error::Error>(step: &'static str) -> impl FnOnce(E) -> Failure {
+    move |e| Failure {
+        step,
+        error: chain(&e),
+    }
+}
+
+impl Failure {
+    /// Records the failure in a host's report.
+    pub(crate) fn record(self, report: &mut HostReport) {
+        report.outcome = Outcome::Failed;
+        report.step = Some(self.step.to_owned());
+        report.error = Some(self.error);
+    }
+}
+
+/// What every host's job shares.
+pub(crate) struct Ctx<'a> {
+    pub source: &'a Path,
+    pub entries: &'a [Entry],
+    pub opener: &'a (dyn OpenTarget + Sync),
+    pub opts: &'a PushOptions,
+    pub progress: &'a dyn Progress,
+}
+
+/// A host after phase A: locked (unless a dry run), recovered, compared.
+pub(crate) struct Opened {
+    pub target: Arc<dyn Target>,
+    pub lock: Option<LockGuard>,
+    pub catalog: Catalog,
+    pub current: Current,
+    /// The store does not exist yet (dry run only): every object is missing.
+    pub fresh: bool,
+}
+
+/// A host after phase B: the release is assembled (or nothing was needed), the lock
+/// still held until the command ends.
+pub(crate) struct Staged {
+    pub target: Arc<dyn Target>,
+    pub lock: Option<LockGuard>,
+    pub previous: Option<ReleaseName>,
+    /// `None`: the host's current release equals the tree (or a dry run).
+    pub new: Option<NewRelease>,
+}
+
+/// Progress of one host: its phases become notes prefixed with its name (bars of
+/// several hosts at once would overwrite each other).
+pub(crate) struct HostProgress<'a> {
+    pub host: &'a str,
+    pub inner: &'a dyn Progress,
+}
+
+impl Progress for HostProgress<'_> {
+    fn start(&self, phase: Phase, total: u64) {
+        match phase {
+            Phase::Upload if total > 0 => self.note(&format!("uploading {total} bytes")),
+            Phase::Assemble => self.note("assembling"),
+            Phase::Swap => self.note("swapping current"),
+            _ => {}
+        }
+    }
+    fn advance(&self, _: u64) {}
+    fn finish(&self) {}
+    fn note(&self, message: &str) {
+        self.inner.note(&format!("{}: {message}", self.host));
+    }
+}
+
+/// Phase A on one host. A dry run takes no lock and changes nothing; a store that does
+/// not exist yet then plans as empty.
+pub(crate) fn open_host(
+    ctx: &Ctx<'_>,
+    spec: &str,
+    progress: &dyn Progress,
+) -> Result<Opened, Failure> {
+    let target = ctx.opener.open_target(spec).map_err(fail("connect"))?;
+    refuse_store_inside_source(ctx.source, target.as_ref()).map_err(fail("connect"))?;
+    if ctx.opts.dry_run {
+        let fresh = match target.open(false) {
+            Ok(_) => false,
+            Err(TargetError::NoStore { .. }) => true,
+            Err(e) => return Err(fail("open store")(e)),
+        };
+        let (catalog, current) = if fresh {
+            (Catalog::default(), Current::None)
+        } else {
+            let catalog = Catalog::load(target.as_ref()).map_err(fail("read catalog"))?;
+            catalog
+                .require_readable_headers(target.as_ref())
+                .map_err(fail("read catalog"))?;
+            let current = load_current(target.as_ref(), &catalog, ctx.entries, ctx.opts.force)
+                .map_err(fail("compare"))?;
+            (catalog, current)
+        };
+        return Ok(Opened {
+            target,
+            lock: None,
+            catalog,
+            current,
+            fresh,
+        });
+    }
+    target.open(true).map_err(fail("open store"))?;
+    let lock = acquire(&target, "push", &ctx.opts.lock, progress).map_err(fail("lock"))?;
+    let catalog = recover(target.as_ref(), progress).map_err(fail("recover"))?;
+    catalog
+        .require_readable_headers(target.as_ref())
+        .map_err(fail("recover"))?;
+    relstore_core::cancel::check().map_err(fail("lock"))?;
+    let current = load_current(target.as_ref(), &catalog, ctx.entries, ctx.opts.force)
+        .map_err(fail("compare"))?;
+    Ok(Opened {
+        target,
+        lock: Some(lock),
+        catalog,
+        current,
+        fresh: false,
+    })
+}
+
+/// Phase B on one host: plan against what it holds, upload what it lacks, stage the
+/// manifest and assemble. Fills the host's counts in `report`.
+pub(crate) fn stage_host(
+    ctx: &Ctx<'_>,
+    opened: Opened,
+    wanted: Wanted,
+    report: &mut HostReport,
+    progress: &dyn Progress,
+) -> Result<Staged, Failure> {
+    let t = Instant::now();
+    let Opened {
+        target,
+        lock,
+        catalog,
+        current,
+        fresh,
+    } = opened;
+    let lookup = |ids: &[relstore_core::ObjectId]| {
+        if fresh {
+            Ok(ids.to_vec())
+        } else {
+            target.missing_objects(ids)
+        }
+    };
+    let plan = plan_release(
+        target.location(),
+        &lookup,
+        &catalog,
+        &current,
+        ctx.entries.to_vec(),
+        wanted,
+        progress,
+    )
+    .map_err(fail("compare"))?;
+    drop(current);
+    report.previous.clone_from(&plan.previous);
+    report.objects_uploaded = plan.objects_uploaded();
+    report.bytes_uploaded = plan.bytes_uploaded();
+    report.objects_reused = plan.objects_reused();
+    let previous = catalog.current.clone();
+    let mut staged = Staged {
+        target: Arc::clone(&target),
+        lock,
+        previous,
+        new: None,
+    };
+    if ctx.opts.dry_run {
+        report.links = plan.links();
+        report.outcome = Outcome::Planned;
+        return Ok(staged);
+    }
+    let Some(mut new) = plan.new else {
+        report.outcome = Outcome::Unchanged;
+        return Ok(staged);
+    };
+    report.links = new
+        .manifest
+        .entries
+        .iter()
+        .filter(|e| e.object().is_some())
+        .count() as u64;
+    let bases = StoreBases::none();
+    let run = Run {
+        source: ctx.source,
+        target: &target,
+        opts: ctx.opts,
+        previous: plan.previous.as_deref(),
+        bases: &bases,
+        progress,
+    };
+    run.upload(&new).map_err(fail("upload"))?;
+    kill_point(points::PUSH_UPLOADED);
+    relstore_core::cancel::check().map_err(fail("upload"))?;
+    run.stage(&mut new).map_err(fail("stage manifest"))?;
+    kill_point(points::PUSH_STAGED);
+    target
+        .assemble(&new.name, &new.manifest.entries, progress)
+        .map_err(|e| during_step(target.as_ref(), "assembling the release", e))
+        .map_err(fail("assemble"))?;
+    kill_point(points::PUSH_ASSEMBLED);
+    report.outcome = Outcome::Staged;
+    report.stage_seconds = t.elapsed().as_secs_f64();
+    staged.new = Some(new);
+    Ok(staged)
+}
