@@ -45,6 +45,9 @@ pub enum Command {
     Releases(ReleasesArgs),
     /// Make another release current (default: the one before current).
     Rollback(RollbackArgs),
+    /// Make a staged release current (default: the one `next` points at), running the
+    /// activation hooks.
+    Activate(ActivateArgs),
     /// Compare two trees: TARGET@RELEASE (or @current), a directory, or a manifest file.
     Diff(DiffArgs),
     /// Evict old release directories and delete objects no remaining release uses.
@@ -222,6 +225,12 @@ pub struct PushArgs {
     /// release can then only come back with `rollback --source DIR`).
     #[arg(long)]
     pub no_local_store: bool,
+    /// Stop before the swap: point ROOT/next at the new release and leave `current`
+    /// alone; `relstore activate` makes it current later (and runs the hooks then).
+    #[arg(long)]
+    pub stage_only: bool,
+    #[command(flatten)]
+    pub hooks: HookArgs,
     #[command(flatten)]
     pub store: StoreDirArgs,
     #[command(flatten)]
@@ -282,11 +291,51 @@ pub struct RollbackArgs {
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]
+    pub hooks: HookArgs,
+    #[command(flatten)]
     pub store: StoreDirArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
     #[command(flatten)]
     pub lock: LockArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ActivateArgs {
+    /// Store root.
+    pub target: String,
+    /// Release to make current; default: the one `next` points at.
+    pub release: Option<String>,
+    /// Say which release and hooks, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub hooks: HookArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+/// Hooks: shell commands run on the target's host (see docs/hooks.md).
+#[derive(Args, Debug)]
+pub struct HookArgs {
+    /// Run CMD in the new release right before the swap; if it fails, the release is
+    /// left staged (ROOT/next) and `current` is untouched.
+    #[arg(long, value_name = "CMD")]
+    pub before_activate: Option<String>,
+    /// Run CMD in the new release right after the swap; if it fails the command exits
+    /// 1 (the swap stands unless --revert-on-hook-failure).
+    #[arg(long, value_name = "CMD")]
+    pub after_activate: Option<String>,
+    /// Run CMD in the release made current by a rollback (or by a revert).
+    #[arg(long, value_name = "CMD")]
+    pub after_rollback: Option<String>,
+    /// Kill a hook's process group after this long: 90s, 10m, 1h or seconds [default: 10m].
+    #[arg(long, value_name = "DURATION", value_parser = relstore_core::hook::parse_duration)]
+    pub hook_timeout: Option<std::time::Duration>,
+    /// When after_activate fails, point `current` back at the previous release and run
+    /// after_rollback.
+    #[arg(long)]
+    pub revert_on_hook_failure: bool,
 }
 
 #[derive(Args, Debug)]

@@ -19,6 +19,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Parser;
 use relstore_engine::compare::{diff_operands, Operand};
+use relstore_engine::hooks::Hooks;
 use relstore_engine::lock::LockPolicy;
 use relstore_engine::push::{push, PushOptions};
 use relstore_engine::release_store;
@@ -164,6 +165,7 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
             out.releases(&catalog)?;
         }
         Command::Rollback(a) => run_rollback(a, &remote, &mut out, notes)?,
+        Command::Activate(a) => run_activate(a, &remote, &mut out, notes)?,
         Command::Diff(a) => {
             let old = Operand::parse(&a.a)?;
             let new = Operand::parse(&a.b)?;
@@ -242,10 +244,55 @@ fn run_push(a: args::PushArgs, remote: &RemoteOptions, out: &mut Out, notes: &No
         } else {
             store_dir(a.store.store_dir)
         },
+        stage_only: a.stage_only,
+        hooks: hooks(&a.hooks),
     };
     let report = push(&a.source, &target, &opts, notes)?;
     out.push(&report)?;
-    Ok(())
+    hook_failed(out, report.hook_failure.as_deref())
+}
+
+/// The engine's hooks from the command line.
+fn hooks(a: &args::HookArgs) -> Hooks {
+    Hooks {
+        before_activate: a.before_activate.clone(),
+        after_activate: a.after_activate.clone(),
+        after_rollback: a.after_rollback.clone(),
+        timeout: a
+            .hook_timeout
+            .unwrap_or(relstore_engine::hooks::DEFAULT_TIMEOUT),
+        revert_on_failure: a.revert_on_hook_failure,
+    }
+}
+
+/// Exit 1 with the hook's failure, once the report is out.
+fn hook_failed(out: &mut Out, failure: Option<&str>) -> Result<()> {
+    match failure {
+        Some(why) => {
+            out.flush()?;
+            anyhow::bail!("{why}")
+        }
+        None => Ok(()),
+    }
+}
+
+/// `relstore activate`.
+fn run_activate(
+    a: args::ActivateArgs,
+    remote: &RemoteOptions,
+    out: &mut Out,
+    notes: &Notes,
+) -> Result<()> {
+    let target = open_target(&a.target, remote)?;
+    let opts = relstore_engine::activate::ActivateOptions {
+        release: a.release,
+        lock: lock_policy(&a.lock),
+        hooks: hooks(&a.hooks),
+        dry_run: a.dry_run,
+    };
+    let report = relstore_engine::activate::activate(&target, &opts, notes)?;
+    out.activate(&report)?;
+    hook_failed(out, report.hook_failure.as_deref())
 }
 
 /// `relstore rollback`.
@@ -263,10 +310,11 @@ fn run_rollback(
         sources: a.sources,
         cache_dir: cache_dir(a.cache.cache_dir, a.cache.no_stat_cache),
         dry_run: a.dry_run,
+        hooks: hooks(&a.hooks),
     };
     let report = rollback(&target, &opts, notes)?;
     out.rollback(&report)?;
-    Ok(())
+    hook_failed(out, report.hook_failure.as_deref())
 }
 
 /// `relstore bench`: the engine's series, on trees from relstore-fixtures.

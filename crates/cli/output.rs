@@ -68,6 +68,17 @@ impl Progress for Notes {
             }
         }
     }
+    fn output(&self, line: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.bars {
+            Some(b) => b.println_above(line),
+            None => {
+                let _ = writeln!(io::stderr(), "{line}");
+            }
+        }
+    }
 }
 
 /// Result printer.
@@ -173,7 +184,31 @@ impl Out {
             thousands(r.links),
         )?;
         if r.dry_run {
+            if r.staged {
+                writeln!(
+                    self.stdout,
+                    "would stage {} (next); current unchanged",
+                    r.release
+                )?;
+            }
             return Ok(());
+        }
+        self.hooks(&r.hooks)?;
+        if r.staged {
+            writeln!(
+                self.stdout,
+                "staged {}: next -> releases/{}; current unchanged ({})",
+                r.release,
+                r.release,
+                r.previous.as_deref().unwrap_or("none")
+            )?;
+        }
+        if r.reverted {
+            writeln!(
+                self.stdout,
+                "reverted: current -> {} again",
+                r.previous.as_deref().unwrap_or("(none)")
+            )?;
         }
         if let Some(p) = &r.pruned {
             if !p.plan.evict.is_empty() || !p.plan.objects.is_empty() {
@@ -224,13 +259,20 @@ impl Out {
                 (false, false) => "evicted",
             }
             .to_owned();
+            if r.staged {
+                state.push_str(", staged (next)");
+            }
             if r.pinned {
                 state.push_str(", pinned");
             }
             writeln!(
                 self.stdout,
                 "{} {:<24} {:<21} {:>11} {:>10}  {state}{}",
-                if r.current { '*' } else { ' ' },
+                match (r.current, r.staged) {
+                    (true, _) => '*',
+                    (false, true) => '>',
+                    _ => ' ',
+                },
                 r.name.as_str(),
                 created,
                 files,
@@ -321,6 +363,55 @@ impl Out {
         Ok(())
     }
 
+    /// One line per hook that ran.
+    fn hooks(&mut self, hooks: &[relstore_engine::hooks::HookReport]) -> Result<()> {
+        for h in hooks {
+            match h.failure() {
+                Some(why) => writeln!(self.stdout, "{why} ({:.1} s)", h.seconds)?,
+                None => writeln!(
+                    self.stdout,
+                    "hook {} on {}: ok ({:.1} s)",
+                    h.name, h.host, h.seconds
+                )?,
+            }
+        }
+        Ok(())
+    }
+
+    pub fn activate(&mut self, r: &relstore_engine::activate::ActivateReport) -> Result<()> {
+        if self.json {
+            return self.json(r);
+        }
+        let from = r.previous.as_deref().unwrap_or("(none)");
+        if r.already_current {
+            writeln!(
+                self.stdout,
+                "{} is already current; nothing changed",
+                r.release
+            )?;
+        } else if r.dry_run {
+            writeln!(
+                self.stdout,
+                "plan: current {from} -> {}; nothing changed",
+                r.release
+            )?;
+        } else {
+            self.hooks(&r.hooks)?;
+            if r.activated {
+                writeln!(self.stdout, "current: {from} -> {}", r.release)?;
+            } else if r.reverted {
+                writeln!(self.stdout, "reverted: current -> {from} again")?;
+            } else {
+                writeln!(
+                    self.stdout,
+                    "{} stays staged (next); current unchanged ({from})",
+                    r.release
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn pin(&mut self, release: &str, pinned: bool) -> Result<()> {
         if self.json {
             return self.json(&json!({ "release": release, "pinned": pinned }));
@@ -361,6 +452,7 @@ impl Out {
                 }
             )?;
         } else {
+            self.hooks(&r.hooks)?;
             writeln!(
                 self.stdout,
                 "current: {} -> {}{}",

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! ROOT/current -> releases/NAME   replaced only by rename(2)
+//! ROOT/next -> releases/NAME      a staged release (assembled, not yet current)
 //! ROOT/releases/NAME/…            assembled trees, regular files hardlinked from objects/
 //! ROOT/objects/ab/cdef…+0444      blobs named by content hash and stored mode
 //! ROOT/manifests/NAME.manifest    one per release that ever became current
@@ -20,6 +21,9 @@ use crate::release::ReleaseName;
 
 /// The symlink a web server serves.
 pub const CURRENT: &str = "current";
+/// The symlink to a staged release (assembled, not current), for a preview host; only
+/// ever replaced by rename(2), like `current`.
+pub const NEXT: &str = "next";
 /// Directory of assembled releases.
 pub const RELEASES: &str = "releases";
 /// Directory of content-addressed blobs.

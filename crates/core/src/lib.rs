@@ -19,6 +19,7 @@ pub mod diff;
 pub mod durable;
 pub mod failpoint;
 pub mod hash;
+pub mod hook;
 pub mod layout;
 pub mod lock;
 pub mod manifest;

@@ -45,6 +45,11 @@ pub trait Progress: Sync {
     /// Something the user should know that is not an error (a stale lock broken,
     /// debris of an interrupted push removed, a stat cache that could not be used).
     fn note(&self, _message: &str) {}
+    /// One line of a hook's output, already prefixed with its host (`[web1] ...`):
+    /// shown as it comes, unlike notes not marked as relstore's own words.
+    fn output(&self, line: &str) {
+        self.note(line);
+    }
 }
 
 /// Progress that goes nowhere.

@@ -275,6 +275,39 @@ pub trait Target: Send + Sync {
     ) -> TargetResult<AssembleStats>;
     /// Points `current` at `releases/NAME` with one atomic rename.
     fn activate(&self, name: &ReleaseName) -> TargetResult<()>;
+    /// The release `next` points at (a staged release: assembled, not current), `None`
+    /// when there is no `next`. A `next` that points anywhere else is an error.
+    fn next(&self) -> TargetResult<Option<ReleaseName>> {
+        Ok(None)
+    }
+    /// Points `next` at `releases/NAME` with one atomic rename, or with `None` removes
+    /// it. The default refuses: such a target cannot stage releases.
+    fn set_next(&self, name: Option<&ReleaseName>) -> TargetResult<()> {
+        let _ = name;
+        Err(TargetError::Unsupported {
+            location: self.location().to_owned(),
+            what: "staging releases (`next`)",
+        })
+    }
+    /// The host hooks run on, as output lines are prefixed with it: `local`, or the
+    /// SSH host name.
+    fn hook_host(&self) -> String {
+        "local".to_owned()
+    }
+    /// Runs a hook on the target's host in `releases/NAME` (see [`crate::hook`]),
+    /// passing each line of its output to `output` as it comes; kills its process group
+    /// at the timeout or on Ctrl-C. The default refuses.
+    fn run_hook(
+        &self,
+        run: &crate::hook::HookRun<'_>,
+        output: &mut dyn FnMut(&str),
+    ) -> TargetResult<crate::hook::HookExit> {
+        let _ = (run, output);
+        Err(TargetError::Unsupported {
+            location: self.location().to_owned(),
+            what: "running hooks",
+        })
+    }
     /// Removes `releases/NAME` (moved into `tmp/` first, so it vanishes at once).
     fn remove_release_dir(&self, name: &str) -> TargetResult<Removal>;
     /// Empties `tmp/`: only called under the lock, when nothing else can be in flight.

@@ -25,6 +25,10 @@ pub struct ReleaseInfo {
     pub current: bool,
     /// Pinned: never evicted by prune.
     pub pinned: bool,
+    /// Staged: `next` points at it and it is not current (assembled, waiting for
+    /// `relstore activate`). Never evicted, never a keep slot, never the default
+    /// rollback.
+    pub staged: bool,
     /// Why the manifest header could not be read, if it could not.
     pub problem: Option<String>,
 }
@@ -42,6 +46,9 @@ impl ReleaseInfo {
 pub struct Catalog {
     #[serde(serialize_with = "optional_name")]
     pub current: Option<ReleaseName>,
+    /// The release `next` points at, if any.
+    #[serde(serialize_with = "optional_name")]
+    pub next: Option<ReleaseName>,
     pub releases: Vec<ReleaseInfo>,
     /// Directories under `releases/` with no manifest: left by a push that died before
     /// its swap. Never releases; removed by the next mutating command.
@@ -59,6 +66,7 @@ struct ReleaseRow<'a> {
     bytes: Option<u64>,
     current: bool,
     pinned: bool,
+    staged: bool,
     /// `present` or `evicted`.
     state: &'static str,
     problem: Option<&'a str>,
@@ -75,6 +83,7 @@ impl Serialize for ReleaseInfo {
             bytes: h.map(|h| h.totals.bytes),
             current: self.current,
             pinned: self.pinned,
+            staged: self.staged,
             state: if self.present { "present" } else { "evicted" },
             problem: self.problem.as_deref(),
         }
@@ -91,6 +100,7 @@ impl Catalog {
     /// Reads the catalog of `target` (an opened store). Reads manifest headers only.
     pub fn load(target: &dyn Target) -> EngineResult<Catalog> {
         let current = target.current()?;
+        let next = target.next()?;
         let pins: BTreeSet<String> = target.list_pins()?.into_iter().collect();
         let dirs: BTreeSet<String> = target.list_release_dirs()?.into_iter().collect();
         let mut names: Vec<ReleaseName> = target
@@ -128,6 +138,7 @@ impl Catalog {
                     present: dirs.contains(name.as_str()),
                     current: current.as_ref() == Some(name),
                     pinned: pins.contains(name.as_str()),
+                    staged: next.as_ref() == Some(name) && current.as_ref() != Some(name),
                     name: name.clone(),
                     header,
                     problem,
@@ -144,6 +155,7 @@ impl Catalog {
                 present: dirs.contains(name.as_str()),
                 current: true,
                 pinned: pins.contains(name.as_str()),
+                staged: false,
                 problem: header
                     .is_none()
                     .then(|| format!("manifest of current release {name} is missing")),
@@ -159,6 +171,7 @@ impl Catalog {
             .collect();
         Ok(Catalog {
             current,
+            next,
             releases,
             incomplete,
         })

@@ -7,7 +7,8 @@
 //! a bad restore) looks the same, and deleting it would destroy a release that was
 //! served. So a directory is deleted only with evidence that it is such a leftover:
 //!
-//! - it is not current (the current release is never deleted), and
+//! - it is neither current nor staged (`current` and `next` are never left pointing
+//!   at nothing), and
 //! - its push staged its manifest (`tmp/NAME.manifest` is there). A push stages its
 //!   manifest before it assembles the release directory, and the staged manifest
 //!   stays in `tmp/` until the manifest is committed, so every directory a push left
@@ -36,6 +37,9 @@ pub enum Verdict {
 #[derive(Clone, Debug, Default)]
 pub struct Evidence {
     current: Option<ReleaseName>,
+    /// What `next` points at: a staged release has its manifest recorded, so it never
+    /// comes here, except if that manifest was lost.
+    next: Option<ReleaseName>,
     /// Directories without a manifest that have a staged one.
     staged: BTreeSet<String>,
 }
@@ -47,6 +51,7 @@ impl Evidence {
         let recorded: BTreeSet<String> = target.list_manifests()?.into_iter().collect();
         let mut ev = Evidence {
             current,
+            next: target.next()?,
             ..Evidence::default()
         };
         for dir in target.list_release_dirs()? {
@@ -64,6 +69,9 @@ impl Evidence {
 
     /// The verdict on `releases/DIR` (a directory without a manifest).
     pub fn judge(&self, dir: &str) -> Verdict {
+        if self.next.as_ref().is_some_and(|n| n.as_str() == dir) {
+            return Verdict::Keep("`next` points at it".into());
+        }
         verdict(
             self.current.as_ref().is_some_and(|c| c.as_str() == dir),
             self.staged.contains(dir),

@@ -63,10 +63,22 @@ fn count<S: Serializer>(objects: &[StoredObject], s: S) -> Result<S::Ok, S::Erro
 pub fn plan_prune(target: &dyn Target, catalog: &Catalog, keep: usize) -> EngineResult<PrunePlan> {
     catalog.require_readable_headers(target)?;
     let pins: HashSet<String> = target.list_pins()?.into_iter().collect();
-    let present: Vec<&crate::catalog::ReleaseInfo> =
-        catalog.releases.iter().filter(|r| r.present).collect();
+    // A staged release is kept and takes no keep slot: it has not been live yet.
+    let present: Vec<&crate::catalog::ReleaseInfo> = catalog
+        .releases
+        .iter()
+        .filter(|r| r.present && !r.staged)
+        .collect();
     let newest = present.last().map(|r| r.name.clone());
     let mut plan = PrunePlan::default();
+    plan.keep.extend(
+        catalog
+            .releases
+            .iter()
+            .rev()
+            .filter(|r| r.present && r.staged)
+            .map(|r| r.name.to_string()),
+    );
     for (age, r) in present.iter().rev().enumerate() {
         let protected =
             r.current || pins.contains(r.name.as_str()) || newest.as_ref() == Some(&r.name);

@@ -41,6 +41,8 @@ pub struct RollbackOptions {
     /// Work out the plan (which release, whether it is rebuilt, what would be uploaded
     /// from where) and change nothing: no lock, no recovery, no upload.
     pub dry_run: bool,
+    /// Its `after_rollback` hook (the others do not apply).
+    pub hooks: crate::hooks::Hooks,
 }
 
 /// What a rollback did (the field names are the `--json` keys).
@@ -60,6 +62,12 @@ pub struct RollbackReport {
     pub uploaded_from: Vec<String>,
     /// Nothing to do: the release was already current.
     pub already_current: bool,
+    /// The `after_rollback` hook, when it ran.
+    pub hooks: Vec<crate::hooks::HookReport>,
+    /// With `--dry-run`: the hooks a rollback would run.
+    pub hooks_planned: Vec<crate::hooks::PlannedHook>,
+    /// The hook's failure (the command exits 1 with it; the rollback stands).
+    pub hook_failure: Option<String>,
     pub seconds: f64,
 }
 
@@ -98,6 +106,9 @@ pub fn rollback(
         bytes_uploaded: 0,
         uploaded_from: Vec::new(),
         already_current: current.as_ref() == Some(&to.name),
+        hooks: Vec::new(),
+        hooks_planned: Vec::new(),
+        hook_failure: None,
         seconds: 0.0,
     };
     if report.already_current {
@@ -126,10 +137,25 @@ pub fn rollback(
         }
     }
     let Some(lock) = lock else {
+        report.hooks_planned = opts.hooks.planned(&[crate::hooks::AFTER_ROLLBACK]);
+        for h in &report.hooks_planned {
+            progress.note(&format!("would run hook {}: {}", h.name, h.command));
+        }
         report.seconds = started.elapsed().as_secs_f64();
         return Ok(report);
     };
     target.activate(&to.name)?;
+    if let Some(r) = crate::hooks::run_hook(
+        target.as_ref(),
+        &opts.hooks,
+        crate::hooks::AFTER_ROLLBACK,
+        &to.name,
+        current.as_ref(),
+        progress,
+    ) {
+        report.hook_failure = r.failure();
+        report.hooks.push(r);
+    }
     lock.release()?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
@@ -161,8 +187,11 @@ fn pick_release(
         .iter()
         .position(|r| &r.name == cur)
         .unwrap_or(0);
+    // A staged release was never live: it is not "the release before".
     catalog.releases[..pos]
-        .last()
+        .iter()
+        .rev()
+        .find(|r| !r.staged)
         .cloned()
         .ok_or_else(|| EngineError::NoEarlierRelease {
             location: location.to_owned(),

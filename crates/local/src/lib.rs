@@ -18,6 +18,7 @@ mod assemble;
 mod contain;
 mod fsutil;
 mod inspect;
+mod staging;
 #[cfg(test)]
 mod tests;
 
@@ -73,12 +74,12 @@ impl LocalTarget {
         &self.root
     }
 
-    fn p(&self, rel: &str) -> PathBuf {
+    pub(crate) fn p(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
     }
 
     /// A fresh name under `tmp/` for something this process writes.
-    fn tmp_name(&self, what: &str) -> PathBuf {
+    pub(crate) fn tmp_name(&self, what: &str) -> PathBuf {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         self.p(layout::TMP)
             .join(format!("{what}-{}-{n}", std::process::id()))
@@ -470,6 +471,22 @@ impl Target for LocalTarget {
             io_err("replace", &current, e)
         })?;
         fsync_dir(&self.root)
+    }
+
+    fn next(&self) -> TargetResult<Option<ReleaseName>> {
+        self.read_next()
+    }
+
+    fn set_next(&self, name: Option<&ReleaseName>) -> TargetResult<()> {
+        self.write_next(name)
+    }
+
+    fn run_hook(
+        &self,
+        run: &relstore_core::hook::HookRun<'_>,
+        output: &mut dyn FnMut(&str),
+    ) -> TargetResult<relstore_core::hook::HookExit> {
+        self.hook(run, output)
     }
 
     fn remove_release_dir(&self, name: &str) -> TargetResult<Removal> {

@@ -35,6 +35,7 @@ use serde::Serialize;
 use crate::catalog::{recover, Catalog};
 use crate::delta_bases::StoreBases;
 use crate::error::{during_step, EngineError, EngineResult};
+use crate::hooks::{activate_with_hooks, HookReport, Hooks, PlannedHook};
 use crate::lock::{acquire, LockPolicy};
 use crate::release_store::StoreReport;
 use crate::retention::PruneReport;
@@ -72,6 +73,11 @@ pub struct PushOptions {
     /// Gitignore-style patterns of source paths to leave out (`--exclude`), applied
     /// after those of the source's `.relstoreignore` (see [`relstore_scan::Excludes`]).
     pub exclude: Vec<String>,
+    /// Stop before the swap: record the release and point `next` at it (see
+    /// [`crate::activate`]); hooks run when it is activated.
+    pub stage_only: bool,
+    /// Hooks around the swap (see [`crate::hooks`]).
+    pub hooks: Hooks,
 }
 
 /// Seconds spent in each step.
@@ -111,6 +117,17 @@ pub struct PushReport {
     pub pruned: Option<crate::retention::PruneReport>,
     /// What the local release store write-through did, if it was on.
     pub store: Option<crate::release_store::StoreReport>,
+    /// The release was staged (`next` points at it) instead of made current: by
+    /// `--stage-only`, or because `before_activate` failed.
+    pub staged: bool,
+    /// A failed `after_activate` was reverted: `current` is `previous` again.
+    pub reverted: bool,
+    /// Hooks that ran, in order.
+    pub hooks: Vec<HookReport>,
+    /// With `--dry-run`: the hooks a push would run.
+    pub hooks_planned: Vec<PlannedHook>,
+    /// The first hook failure (the command exits 1 with it).
+    pub hook_failure: Option<String>,
     pub seconds: f64,
     pub phases: PhaseTimes,
 }
@@ -190,6 +207,17 @@ pub fn push(
         report.phases.swap = done.swap_seconds;
         report.store = done.store;
         report.pruned = done.pruned;
+        report.staged = done.staged;
+        report.reverted = done.activation.reverted;
+        report.hooks = done.activation.hooks;
+        report.hook_failure = done.activation.failure;
+        if done.activation.interrupted {
+            lock.release()?;
+            return Err(relstore_core::TargetError::Interrupted(
+                relstore_core::cancel::Interrupted,
+            )
+            .into());
+        }
     }
     lock.release()?;
     report.seconds = started.elapsed().as_secs_f64();
@@ -325,6 +353,17 @@ fn dry_run(
         progress.note("--dry-run does not plan the --keep prune; run `relstore prune TARGET --keep N --dry-run` after the push");
     }
     let mut report = PushReport::planned(&plan, scan, true);
+    if plan.new.is_some() {
+        report.staged = opts.stage_only;
+        if !opts.stage_only {
+            report.hooks_planned = opts
+                .hooks
+                .planned(&[crate::hooks::BEFORE_ACTIVATE, crate::hooks::AFTER_ACTIVATE]);
+        }
+        for h in &report.hooks_planned {
+            progress.note(&format!("would run hook {}: {}", h.name, h.command));
+        }
+    }
     report.links = plan.links();
     report.phases.compare = t.elapsed().as_secs_f64();
     report.seconds = started.elapsed().as_secs_f64();
@@ -353,6 +392,9 @@ struct Created {
     swap_seconds: f64,
     store: Option<StoreReport>,
     pruned: Option<PruneReport>,
+    /// Left staged instead of made current.
+    staged: bool,
+    activation: crate::hooks::Activation,
 }
 
 impl Run<'_> {
@@ -384,7 +426,7 @@ impl Run<'_> {
         relstore_core::cancel::check()?;
 
         let t = Instant::now();
-        self.publish(new)?;
+        let (staged, activation) = self.go_live(new)?;
         let swap_seconds = t.elapsed().as_secs_f64();
         if let Some(store) = store.as_mut() {
             if let Some(err) =
@@ -402,7 +444,33 @@ impl Run<'_> {
             swap_seconds,
             store,
             pruned,
+            staged,
+            activation,
         })
+    }
+
+    /// Makes the assembled release current between its hooks, or stages it: with
+    /// `--stage-only`, or when `before_activate` fails (then `current` is untouched).
+    fn go_live(&self, new: &NewRelease) -> EngineResult<(bool, crate::hooks::Activation)> {
+        let target = self.target.as_ref();
+        if self.opts.stage_only {
+            crate::activate::stage(target, &new.name, self.progress)?;
+            return Ok((true, crate::hooks::Activation::default()));
+        }
+        let previous = self.previous.map(ReleaseName::parse).transpose()?;
+        let activation = activate_with_hooks(
+            target,
+            &self.opts.hooks,
+            &new.name,
+            previous.as_ref(),
+            self.progress,
+            &mut || self.publish(new),
+        )?;
+        if !activation.swapped {
+            crate::activate::stage(target, &new.name, self.progress)?;
+            return Ok((true, activation));
+        }
+        Ok((false, activation))
     }
 
     /// Uploads the objects the target lacks and, alongside, writes the release through

@@ -193,6 +193,28 @@ impl Target for DeferredTarget {
         self.t().activate(name)
     }
 
+    // `next` and hooks go over the SFTP session and an exec channel of the same
+    // connection, helper or not: the helper protocol needs no messages for them.
+    fn next(&self) -> TargetResult<Option<ReleaseName>> {
+        self.sftp.next()
+    }
+
+    fn set_next(&self, name: Option<&ReleaseName>) -> TargetResult<()> {
+        self.sftp.set_next(name)
+    }
+
+    fn hook_host(&self) -> String {
+        self.sftp.hook_host()
+    }
+
+    fn run_hook(
+        &self,
+        run: &relstore_core::hook::HookRun<'_>,
+        output: &mut dyn FnMut(&str),
+    ) -> TargetResult<relstore_core::hook::HookExit> {
+        self.sftp.run_hook(run, output)
+    }
+
     fn remove_release_dir(&self, name: &str) -> TargetResult<Removal> {
         self.t().remove_release_dir(name)
     }

@@ -382,20 +382,8 @@ pub fn run_capture(
     Ok((out, status.wait_closed(timeout)))
 }
 
-/// `s` quoted for a POSIX shell: inside single quotes, each `'` written as `'\''`.
-pub fn shell_quote(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len() + 2);
-    out.push(b'\'');
-    for &b in s {
-        if b == b'\'' {
-            out.extend_from_slice(b"'\\''");
-        } else {
-            out.push(b);
-        }
-    }
-    out.push(b'\'');
-    out
-}
+/// `s` quoted for a POSIX shell (shared with the hook wrapper).
+pub use relstore_core::hook::shell_quote;
 
 #[cfg(test)]
 mod tests {

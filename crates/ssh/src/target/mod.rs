@@ -26,6 +26,7 @@ mod inspect;
 mod lock;
 mod rehash;
 mod root;
+mod staging;
 mod upload;
 
 use std::future::Future;
@@ -562,6 +563,26 @@ impl Target for SftpTarget {
 
     fn activate(&self, name: &ReleaseName) -> TargetResult<()> {
         self.run(self.activate_async(name))
+    }
+
+    fn next(&self) -> TargetResult<Option<ReleaseName>> {
+        self.read_next()
+    }
+
+    fn set_next(&self, name: Option<&ReleaseName>) -> TargetResult<()> {
+        self.write_next(name)
+    }
+
+    fn hook_host(&self) -> String {
+        self.host_label()
+    }
+
+    fn run_hook(
+        &self,
+        run: &relstore_core::hook::HookRun<'_>,
+        output: &mut dyn FnMut(&str),
+    ) -> TargetResult<relstore_core::hook::HookExit> {
+        self.hook(run, output)
     }
 
     fn remove_release_dir(&self, name: &str) -> TargetResult<Removal> {
