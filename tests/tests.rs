@@ -60,6 +60,7 @@ mod hostile;
 mod interrupt;
 mod lock;
 mod progress;
+mod project;
 mod push;
 mod restore;
 mod retention;

@@ -33,6 +33,10 @@ pub struct Cli {
     /// off (SFTP only, nothing runs on the server), require [default: $RELSTORE_HELPER or auto].
     #[arg(long, value_name = "MODE", global = true)]
     pub helper: Option<relstore_ssh::HelperMode>,
+    /// Project file to use instead of the relstore.toml found in the current directory
+    /// or the nearest parent (used when no TARGET is given; see docs/project-file.md).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -48,6 +52,9 @@ pub enum Command {
     /// Make a staged release current (default: the one `next` points at), running the
     /// activation hooks.
     Activate(ActivateArgs),
+    /// Per host of a fleet: the current, previous and staged release; flags a mixed
+    /// fleet.
+    Status(StatusArgs),
     /// Compare two trees: TARGET@RELEASE (or @current), a directory, or a manifest file.
     Diff(DiffArgs),
     /// Evict old release directories and delete objects no remaining release uses.
@@ -67,9 +74,26 @@ pub enum Command {
     /// The relstore helper of an SSH target.
     #[command(subcommand)]
     Helper(HelperCommand),
+    /// The project file (relstore.toml).
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Serve a store on stdin/stdout for a relstore client (run over SSH by helper mode).
     #[command(hide = true)]
     Serve(ServeArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Check the project file and print the resolved plan of every target.
+    Check,
+}
+
+/// `--to NAME`: a target of the project file instead of a TARGET argument.
+#[derive(Args, Debug)]
+pub struct ToArgs {
+    /// Use target NAME of the project file (relstore.toml) instead of TARGET.
+    #[arg(long, value_name = "NAME")]
+    pub to: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -150,8 +174,8 @@ pub struct StorePruneArgs {
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// Store root.
-    pub target: String,
+    /// Store root [default: the project file's target].
+    pub target: Option<String>,
     /// Check only this release (`current` for the current one); default: every release.
     pub release: Option<String>,
     /// Re-upload corrupt or missing objects and re-create broken paths (never deletes
@@ -163,6 +187,8 @@ pub struct VerifyArgs {
     #[arg(long = "source", value_name = "DIR", requires = "repair")]
     pub sources: Vec<PathBuf>,
     #[command(flatten)]
+    pub to: ToArgs,
+    #[command(flatten)]
     pub store: StoreDirArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
@@ -172,35 +198,50 @@ pub struct VerifyArgs {
 
 #[derive(Args, Debug)]
 pub struct PruneArgs {
-    /// Store root.
-    pub target: String,
+    /// Store root [default: the project file's target].
+    pub target: Option<String>,
     /// How many release directories to keep (the current, pinned and newest ones are
-    /// always kept).
+    /// always kept) [default: the project file's `keep`].
     #[arg(long, value_name = "N")]
-    pub keep: usize,
+    pub keep: Option<usize>,
     /// Print the plan (releases evicted, objects and bytes freed) and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub to: ToArgs,
     #[command(flatten)]
     pub lock: LockArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct PinArgs {
-    /// Store root.
-    pub target: String,
+    /// Store root, then the release name; with one argument, the release name on the
+    /// project file's target (--to NAME or its default).
+    #[arg(value_name = "TARGET")]
+    pub target: Option<String>,
     /// Release name.
-    pub release: String,
+    pub release: Option<String>,
+    #[command(flatten)]
+    pub to: ToArgs,
     #[command(flatten)]
     pub lock: LockArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct PushArgs {
-    /// Directory to deploy.
-    pub source: PathBuf,
-    /// Store root: a local path (created if missing).
-    pub target: String,
+    /// Directory to deploy [default: the project file's `source`].
+    pub source: Option<PathBuf>,
+    /// Store root: a local path (created if missing) or an SSH target [default: the
+    /// project file's target: --to NAME, its `default` or its only one]. Several
+    /// make a fleet push: staged on every host, then activated in waves.
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+    #[command(flatten)]
+    pub to: ToArgs,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    #[command(flatten)]
+    pub checks: CheckArgs,
     /// Release name ([A-Za-z0-9._-]); default: a UTC timestamp like 20261122T053012Z.
     #[arg(long)]
     pub release: Option<String>,
@@ -271,14 +312,17 @@ pub struct LockArgs {
 
 #[derive(Args, Debug)]
 pub struct ReleasesArgs {
-    /// Store root.
-    pub target: String,
+    /// Store root [default: the project file's target].
+    pub target: Option<String>,
+    #[command(flatten)]
+    pub to: ToArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct RollbackArgs {
-    /// Store root.
-    pub target: String,
+    /// Store root [default: the project file's target]; with --to, the one argument
+    /// is the release.
+    pub target: Option<String>,
     /// Release to make current; default: the release before current.
     pub release: Option<String>,
     /// A directory whose files may supply objects of an evicted release that neither
@@ -293,6 +337,10 @@ pub struct RollbackArgs {
     #[command(flatten)]
     pub hooks: HookArgs,
     #[command(flatten)]
+    pub to: ToArgs,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    #[command(flatten)]
     pub store: StoreDirArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
@@ -302,10 +350,15 @@ pub struct RollbackArgs {
 
 #[derive(Args, Debug)]
 pub struct ActivateArgs {
-    /// Store root.
-    pub target: String,
+    /// Store root [default: the project file's target]; with --to, the one argument
+    /// is the release.
+    pub target: Option<String>,
     /// Release to make current; default: the one `next` points at.
     pub release: Option<String>,
+    #[command(flatten)]
+    pub to: ToArgs,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     /// Say which release and hooks, change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -349,5 +402,63 @@ pub struct DiffArgs {
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
     #[command(flatten)]
+    pub to: ToArgs,
+    #[command(flatten)]
     pub cache: CacheArgs,
+}
+
+/// How a command works on several hosts (a fleet: several TARGETs, or `--to` a
+/// target with several hosts); see docs/fleets.md.
+#[derive(Args, Debug, Clone)]
+pub struct FleetArgs {
+    /// Hosts worked on at once (staging, and within a wave).
+    #[arg(long, value_name = "N", default_value_t = relstore_engine::fleet::DEFAULT_JOBS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub jobs: usize,
+    /// Activate in waves: cumulative host counts and percentages, e.g. 1,50%,100%
+    /// [default: all hosts at once].
+    #[arg(long, value_name = "LIST")]
+    pub waves: Option<relstore_engine::fleet::Waves>,
+    /// Wait this long between two waves: 30s, 500ms, 2m or seconds.
+    #[arg(long, value_name = "DURATION", value_parser = relstore_engine::fleet::parse_duration)]
+    pub pause: Option<std::time::Duration>,
+}
+
+/// Health checks after each host's swap in a fleet push; a failure reverts the fleet.
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// Run CMD on each host, in the new release, after its swap (like a hook); a
+    /// non-zero exit fails the host.
+    #[arg(long, value_name = "CMD")]
+    pub check: Option<String>,
+    /// GET URL from this machine after each host's swap (`{host}` is replaced by the
+    /// host's name); passes on a 2xx status.
+    #[arg(long, value_name = "URL")]
+    pub check_url: Option<String>,
+    /// With --check-url: the body must contain TEXT.
+    #[arg(long, value_name = "TEXT", requires = "check_url")]
+    pub check_body: Option<String>,
+    /// Retry a failing check for this long before giving up: 10s, 1m…
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = relstore_engine::fleet::parse_duration)]
+    pub check_settle: std::time::Duration,
+    /// Time limit of one --check run or one --check-url request.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = relstore_engine::fleet::parse_duration)]
+    pub check_timeout: std::time::Duration,
+    /// On a failure, leave the hosts already activated on the new release (the fleet
+    /// is then mixed) instead of reverting them.
+    #[arg(long)]
+    pub no_revert: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Store roots [default: the project file's target's hosts].
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+    #[command(flatten)]
+    pub to: ToArgs,
+    /// Hosts read at once.
+    #[arg(long, value_name = "N", default_value_t = relstore_engine::fleet::DEFAULT_JOBS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub jobs: usize,
 }

@@ -5,10 +5,13 @@
 //! 130 (SIGINT) or 143 (SIGTERM) when interrupted (see `interrupt`).
 
 mod args;
+mod config_cmd;
+mod fleet_cmd;
 mod helper_cmd;
 mod interrupt;
 mod output;
 mod progress_bars;
+mod project;
 mod targets;
 
 use std::io::{self, Write};
@@ -27,8 +30,9 @@ use relstore_engine::retention::{prune, set_pin};
 use relstore_engine::rollback::{rollback, RollbackOptions};
 use relstore_targets::{open_target_noted, RemoteOptions};
 
-use args::{Cli, Command, HelperCommand, LockArgs, StoreCommand};
+use args::{Cli, Command, ConfigCommand, HelperCommand, LockArgs, StoreCommand};
 use output::{Notes, Out};
+use project::{each_host, select, Selection};
 use targets::{FixtureTrees, Targets};
 
 fn main() -> ExitCode {
@@ -65,7 +69,7 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             let _ = writeln!(io::stderr(), "relstore: error: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(if project::is_usage(&e) { 2 } else { 1 })
         }
     }
 }
@@ -117,16 +121,46 @@ fn remote_options(cli: &Cli) -> RemoteOptions {
     r
 }
 
-/// `--helper`, else `$RELSTORE_HELPER`, else auto.
-fn helper_mode(cli: &Cli) -> Result<relstore_ssh::HelperMode> {
+/// `--helper`, else `$RELSTORE_HELPER`; `None` when neither is set (then the project
+/// file's `helper`, else auto).
+fn helper_mode(cli: &Cli) -> Result<Option<relstore_ssh::HelperMode>> {
     if let Some(m) = cli.helper {
-        return Ok(m);
+        return Ok(Some(m));
     }
     match std::env::var("RELSTORE_HELPER") {
         Ok(v) if !v.is_empty() => v
             .parse()
+            .map(Some)
             .map_err(|e: String| anyhow::anyhow!("RELSTORE_HELPER: {e}")),
-        _ => Ok(relstore_ssh::HelperMode::Auto),
+        _ => Ok(None),
+    }
+}
+
+/// What every verb needs besides its own arguments.
+struct Ctx<'a> {
+    /// `--config FILE`.
+    config: Option<PathBuf>,
+    /// SSH settings; `helper` from the flag, the environment or auto.
+    remote: RemoteOptions,
+    /// Whether `--helper` or `$RELSTORE_HELPER` set the helper mode (they beat the file).
+    helper_set: bool,
+    notes: &'a Notes,
+}
+
+impl Ctx<'_> {
+    /// Picks the target of a verb (see [`project::select`]).
+    fn select(&self, to: &args::ToArgs, explicit: Option<String>) -> Result<Selection> {
+        select(self.config.as_deref(), to.to.as_deref(), explicit)
+    }
+
+    /// The SSH settings for `sel`: the project target's `helper` unless the command
+    /// line or the environment chose.
+    fn remote_for(&self, sel: &Selection) -> Result<RemoteOptions> {
+        let mut r = self.remote.clone();
+        if let (false, Some(h)) = (self.helper_set, sel.plan.as_ref().and_then(|p| p.helper)) {
+            r.helper = h.as_str().parse().map_err(|e: String| anyhow::anyhow!(e))?;
+        }
+        Ok(r)
     }
 }
 
@@ -154,59 +188,35 @@ fn remote_quiet() -> bool {
 fn run(cli: Cli, notes: &Notes) -> Result<()> {
     let mut out = Out::new(cli.json);
     let mut remote = remote_options(&cli);
-    remote.helper = helper_mode(&cli)?;
+    let helper = helper_mode(&cli)?;
+    remote.helper = helper.unwrap_or(relstore_ssh::HelperMode::Auto);
     QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
+    let ctx = Ctx {
+        config: cli.config.clone(),
+        remote,
+        helper_set: helper.is_some(),
+        notes,
+    };
+    let remote = &ctx.remote;
     match cli.command {
-        Command::Push(a) => run_push(a, &remote, &mut out, notes)?,
+        Command::Push(a) => run_push(a, &ctx, &mut out)?,
         Command::Releases(a) => {
-            let target = open_target(&a.target, &remote)?;
-            target.open(false)?;
-            let catalog = relstore_engine::catalog::Catalog::load(target.as_ref())?;
-            out.releases(&catalog)?;
+            let sel = ctx.select(&a.to, a.target)?;
+            let remote = ctx.remote_for(&sel)?;
+            each_host(&sel, &mut out, |host, out| {
+                let target = open_target(host, &remote)?;
+                target.open(false)?;
+                let catalog = relstore_engine::catalog::Catalog::load(target.as_ref())?;
+                out.releases(&catalog)
+            })?;
         }
-        Command::Rollback(a) => run_rollback(a, &remote, &mut out, notes)?,
-        Command::Activate(a) => run_activate(a, &remote, &mut out, notes)?,
-        Command::Diff(a) => {
-            let old = Operand::parse(&a.a)?;
-            let new = Operand::parse(&a.b)?;
-            let cache = cache_dir(a.cache.cache_dir, a.cache.no_stat_cache);
-            let targets = Targets {
-                remote: remote.clone(),
-            };
-            let d = diff_operands(&old, &new, cache.as_deref(), &a.exclude, &targets, notes)?;
-            out.diff(&d)?;
-        }
-        Command::Prune(a) => {
-            let target = open_target(&a.target, &remote)?;
-            let report = prune(&target, a.keep, a.dry_run, &lock_policy(&a.lock), notes)?;
-            out.prune(&report)?;
-            out.flush()?;
-            if !report.left_behind.is_empty() {
-                anyhow::bail!(
-                    "{}: {} path(s) could not be deleted (listed above); everything else was pruned",
-                    a.target,
-                    report.left_behind.len()
-                );
-            }
-        }
-        Command::Verify(a) => {
-            let target = open_target(&a.target, &remote)?;
-            let opts = relstore_engine::verify::VerifyOptions {
-                release: a.release,
-                repair: a.repair,
-                sources: a.sources,
-                store: store_dir(a.store.store_dir),
-                cache_dir: cache_dir(a.cache.cache_dir, a.cache.no_stat_cache),
-                lock: lock_policy(&a.lock),
-            };
-            let report = relstore_engine::verify::verify(&target, &opts, notes)?;
-            out.verify(&report)?;
-            out.flush()?;
-            if !report.is_clean() {
-                anyhow::bail!("{}: {}", a.target, report.failure_summary());
-            }
-        }
-        Command::Bench(a) => run_bench(a, &remote, &mut out, notes)?,
+        Command::Rollback(a) => run_rollback(a, &ctx, &mut out)?,
+        Command::Activate(a) => run_activate(a, &ctx, &mut out)?,
+        Command::Status(a) => fleet_cmd::status(a, &ctx, &mut out)?,
+        Command::Diff(a) => run_diff(a, &ctx, &mut out)?,
+        Command::Prune(a) => run_prune(a, &ctx, &mut out)?,
+        Command::Verify(a) => run_verify(a, &ctx, &mut out)?,
+        Command::Bench(a) => run_bench(a, remote, &mut out, notes)?,
         Command::Store(StoreCommand::Info(a)) => {
             let dir = required_store_dir(a.store.store_dir)?;
             out.store_usage(&release_store::usage(&dir)?)?;
@@ -217,51 +227,166 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
             out.store_prune(&dir, &stats, a.dry_run)?;
         }
         Command::Helper(HelperCommand::Status(a)) => {
-            helper_cmd::status(&a.target, &remote, cli.json)?;
+            helper_cmd::status(&a.target, remote, cli.json)?;
+            return Ok(());
+        }
+        Command::Config(ConfigCommand::Check) => {
+            let project = project::load(ctx.config.as_deref())?;
+            config_cmd::check(&project, cli.json)?;
             return Ok(());
         }
         Command::Serve(_) => anyhow::bail!("serve runs only as the helper of a client"),
-        Command::Pin(a) => pin(&mut out, &a, true, &remote, notes)?,
-        Command::Unpin(a) => pin(&mut out, &a, false, &remote, notes)?,
+        Command::Pin(a) => pin(&mut out, a, true, &ctx)?,
+        Command::Unpin(a) => pin(&mut out, a, false, &ctx)?,
     }
     out.flush()
 }
 
-/// `relstore push`.
-fn run_push(a: args::PushArgs, remote: &RemoteOptions, out: &mut Out, notes: &Notes) -> Result<()> {
-    let target = open_target(&a.target, remote)?;
-    let opts = PushOptions {
-        release: a.release,
-        force: a.force,
-        skip_special: a.skip_special,
-        cache_dir: cache_dir(a.cache.cache_dir, a.cache.no_stat_cache),
-        lock: lock_policy(&a.lock),
-        keep: a.keep,
-        exclude: a.exclude,
-        dry_run: a.dry_run,
-        store: if a.no_local_store || a.dry_run {
-            None
-        } else {
-            store_dir(a.store.store_dir)
-        },
-        stage_only: a.stage_only,
-        hooks: hooks(&a.hooks),
-    };
-    let report = push(&a.source, &target, &opts, notes)?;
-    out.push(&report)?;
-    hook_failed(out, report.hook_failure.as_deref())
+/// `relstore prune`: `--keep`, else the project target's `keep`.
+fn run_prune(a: args::PruneArgs, ctx: &Ctx, out: &mut Out) -> Result<()> {
+    let sel = ctx.select(&a.to, a.target)?;
+    let remote = ctx.remote_for(&sel)?;
+    let keep = a
+        .keep
+        .or(sel.plan.as_ref().and_then(|p| p.keep))
+        .ok_or_else(|| {
+            project::Usage("prune needs --keep N (or `keep` in the project file)".into())
+        })?;
+    each_host(&sel, out, |host, out| {
+        let target = open_target(host, &remote)?;
+        let report = prune(&target, keep, a.dry_run, &lock_policy(&a.lock), ctx.notes)?;
+        out.prune(&report)?;
+        out.flush()?;
+        if !report.left_behind.is_empty() {
+            anyhow::bail!(
+                "{host}: {} path(s) could not be deleted (listed above); everything else was pruned",
+                report.left_behind.len()
+            );
+        }
+        Ok(())
+    })
 }
 
-/// The engine's hooks from the command line.
-fn hooks(a: &args::HookArgs) -> Hooks {
+/// `relstore verify`.
+fn run_verify(a: args::VerifyArgs, ctx: &Ctx, out: &mut Out) -> Result<()> {
+    let (target, release) = project::target_and_release(a.target, a.release, a.to.to.as_deref())?;
+    let sel = ctx.select(&a.to, target)?;
+    let remote = ctx.remote_for(&sel)?;
+    each_host(&sel, out, |host, out| {
+        let target = open_target(host, &remote)?;
+        let opts = relstore_engine::verify::VerifyOptions {
+            release: release.clone(),
+            repair: a.repair,
+            sources: a.sources.clone(),
+            store: store_dir(a.store.store_dir.clone()),
+            cache_dir: cache_dir(a.cache.cache_dir.clone(), a.cache.no_stat_cache),
+            lock: lock_policy(&a.lock),
+        };
+        let report = relstore_engine::verify::verify(&target, &opts, ctx.notes)?;
+        out.verify(&report)?;
+        out.flush()?;
+        if !report.is_clean() {
+            anyhow::bail!("{host}: {}", report.failure_summary());
+        }
+        Ok(())
+    })
+}
+
+/// `relstore diff`: a side `@RELEASE` is on the project file's target.
+fn run_diff(a: args::DiffArgs, ctx: &Ctx, out: &mut Out) -> Result<()> {
+    let to = a.to.to.as_deref();
+    if let Some(name) = to {
+        if !a.a.starts_with('@') && !a.b.starts_with('@') {
+            return Err(project::Usage(format!(
+                "--to {name} applies to a side written @RELEASE; neither {} nor {} is one",
+                a.a, a.b
+            ))
+            .into());
+        }
+    }
+    let old = Operand::parse(&project::diff_side(&a.a, ctx.config.as_deref(), to)?)?;
+    let new = Operand::parse(&project::diff_side(&a.b, ctx.config.as_deref(), to)?)?;
+    let cache = cache_dir(a.cache.cache_dir, a.cache.no_stat_cache);
+    let targets = Targets {
+        remote: ctx.remote.clone(),
+    };
+    let d = diff_operands(
+        &old,
+        &new,
+        cache.as_deref(),
+        &a.exclude,
+        &targets,
+        ctx.notes,
+    )?;
+    out.diff(&d)
+}
+
+/// `relstore push`: flags win over the project file; `--exclude` patterns come after
+/// the file's (so `--exclude '!x'` can take one back).
+fn run_push(a: args::PushArgs, ctx: &Ctx, out: &mut Out) -> Result<()> {
+    let sel = fleet_cmd::select_many(ctx, &a.to, &a.targets)?;
+    let remote = ctx.remote_for(&sel)?;
+    let source = project::push_source(a.source.clone(), &sel)?;
+    let (keep, mut exclude) = match &sel.plan {
+        Some(p) => (a.keep.or(p.keep), p.exclude.clone()),
+        None => (a.keep, Vec::new()),
+    };
+    exclude.extend(a.exclude.iter().cloned());
+    // The project target's `shared` (sel.plan) goes into PushOptions here once the
+    // engine has that option, overridden by its flag.
+    let hooks = hooks(&a.hooks, sel.plan.as_ref());
+    let checked = a.checks.check.is_some() || a.checks.check_url.is_some();
+    if sel.hosts.len() > 1 || checked {
+        return fleet_cmd::push(&a, &sel, &source, keep, exclude, hooks, ctx, out);
+    }
+    // One release name on every host of a target, unless --release names it.
+    let release = match (&a.release, sel.hosts.len()) {
+        (None, n) if n > 1 => {
+            Some(relstore_core::release::ReleaseName::timestamp(now_ns()).to_string())
+        }
+        (r, _) => r.clone(),
+    };
+    each_host(&sel, out, |host, out| {
+        let target = open_target(host, &remote)?;
+        let opts = PushOptions {
+            release: release.clone(),
+            force: a.force,
+            skip_special: a.skip_special,
+            cache_dir: cache_dir(a.cache.cache_dir.clone(), a.cache.no_stat_cache),
+            lock: lock_policy(&a.lock),
+            keep,
+            exclude: exclude.clone(),
+            dry_run: a.dry_run,
+            store: if a.no_local_store || a.dry_run {
+                None
+            } else {
+                store_dir(a.store.store_dir.clone())
+            },
+            stage_only: a.stage_only,
+            hooks: hooks.clone(),
+        };
+        let report = push(&source, &target, &opts, ctx.notes)?;
+        out.push(&report)?;
+        hook_failed(out, report.hook_failure.as_deref())
+    })
+}
+
+/// The engine's hooks: each flag, else the project target's setting.
+fn hooks(a: &args::HookArgs, plan: Option<&relstore_project::ResolvedTarget>) -> Hooks {
+    let file = plan.map(|p| &p.hooks);
+    let pick = |flag: &Option<String>, from: fn(&relstore_project::Hooks) -> &Option<String>| {
+        flag.clone().or_else(|| file.and_then(|h| from(h).clone()))
+    };
     Hooks {
-        before_activate: a.before_activate.clone(),
-        after_activate: a.after_activate.clone(),
-        after_rollback: a.after_rollback.clone(),
+        before_activate: pick(&a.before_activate, |h| &h.before_activate),
+        after_activate: pick(&a.after_activate, |h| &h.after_activate),
+        after_rollback: pick(&a.after_rollback, |h| &h.after_rollback),
         timeout: a
             .hook_timeout
+            .or(plan.map(|p| p.hook_timeout))
             .unwrap_or(relstore_engine::hooks::DEFAULT_TIMEOUT),
-        revert_on_failure: a.revert_on_hook_failure,
+        revert_on_failure: a.revert_on_hook_failure
+            || plan.is_some_and(|p| p.revert_on_hook_failure),
     }
 }
 
@@ -276,45 +401,67 @@ fn hook_failed(out: &mut Out, failure: Option<&str>) -> Result<()> {
     }
 }
 
-/// `relstore activate`.
-fn run_activate(
-    a: args::ActivateArgs,
-    remote: &RemoteOptions,
-    out: &mut Out,
-    notes: &Notes,
-) -> Result<()> {
-    let target = open_target(&a.target, remote)?;
+/// `relstore activate`: one host as before; several (`--to` a fleet, or several
+/// TARGETs) in waves.
+fn run_activate(a: args::ActivateArgs, ctx: &Ctx, out: &mut Out) -> Result<()> {
+    let (target, release) =
+        project::target_and_release(a.target.clone(), a.release.clone(), a.to.to.as_deref())?;
+    let sel = ctx.select(&a.to, target)?;
+    let remote = ctx.remote_for(&sel)?;
     let opts = relstore_engine::activate::ActivateOptions {
-        release: a.release,
+        release,
         lock: lock_policy(&a.lock),
-        hooks: hooks(&a.hooks),
+        hooks: hooks(&a.hooks, sel.plan.as_ref()),
         dry_run: a.dry_run,
     };
-    let report = relstore_engine::activate::activate(&target, &opts, notes)?;
+    if sel.hosts.len() > 1 {
+        return fleet_cmd::activate(&a.fleet, &sel, &opts, &remote, ctx, out);
+    }
+    let target = open_target(sel.single("activate")?, &remote)?;
+    let report = relstore_engine::activate::activate(&target, &opts, ctx.notes)?;
     out.activate(&report)?;
     hook_failed(out, report.hook_failure.as_deref())
 }
 
+/// Now, for a release name shared by the hosts of one push.
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
 /// `relstore rollback`.
-fn run_rollback(
-    a: args::RollbackArgs,
-    remote: &RemoteOptions,
-    out: &mut Out,
-    notes: &Notes,
-) -> Result<()> {
-    let target = open_target(&a.target, remote)?;
-    let opts = RollbackOptions {
-        release: a.release,
-        lock: lock_policy(&a.lock),
-        store: store_dir(a.store.store_dir),
-        sources: a.sources,
-        cache_dir: cache_dir(a.cache.cache_dir, a.cache.no_stat_cache),
-        dry_run: a.dry_run,
-        hooks: hooks(&a.hooks),
-    };
-    let report = rollback(&target, &opts, notes)?;
-    out.rollback(&report)?;
-    hook_failed(out, report.hook_failure.as_deref())
+fn run_rollback(a: args::RollbackArgs, ctx: &Ctx, out: &mut Out) -> Result<()> {
+    let (target, release) = project::target_and_release(a.target, a.release, a.to.to.as_deref())?;
+    let sel = ctx.select(&a.to, target)?;
+    let remote = ctx.remote_for(&sel)?;
+    if sel.hosts.len() > 1 {
+        let opts = RollbackOptions {
+            release,
+            lock: lock_policy(&a.lock),
+            store: store_dir(a.store.store_dir.clone()),
+            sources: a.sources.clone(),
+            cache_dir: cache_dir(a.cache.cache_dir.clone(), a.cache.no_stat_cache),
+            dry_run: a.dry_run,
+            hooks: hooks(&a.hooks, sel.plan.as_ref()),
+        };
+        return fleet_cmd::rollback(&a.fleet, &sel, &opts, &remote, ctx, out);
+    }
+    each_host(&sel, out, |host, out| {
+        let target = open_target(host, &remote)?;
+        let opts = RollbackOptions {
+            release: release.clone(),
+            lock: lock_policy(&a.lock),
+            store: store_dir(a.store.store_dir.clone()),
+            sources: a.sources.clone(),
+            cache_dir: cache_dir(a.cache.cache_dir.clone(), a.cache.no_stat_cache),
+            dry_run: a.dry_run,
+            hooks: hooks(&a.hooks, sel.plan.as_ref()),
+        };
+        let report = rollback(&target, &opts, ctx.notes)?;
+        out.rollback(&report)?;
+        hook_failed(out, report.hook_failure.as_deref())
+    })
 }
 
 /// `relstore bench`: the engine's series, on trees from relstore-fixtures.
@@ -346,19 +493,13 @@ fn run_bench(
     Ok(())
 }
 
-fn pin(
-    out: &mut Out,
-    a: &args::PinArgs,
-    pinned: bool,
-    remote: &RemoteOptions,
-    notes: &Notes,
-) -> Result<()> {
-    {
-        {
-            let target = open_target(&a.target, remote)?;
-            set_pin(&target, &a.release, pinned, &lock_policy(&a.lock), notes)?;
-            out.pin(&a.release, pinned)?;
-        }
-    }
-    Ok(())
+fn pin(out: &mut Out, a: args::PinArgs, pinned: bool, ctx: &Ctx) -> Result<()> {
+    let (target, release) = project::pin_operands(a.target, a.release)?;
+    let sel = ctx.select(&a.to, target)?;
+    let remote = ctx.remote_for(&sel)?;
+    each_host(&sel, out, |host, out| {
+        let target = open_target(host, &remote)?;
+        set_pin(&target, &release, pinned, &lock_policy(&a.lock), ctx.notes)?;
+        out.pin(&release, pinned)
+    })
 }

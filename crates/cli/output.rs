@@ -85,6 +85,10 @@ impl Progress for Notes {
 pub struct Out {
     json: bool,
     stdout: io::BufWriter<io::Stdout>,
+    /// With `--json` on a target of several hosts: each host's report, printed as one
+    /// object by [`Out::end_hosts`].
+    collected: Option<Vec<(String, serde_json::Value)>>,
+    host: String,
 }
 
 /// `1234567` → `1,234,567`.
@@ -121,7 +125,55 @@ impl Out {
         Out {
             json,
             stdout: io::BufWriter::new(io::stdout()),
+            collected: None,
+            host: String::new(),
         }
+    }
+
+    /// Starts the reports of a target with several hosts: `--json` collects them.
+    pub fn begin_hosts(&mut self) {
+        if self.json {
+            self.collected = Some(Vec::new());
+        }
+    }
+
+    /// The next report is `host`'s: a heading line in human output.
+    pub fn host_heading(&mut self, host: &str, i: usize, n: usize) -> Result<()> {
+        self.host = host.to_owned();
+        if !self.json {
+            writeln!(self.stdout, "[{i}/{n}] {host}")?;
+        }
+        Ok(())
+    }
+
+    /// Ends the reports of target `name`: `--json` prints one object with a per-host
+    /// list and, when a host failed, which one and why (later hosts were not tried).
+    pub fn end_hosts(&mut self, name: &str, failed: Option<(&str, String)>) -> Result<()> {
+        let Some(done) = self.collected.take() else {
+            return Ok(());
+        };
+        let hosts: Vec<serde_json::Value> = done
+            .into_iter()
+            .map(|(host, report)| json!({ "host": host, "report": report }))
+            .collect();
+        let failed = failed.map(|(host, error)| json!({ "host": host, "error": error }));
+        self.json(&json!({ "target": name, "hosts": hosts, "failed": failed }))
+    }
+
+    /// Whether `--json` was given.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// Prints one JSON object (fleet reports, see `fleet_cmd`).
+    pub fn emit_json(&mut self, v: &impl Serialize) -> Result<()> {
+        self.json(v)
+    }
+
+    /// Prints human output as it is.
+    pub fn text(&mut self, s: &str) -> Result<()> {
+        self.stdout.write_all(s.as_bytes())?;
+        Ok(())
     }
 
     pub fn flush(&mut self) -> Result<()> {
@@ -130,6 +182,10 @@ impl Out {
     }
 
     fn json(&mut self, v: &impl Serialize) -> Result<()> {
+        if let Some(c) = &mut self.collected {
+            c.push((self.host.clone(), serde_json::to_value(v)?));
+            return Ok(());
+        }
         serde_json::to_writer(&mut self.stdout, v)?;
         writeln!(self.stdout)?;
         Ok(())

@@ -69,11 +69,12 @@ pub trait CommandRunner: Sync {
     ) -> Result<(bool, String), String>;
 }
 
-/// Runs check commands with `sh -c` on this machine, for targets with a local root;
-/// any other target gets an error saying checks cannot run there.
-pub struct LocalShell;
+/// Runs check commands on the target's host the way hooks run (see
+/// [`relstore_core::hook`]): `sh -c` in the release, over SSH for remote targets,
+/// killed at the timeout; `RELSTORE_HOOK` is `check`.
+pub struct TargetShell;
 
-impl CommandRunner for LocalShell {
+impl CommandRunner for TargetShell {
     fn run(
         &self,
         target: &Arc<dyn Target>,
@@ -81,80 +82,30 @@ impl CommandRunner for LocalShell {
         command: &str,
         timeout: Duration,
     ) -> Result<(bool, String), String> {
-        let Some(root) = target.local_root() else {
-            return Err(format!(
-                "{}: --check commands cannot run on this kind of target yet",
-                target.location()
-            ));
-        };
-        run_local(
-            &root.join("releases").join(release.as_str()),
+        let run = relstore_core::hook::HookRun {
+            hook: "check",
             command,
+            release,
+            previous: None,
             timeout,
-        )
-    }
-}
-
-/// `sh -c COMMAND` in `dir`, killed at `timeout`; output is collected through a file
-/// so that a chatty command cannot block on a full pipe.
-fn run_local(
-    dir: &std::path::Path,
-    command: &str,
-    timeout: Duration,
-) -> Result<(bool, String), String> {
-    use std::process::{Command, Stdio};
-    let out = tempfile::tempfile().map_err(|e| format!("check output file: {e}"))?;
-    let err = out
-        .try_clone()
-        .map_err(|e| format!("check output file: {e}"))?;
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(
-            out.try_clone()
-                .map_err(|e| format!("check output file: {e}"))?,
-        )
-        .stderr(err)
-        .spawn()
-        .map_err(|e| format!("cannot run sh in {}: {e}", dir.display()))?;
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if started.elapsed() >= timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("waiting for the check command: {e}")),
-        }
-    };
-    let mut text = read_all(out);
-    match status {
-        Some(s) => {
-            if !s.success() {
-                text.push_str(&format!("\n(exit status {})", s.code().unwrap_or(-1)));
-            }
-            Ok((s.success(), text))
-        }
-        None => {
-            text.push_str(&format!(
-                "\n(killed after {:.1}s timeout)",
+        };
+        let mut output = String::new();
+        let exit = target
+            .run_hook(&run, &mut |line| {
+                output.push_str(line);
+                output.push('\n');
+            })
+            .map_err(|e| e.to_string())?;
+        if exit.timed_out {
+            output.push_str(&format!(
+                "(killed after its {:.1}s timeout)",
                 timeout.as_secs_f64()
             ));
-            Ok((false, text))
+        } else if let Some(code) = exit.code.filter(|c| *c != 0) {
+            output.push_str(&format!("(exit status {code})"));
         }
+        Ok((exit.success(), output))
     }
-}
-
-fn read_all(mut f: std::fs::File) -> String {
-    use std::io::{Read, Seek};
-    let mut buf = Vec::new();
-    let _ = f.rewind().and_then(|_| f.read_to_end(&mut buf));
-    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// Everything a host's checks need.
@@ -269,27 +220,6 @@ fn tail(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_local_command_passes_fails_and_times_out() {
-        let dir = tempfile::tempdir().ok();
-        let Some(dir) = dir else { return };
-        let t = Duration::from_secs(5);
-        assert_eq!(
-            run_local(dir.path(), "echo hi", t),
-            Ok((true, "hi\n".to_owned()))
-        );
-        let (ok, out) = run_local(dir.path(), "echo broken >&2; exit 3", t).unwrap_or_default();
-        assert!(
-            !ok && out.contains("broken") && out.contains("exit status 3"),
-            "{out}"
-        );
-        let started = Instant::now();
-        let (ok, out) =
-            run_local(dir.path(), "sleep 5", Duration::from_millis(200)).unwrap_or_default();
-        assert!(!ok && out.contains("timeout"), "{out}");
-        assert!(started.elapsed() < Duration::from_secs(3));
-    }
 
     #[test]
     fn retry_stops_at_the_settle_time_and_keeps_the_last_output() {

@@ -20,6 +20,7 @@
 //! their release name).
 
 mod check;
+mod each;
 mod pool;
 mod report;
 mod stage;
@@ -34,7 +35,8 @@ use relstore_core::progress::Progress;
 use relstore_core::release::now_unix_ns;
 use relstore_core::ReleaseName;
 
-pub use check::{CheckResult, Checks, CommandRunner, LocalShell};
+pub use check::{CheckResult, Checks, CommandRunner, TargetShell};
+pub use each::{Each, EachReport, HostJob, HostStep};
 pub use report::{FleetReport, HostReport, Outcome};
 pub use status::{fleet_status, FleetStatus, HostStatus};
 pub use waves::{parse_duration, Step, Waves};
@@ -45,7 +47,7 @@ use crate::push::{Current, PushOptions, Wanted};
 use crate::retention::PruneReport;
 use pool::run_all;
 use stage::{open_host, stage_host, Ctx, Failure, HostProgress, Opened, Staged};
-use swap::{revert_host, Activate};
+use swap::Activate;
 
 /// The default of `--jobs`: hosts worked on at once.
 pub const DEFAULT_JOBS: usize = 8;
@@ -55,6 +57,8 @@ pub const DEFAULT_JOBS: usize = 8;
 pub struct FleetHost {
     /// The TARGET string.
     pub spec: String,
+    /// How reports and notes name the host: unique within the fleet.
+    pub name: String,
     /// What `{host}` in `--check-url` stands for: the SSH host, or `localhost`.
     pub host: String,
 }
@@ -110,7 +114,7 @@ pub fn fleet_push(
         hosts: hosts
             .iter()
             .map(|h| HostReport {
-                host: h.host.clone(),
+                host: h.name.clone(),
                 target: h.spec.clone(),
                 outcome: Outcome::NotStaged,
                 ..HostReport::default()
@@ -141,6 +145,14 @@ pub fn fleet_push(
         report.seconds = started.elapsed().as_secs_f64();
         return Ok(report);
     };
+    if opts.push.stage_only {
+        // `--stage-only`: every host has the release staged (`next`); `relstore
+        // activate` swaps them later, in waves too.
+        report.ok = true;
+        release_locks(staged, progress);
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    }
     if opts.push.dry_run {
         report.ok = true;
         report.waves = opts
@@ -153,12 +165,14 @@ pub fn fleet_push(
         return Ok(report);
     }
     let t = Instant::now();
+    let mut hooks = opts.push.hooks.clone();
+    hooks.revert_on_failure = false;
     let activate = Activate {
-        opts: &push_opts,
+        hooks: &hooks,
         checks: &opts.checks,
         runner,
     };
-    activate_waves(&activate, &staged, opts, &mut report, progress);
+    activate_waves(&activate, &staged, hosts, opts, &mut report, progress);
     report.activate_seconds = t.elapsed().as_secs_f64();
     if report.ok {
         prune_all(&staged, &push_opts, opts.jobs, &mut report, progress);
@@ -178,7 +192,7 @@ fn stage_all(
 ) -> Option<Vec<Staged>> {
     let opened = run_all(hosts, jobs, &|_, h: &FleetHost| {
         let p = HostProgress {
-            host: &h.host,
+            host: &h.name,
             inner: ctx.progress,
         };
         open_host(ctx, &h.spec, &p)
@@ -212,7 +226,7 @@ fn stage_all(
     let results = run_all(&slots, jobs, &|i, slot| {
         let h = &hosts[i];
         let p = HostProgress {
-            host: &h.host,
+            host: &h.name,
             inner: ctx.progress,
         };
         let mut host_report = HostReport::default();
@@ -249,11 +263,8 @@ fn stage_all(
         }
     }
     if failed {
-        for h in &mut report.hosts {
-            if h.outcome == Outcome::Staged {
-                h.outcome = Outcome::NotStaged;
-            }
-        }
+        // Hosts that staged keep their staged release (`next`): `relstore activate`
+        // can make it current later, and a re-run of the push resumes from it.
         return None;
     }
     Some(staged)
@@ -268,8 +279,8 @@ fn panicked(step: &'static str) -> Failure {
 }
 
 /// The one release name of the fleet: `--release`; else the name of a host whose
-/// current release already is the tree (a re-run after a crash converges on it); else
-/// a timestamp name free on every host.
+/// current release already is the tree, or has it staged (a re-run after a crash
+/// converges on it); else a timestamp name free on every host.
 fn fleet_name(requested: Option<ReleaseName>, opened: &[Opened]) -> Wanted {
     let created = now_unix_ns();
     if requested.is_some() {
@@ -278,10 +289,11 @@ fn fleet_name(requested: Option<ReleaseName>, opened: &[Opened]) -> Wanted {
             created,
         };
     }
-    let done = opened.iter().find_map(|o| match &o.current {
+    let unchanged = opened.iter().find_map(|o| match &o.current {
         Current::Unchanged(h) => ReleaseName::parse(&h.release).ok(),
         _ => None,
     });
+    let done = unchanged.or_else(|| opened.iter().find_map(|o| o.staged_same.clone()));
     if done.is_some() {
         return Wanted {
             name: done,
@@ -304,6 +316,7 @@ fn fleet_name(requested: Option<ReleaseName>, opened: &[Opened]) -> Wanted {
 fn activate_waves(
     activate: &Activate<'_>,
     staged: &[Staged],
+    hosts: &[FleetHost],
     opts: &FleetOptions,
     report: &mut FleetReport,
     progress: &dyn Progress,
@@ -327,12 +340,11 @@ fn activate_waves(
         }
         let indexes: Vec<usize> = wave.clone().collect();
         let results = run_all(&indexes, opts.jobs, &|_, &i| {
-            let host = &report.hosts[i].host;
             let p = HostProgress {
-                host,
+                host: &report.hosts[i].host,
                 inner: progress,
             };
-            activate.host(&staged[i], host, &p)
+            activate.host(&staged[i], &hosts[i].host, &p)
         });
         let mut this_wave = Vec::new();
         for (&i, r) in indexes.iter().zip(results) {
@@ -345,6 +357,7 @@ fn activate_waves(
             };
             h.activate_seconds = a.seconds;
             h.checks = a.checks;
+            h.hooks = a.hooks;
             if a.swapped {
                 this_wave.push(i);
                 h.outcome = Outcome::Activated;
@@ -362,13 +375,14 @@ fn activate_waves(
     }
     report.ok = !failed;
     if failed {
-        finish_failed(staged, &swapped, opts, report, progress);
+        finish_failed(activate, staged, &swapped, opts, report, progress);
     }
 }
 
 /// After a failure: revert (newest wave first) or, with `--no-revert`, mark what is
 /// left; either way say whether the fleet is mixed.
 fn finish_failed(
+    activate: &Activate<'_>,
     staged: &[Staged],
     swapped: &[Vec<usize>],
     opts: &FleetOptions,
@@ -378,19 +392,25 @@ fn finish_failed(
     if opts.revert {
         for wave in swapped.iter().rev() {
             let results = run_all(wave, opts.jobs, &|_, &i| {
-                progress.note(&format!(
-                    "{}: reverting to its previous release",
-                    report.hosts[i].host
-                ));
-                revert_host(&staged[i])
+                let host = &report.hosts[i].host;
+                let p = HostProgress {
+                    host,
+                    inner: progress,
+                };
+                p.note("reverting to its previous release");
+                activate.revert(&staged[i], &p)
             });
             for (&i, r) in wave.iter().zip(results) {
                 let h = &mut report.hosts[i];
                 match r.unwrap_or_else(|| Err(panicked("revert"))) {
-                    Ok(()) if h.outcome == Outcome::Failed => {
-                        h.error = h.error.take().map(|e| format!("{e} (reverted)"));
+                    Ok(hook) => {
+                        h.hooks.extend(hook);
+                        if h.outcome == Outcome::Failed {
+                            h.error = h.error.take().map(|e| format!("{e} (reverted)"));
+                        } else {
+                            h.outcome = Outcome::Reverted;
+                        }
                     }
-                    Ok(()) => h.outcome = Outcome::Reverted,
                     Err(f) => {
                         h.outcome = Outcome::RevertFailed;
                         h.error = Some(match h.error.take() {

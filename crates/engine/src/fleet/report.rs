@@ -11,7 +11,8 @@ use super::check::CheckResult;
 pub enum Outcome {
     /// `--dry-run`: the plan only.
     Planned,
-    /// Assembled and waiting for its wave (only seen when the push stopped before it).
+    /// Assembled and staged (`next`), not made current: the push stopped before its
+    /// wave (another host failed).
     #[default]
     Staged,
     /// Never staged (this host or another failed before every host had staged).
@@ -26,8 +27,6 @@ pub enum Outcome {
     Failed,
     /// The revert itself failed: the host may still serve the new release.
     RevertFailed,
-    /// A check failed and `--no-revert` left it on the new release.
-    LeftActivated,
 }
 
 /// One host of a fleet command.
@@ -50,6 +49,8 @@ pub struct HostReport {
     pub objects_reused: u64,
     pub links: u64,
     pub checks: Vec<CheckResult>,
+    /// Hooks that ran on it (`before_activate`, `after_activate`, `after_rollback`).
+    pub hooks: Vec<crate::hooks::HookReport>,
     pub stage_seconds: f64,
     pub activate_seconds: f64,
 }

@@ -1,6 +1,7 @@
 //! Part one of a fleet push: on every host, connect, lock, recover and compare (phase
 //! A), then — once the fleet agreed on one release name — upload what that host lacks,
-//! stage the manifest and assemble the release (phase B). Nothing is swapped here.
+//! assemble the release and stage it (recorded, `next` pointing at it: see
+//! [`crate::activate`]) (phase B). Nothing is swapped here.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,8 +18,7 @@ use crate::error::during_step;
 use crate::lock::{acquire, LockGuard};
 use crate::opener::OpenTarget;
 use crate::push::{
-    load_current, plan_release, refuse_store_inside_source, Current, NewRelease, PushOptions, Run,
-    Wanted,
+    load_current, plan_release, refuse_store_inside_source, Current, PushOptions, Run, Wanted,
 };
 
 /// A host's step that failed, and why (one line).
@@ -62,6 +62,9 @@ pub(crate) struct Opened {
     pub current: Current,
     /// The store does not exist yet (dry run only): every object is missing.
     pub fresh: bool,
+    /// The staged release (`next`) when its tree is the source's: an earlier run of
+    /// this push staged it and stopped; it is activated as it is.
+    pub staged_same: Option<ReleaseName>,
 }
 
 /// A host after phase B: the release is assembled (or nothing was needed), the lock
@@ -70,8 +73,9 @@ pub(crate) struct Staged {
     pub target: Arc<dyn Target>,
     pub lock: Option<LockGuard>,
     pub previous: Option<ReleaseName>,
-    /// `None`: the host's current release equals the tree (or a dry run).
-    pub new: Option<NewRelease>,
+    /// The staged release to make current; `None`: the host's current release equals
+    /// the tree (or a dry run).
+    pub release: Option<ReleaseName>,
 }
 
 /// Progress of one host: its phases become notes prefixed with its name (bars of
@@ -129,6 +133,7 @@ pub(crate) fn open_host(
             catalog,
             current,
             fresh,
+            staged_same: None,
         });
     }
     target.open(true).map_err(fail("open store"))?;
@@ -140,13 +145,32 @@ pub(crate) fn open_host(
     relstore_core::cancel::check().map_err(fail("lock"))?;
     let current = load_current(target.as_ref(), &catalog, ctx.entries, ctx.opts.force)
         .map_err(fail("compare"))?;
+    let staged_same = match (&current, &catalog.next) {
+        (Current::Unchanged(_), _) | (_, None) => None,
+        (_, Some(next)) => same_tree(target.as_ref(), next, ctx.entries)
+            .map_err(fail("compare"))?
+            .then(|| next.clone()),
+    };
     Ok(Opened {
         target,
         lock: Some(lock),
         catalog,
         current,
         fresh: false,
+        staged_same,
     })
+}
+
+/// Whether release `name`'s manifest lists exactly `entries`.
+fn same_tree(
+    target: &dyn Target,
+    name: &ReleaseName,
+    entries: &[Entry],
+) -> crate::EngineResult<bool> {
+    let bytes = crate::catalog::read_manifest_bytes(target, name)?;
+    let (same, _) = relstore_core::Manifest::equals_entries(&bytes, Some(name.as_str()), entries)
+        .map_err(|e| crate::catalog::manifest_error(target, name, e))?;
+    Ok(same)
 }
 
 /// Phase B on one host: plan against what it holds, upload what it lacks, stage the
@@ -165,7 +189,21 @@ pub(crate) fn stage_host(
         catalog,
         current,
         fresh,
+        staged_same,
     } = opened;
+    if let (Some(name), false) = (&staged_same, ctx.opts.dry_run) {
+        if wanted.name.as_ref().is_none_or(|w| w == name) {
+            progress.note(&format!("release {name} is already staged here"));
+            report.previous = catalog.current.as_ref().map(ToString::to_string);
+            report.outcome = Outcome::Staged;
+            return Ok(Staged {
+                target,
+                lock,
+                previous: catalog.current.clone(),
+                release: Some(name.clone()),
+            });
+        }
+    }
     let lookup = |ids: &[relstore_core::ObjectId]| {
         if fresh {
             Ok(ids.to_vec())
@@ -193,7 +231,7 @@ pub(crate) fn stage_host(
         target: Arc::clone(&target),
         lock,
         previous,
-        new: None,
+        release: None,
     };
     if ctx.opts.dry_run {
         report.links = plan.links();
@@ -229,8 +267,15 @@ pub(crate) fn stage_host(
         .map_err(|e| during_step(target.as_ref(), "assembling the release", e))
         .map_err(fail("assemble"))?;
     kill_point(points::PUSH_ASSEMBLED);
+    // Its note ("`relstore activate` makes it current") is for `--stage-only` alone.
+    crate::activate::stage(
+        target.as_ref(),
+        &new.name,
+        &relstore_core::progress::NoProgress,
+    )
+    .map_err(fail("stage"))?;
     report.outcome = Outcome::Staged;
     report.stage_seconds = t.elapsed().as_secs_f64();
-    staged.new = Some(new);
+    staged.release = Some(new.name);
     Ok(staged)
 }

@@ -40,7 +40,7 @@ pub fn fleet_status(
 ) -> FleetStatus {
     let rows = run_all(hosts, jobs, &|_, h: &FleetHost| {
         let mut row = HostStatus {
-            host: h.host.clone(),
+            host: h.name.clone(),
             target: h.spec.clone(),
             ..HostStatus::default()
         };
@@ -54,7 +54,7 @@ pub fn fleet_status(
         .zip(hosts)
         .map(|(r, h)| {
             r.unwrap_or_else(|| HostStatus {
-                host: h.host.clone(),
+                host: h.name.clone(),
                 target: h.spec.clone(),
                 error: Some("internal error: the host's worker panicked".into()),
                 ..HostStatus::default()
@@ -77,6 +77,7 @@ fn read_host(
     target.open(false).map_err(|e| chain(&e))?;
     let catalog = Catalog::load(target.as_ref()).map_err(|e| chain(&e))?;
     row.current = catalog.current.as_ref().map(ToString::to_string);
+    row.staged = catalog.next.as_ref().map(ToString::to_string);
     if let Some(cur) = &catalog.current {
         let pos = catalog.releases.iter().position(|r| &r.name == cur);
         row.previous = pos
