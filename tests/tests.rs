@@ -54,6 +54,7 @@ mod diff;
 mod dry_run;
 mod emlink;
 mod exclude;
+mod fleet;
 mod helper;
 mod hooks;
 mod hostile;

@@ -368,7 +368,7 @@ fn activate_waves(
             }
         }
         swapped.push(this_wave);
-        relstore_core::failpoint::kill_point("fleet.wave");
+        relstore_core::failpoint::kill_point(relstore_core::failpoint::points::FLEET_WAVE);
         if failed {
             break;
         }

@@ -161,6 +161,31 @@ pub(crate) fn open_host(
     })
 }
 
+/// The release an earlier run of this push left on the host, assembled and recorded
+/// but not current, when its tree is the source's: the fleet's name, staged (`next`)
+/// or not (a run killed between recording it and pointing `next` at it).
+fn resumable(
+    ctx: &Ctx<'_>,
+    target: &Arc<dyn Target>,
+    catalog: &Catalog,
+    wanted: &Wanted,
+    staged_same: Option<&ReleaseName>,
+) -> Result<Option<ReleaseName>, Failure> {
+    let Some(name) = wanted.name.as_ref().or(staged_same) else {
+        return Ok(None);
+    };
+    if staged_same == Some(name) {
+        return Ok(Some(name.clone()));
+    }
+    match catalog.resolve(name.as_str()) {
+        Some(info) if info.present && !info.current => {
+            let same = same_tree(target.as_ref(), name, ctx.entries).map_err(fail("compare"))?;
+            Ok(same.then(|| name.clone()))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Whether release `name`'s manifest lists exactly `entries`.
 fn same_tree(
     target: &dyn Target,
@@ -191,16 +216,19 @@ pub(crate) fn stage_host(
         fresh,
         staged_same,
     } = opened;
-    if let (Some(name), false) = (&staged_same, ctx.opts.dry_run) {
-        if wanted.name.as_ref().is_none_or(|w| w == name) {
+    if !ctx.opts.dry_run {
+        if let Some(name) = resumable(ctx, &target, &catalog, &wanted, staged_same.as_ref())? {
             progress.note(&format!("release {name} is already staged here"));
+            if catalog.next.as_ref() != Some(&name) {
+                target.set_next(Some(&name)).map_err(fail("stage"))?;
+            }
             report.previous = catalog.current.as_ref().map(ToString::to_string);
             report.outcome = Outcome::Staged;
             return Ok(Staged {
                 target,
                 lock,
                 previous: catalog.current.clone(),
-                release: Some(name.clone()),
+                release: Some(name),
             });
         }
     }

@@ -60,6 +60,11 @@ impl Activate<'_> {
                         done.failure = Some(fail("swap")(e));
                     }
                     Ok(a) => {
+                        if a.swapped {
+                            relstore_core::failpoint::kill_point(
+                                relstore_core::failpoint::points::PUSH_SWAPPED,
+                            );
+                        }
                         done.swapped = a.swapped;
                         done.hooks = a.hooks;
                         if let Some(f) = a.failure {
