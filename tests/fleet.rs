@@ -569,3 +569,31 @@ fn kill_9_during_a_fleet_push_leaves_every_host_old_or_new_and_a_rerun_converges
         f.push_ok(&a, &["--release", &format!("a{n}")]);
     }
 }
+
+#[test]
+fn bad_fleet_flags_are_usage_errors_naming_the_value() {
+    let env = Env::local();
+    let src = env.site("src", 3, 1);
+    let s = src.to_str().unwrap();
+    for (args, want) in [
+        (vec!["--waves", "0"], "invalid --waves item \"0\""),
+        (vec!["--waves", "1,150%"], "at most 100"),
+        (vec!["--waves", "1,,2"], "invalid --waves item \"\""),
+        (vec!["--pause", "soon"], "invalid duration \"soon\""),
+        (vec!["--check-settle", "3d"], "invalid duration \"3d\""),
+        (vec!["--jobs", "0"], "'--jobs <N>'"),
+        (vec!["--check-body", "ok"], "--check-url"),
+    ] {
+        let mut a = vec!["push", s, "t1", "t2"];
+        a.extend(&args);
+        let out = env.run(&a);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let first = err.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("error:") && first.contains(want),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!env.path("t1").exists() && !env.path("t2").exists());
+}
