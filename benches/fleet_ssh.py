@@ -58,12 +58,16 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"))
     ap.add_argument("--work", default=None)
+    ap.add_argument("--helper", action="store_true",
+                    help="run the relstore helper on the servers (RELSTORE_HELPER=require); "
+                         "default: SFTP only")
     a = ap.parse_args()
     rel = os.path.join(a.bin_dir, "relstore")
     fix = os.path.join(a.bin_dir, "relstore-fixtures")
     w = a.work or tempfile.mkdtemp(prefix="relstore-fleet-bench-")
     os.makedirs(w, exist_ok=True)
-    servers = [Sshd(w, "/usr/local/bin:/usr/bin:/bin") for _ in range(a.hosts)]
+    bin_dir = os.path.abspath(a.bin_dir)
+    servers = [Sshd(w, f"{bin_dir}:/usr/local/bin:/usr/bin:/bin") for _ in range(a.hosts)]
     try:
         cfg = os.path.join(w, "ssh_config")
         known = os.path.join(w, "known_hosts")
@@ -76,7 +80,7 @@ def main():
             f.write(f"Host solo\n  HostName 127.0.0.1\n  Port {s.port}\n"
                     f"  User {s.user}\n  IdentityFile {s.key}\n\n")
         env = dict(os.environ, RELSTORE_SSH_CONFIG=cfg, RELSTORE_KNOWN_HOSTS=known,
-                   RELSTORE_HELPER="off", RELSTORE_STORE_DIR=os.path.join(w, "store"))
+                   RELSTORE_HELPER="require" if a.helper else "off", RELSTORE_STORE_DIR=os.path.join(w, "store"))
         env.pop("SSH_AUTH_SOCK", None)
         roots = [os.path.join(w, f"root{i + 1}") for i in range(a.hosts)]
         solo = os.path.join(w, "solo")
@@ -111,10 +115,12 @@ def main():
             if sum(lacked) != rep["bytes_uploaded"]:
                 sys.exit(f"total: {sum(lacked)} != {rep['bytes_uploaded']}")
             rows.append((got["solo"][0], got["fleet"][0], got["solo"][1]["bytes_uploaded"],
-                         rep["bytes_uploaded"], lacked))
+                         rep["bytes_uploaded"], lacked,
+                         (rep["scan_seconds"], rep["stage_seconds"], rep["activate_seconds"])))
         solo_t = [x[0] for x in rows]
         fleet_t = [x[1] for x in rows]
-        print(f"{a.files} files, {a.hosts} hosts, --fraction {a.fraction}, {a.runs} runs "
+        mode = "helper" if a.helper else "SFTP"
+        print(f"{a.files} files, {a.hosts} hosts, {mode}, --fraction {a.fraction}, {a.runs} runs "
               f"(alternating order), binaries in {a.bin_dir}")
         print()
         print("| push | median s (min-max) | bytes uploaded (per run) |")
@@ -125,6 +131,10 @@ def main():
               f"({min(fleet_t):.2f}-{max(fleet_t):.2f}) | "
               f"{', '.join(str(x[3]) for x in rows)} (= sum of new objects/ bytes per host: "
               f"checked) |")
+        phases = [x[5] for x in rows]
+        print(f"| fleet phases (median s) | scan {statistics.median(p[0] for p in phases):.2f}, "
+              f"stage {statistics.median(p[1] for p in phases):.2f}, "
+              f"activate {statistics.median(p[2] for p in phases):.2f} | |")
         print()
         print(f"ratio fleet/one host (medians): "
               f"{statistics.median(fleet_t) / statistics.median(solo_t):.2f}x")

@@ -91,7 +91,16 @@ impl FleetReport {
         if self.ok {
             return None;
         }
-        let first = self.hosts.iter().find(|h| h.outcome == Outcome::Failed)?;
+        let Some(first) = self.hosts.iter().find(|h| h.outcome == Outcome::Failed) else {
+            // No host failed: the waves were stopped (Ctrl-C) before every host was
+            // activated.
+            let what = if self.reverted {
+                "hosts already activated were reverted"
+            } else {
+                "the fleet may be mixed (see the table)"
+            };
+            return Some(format!("stopped before every host was activated; {what}"));
+        };
         let what = first.error.as_deref().unwrap_or("failed");
         let tail = if self.reverted {
             "; hosts already activated were reverted"
