@@ -20,6 +20,7 @@ lacked) must add up to the report's bytes_uploaded, host by host and in total.
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -42,12 +43,16 @@ def objects(root):
 
 
 def run(cmd, env):
+    """(wall seconds, report, client CPU seconds) of one relstore command."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.monotonic()
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     dt = time.monotonic() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{p.stderr}")
-    return dt, json.loads(p.stdout)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return dt, json.loads(p.stdout), cpu
 
 
 def main():
@@ -103,7 +108,7 @@ def main():
                 cmd = ([rel, "push", src, f"solo:{solo}", "--json", "--no-local-store"]
                        if kind == "solo" else [rel, "push", src, *fleet, "--json"])
                 got[kind] = run(cmd, e)
-            _, rep = got["fleet"]
+            rep = got["fleet"][1]
             lacked = []
             for i, x in enumerate(roots):
                 after = objects(x)
@@ -116,7 +121,8 @@ def main():
                 sys.exit(f"total: {sum(lacked)} != {rep['bytes_uploaded']}")
             rows.append((got["solo"][0], got["fleet"][0], got["solo"][1]["bytes_uploaded"],
                          rep["bytes_uploaded"], lacked,
-                         (rep["scan_seconds"], rep["stage_seconds"], rep["activate_seconds"])))
+                         (rep["scan_seconds"], rep["stage_seconds"], rep["activate_seconds"]),
+                         got["solo"][2], got["fleet"][2]))
         solo_t = [x[0] for x in rows]
         fleet_t = [x[1] for x in rows]
         mode = "helper" if a.helper else "SFTP"
@@ -135,6 +141,8 @@ def main():
         print(f"| fleet phases (median s) | scan {statistics.median(p[0] for p in phases):.2f}, "
               f"stage {statistics.median(p[1] for p in phases):.2f}, "
               f"activate {statistics.median(p[2] for p in phases):.2f} | |")
+        print(f"| client CPU s (median) | one host {statistics.median(x[6] for x in rows):.2f}, "
+              f"fleet {statistics.median(x[7] for x in rows):.2f} | |")
         print()
         print(f"ratio fleet/one host (medians): "
               f"{statistics.median(fleet_t) / statistics.median(solo_t):.2f}x")

@@ -106,22 +106,7 @@ pub fn fleet_push(
     )?;
     let mut push_opts = opts.push.clone();
     push_opts.store = None;
-    let mut report = FleetReport {
-        dry_run: opts.push.dry_run,
-        files_hashed: scanned.files_hashed,
-        bytes_hashed: scanned.bytes_hashed,
-        scan_seconds: scanned.walk_seconds + scanned.hash_seconds,
-        hosts: hosts
-            .iter()
-            .map(|h| HostReport {
-                host: h.name.clone(),
-                target: h.spec.clone(),
-                outcome: Outcome::NotStaged,
-                ..HostReport::default()
-            })
-            .collect(),
-        ..FleetReport::default()
-    };
+    let mut report = FleetReport::start(hosts, &scanned, opts.push.dry_run);
     relstore_core::failpoint::kill_point(relstore_core::failpoint::points::PUSH_SCANNED);
     let ctx = Ctx {
         source,
@@ -190,29 +175,7 @@ fn stage_all(
     requested: Option<ReleaseName>,
     report: &mut FleetReport,
 ) -> Option<Vec<Staged>> {
-    let opened = run_all(hosts, jobs, &|_, h: &FleetHost| {
-        let p = HostProgress {
-            host: &h.name,
-            inner: ctx.progress,
-        };
-        open_host(ctx, &h.spec, &p)
-    });
-    let mut ready = Vec::with_capacity(hosts.len());
-    let mut failed = false;
-    for (i, r) in opened.into_iter().enumerate() {
-        match r.unwrap_or_else(|| Err(panicked("connect"))) {
-            Ok(o) => ready.push(Some(o)),
-            Err(f) => {
-                f.record(&mut report.hosts[i]);
-                ready.push(None);
-                failed = true;
-            }
-        }
-    }
-    if failed {
-        return None;
-    }
-    let opened: Vec<Opened> = ready.into_iter().flatten().collect();
+    let opened = open_all(ctx, hosts, jobs, report)?;
     let wanted = fleet_name(requested, &opened);
     report.release = wanted
         .name
@@ -244,6 +207,7 @@ fn stage_all(
         (r, host_report)
     });
     let mut staged = Vec::with_capacity(hosts.len());
+    let mut failed = false;
     for (i, r) in results.into_iter().enumerate() {
         let (r, counts) = r.unwrap_or_else(|| (Err(panicked("stage")), HostReport::default()));
         let host = &mut report.hosts[i];
@@ -268,6 +232,34 @@ fn stage_all(
         return None;
     }
     Some(staged)
+}
+
+/// Phase A on every host; `None` when any host failed (recorded in `report`).
+fn open_all(
+    ctx: &Ctx<'_>,
+    hosts: &[FleetHost],
+    jobs: usize,
+    report: &mut FleetReport,
+) -> Option<Vec<Opened>> {
+    let opened = run_all(hosts, jobs, &|_, h: &FleetHost| {
+        let p = HostProgress {
+            host: &h.name,
+            inner: ctx.progress,
+        };
+        open_host(ctx, &h.spec, &p)
+    });
+    let mut ready = Vec::with_capacity(hosts.len());
+    let mut failed = false;
+    for (i, r) in opened.into_iter().enumerate() {
+        match r.unwrap_or_else(|| Err(panicked("connect"))) {
+            Ok(o) => ready.push(o),
+            Err(f) => {
+                f.record(&mut report.hosts[i]);
+                failed = true;
+            }
+        }
+    }
+    (!failed).then_some(ready)
 }
 
 /// A host job that panicked (a bug): reported as the failure of its step.

@@ -85,6 +85,31 @@ pub struct FleetReport {
 }
 
 impl FleetReport {
+    /// The report of a fleet push once the source is scanned: every host not staged
+    /// yet.
+    pub(crate) fn start(
+        hosts: &[super::FleetHost],
+        scanned: &relstore_scan::ScanOutput,
+        dry_run: bool,
+    ) -> FleetReport {
+        FleetReport {
+            dry_run,
+            files_hashed: scanned.files_hashed,
+            bytes_hashed: scanned.bytes_hashed,
+            scan_seconds: scanned.walk_seconds + scanned.hash_seconds,
+            hosts: hosts
+                .iter()
+                .map(|h| HostReport {
+                    host: h.name.clone(),
+                    target: h.spec.clone(),
+                    outcome: Outcome::NotStaged,
+                    ..HostReport::default()
+                })
+                .collect(),
+            ..FleetReport::default()
+        }
+    }
+
     /// The one line a failed command exits with, naming the first failing host, its
     /// step and its error (the table above it has the rest).
     pub fn failure(&self) -> Option<String> {

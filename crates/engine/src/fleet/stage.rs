@@ -18,7 +18,8 @@ use crate::error::during_step;
 use crate::lock::{acquire, LockGuard};
 use crate::opener::OpenTarget;
 use crate::push::{
-    load_current, plan_release, refuse_store_inside_source, Current, PushOptions, Run, Wanted,
+    load_current, plan_release, refuse_store_inside_source, Current, NewRelease, PushOptions, Run,
+    Wanted,
 };
 
 /// A host's step that failed, and why (one line).
@@ -276,19 +277,34 @@ pub(crate) fn stage_host(
         .iter()
         .filter(|e| e.object().is_some())
         .count() as u64;
+    build(ctx, &target, &mut new, plan.previous.as_deref(), progress)?;
+    report.outcome = Outcome::Staged;
+    report.stage_seconds = t.elapsed().as_secs_f64();
+    staged.release = Some(new.name);
+    Ok(staged)
+}
+
+/// Uploads what the host lacks, assembles the release and stages it (`next`).
+fn build(
+    ctx: &Ctx<'_>,
+    target: &Arc<dyn Target>,
+    new: &mut NewRelease,
+    previous: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<(), Failure> {
     let bases = StoreBases::none();
     let run = Run {
         source: ctx.source,
-        target: &target,
+        target,
         opts: ctx.opts,
-        previous: plan.previous.as_deref(),
+        previous,
         bases: &bases,
         progress,
     };
-    run.upload(&new).map_err(fail("upload"))?;
+    run.upload(new).map_err(fail("upload"))?;
     kill_point(points::PUSH_UPLOADED);
     relstore_core::cancel::check().map_err(fail("upload"))?;
-    run.stage(&mut new).map_err(fail("stage manifest"))?;
+    run.stage(new).map_err(fail("stage manifest"))?;
     kill_point(points::PUSH_STAGED);
     target
         .assemble(&new.name, &new.manifest.entries, progress)
@@ -301,9 +317,5 @@ pub(crate) fn stage_host(
         &new.name,
         &relstore_core::progress::NoProgress,
     )
-    .map_err(fail("stage"))?;
-    report.outcome = Outcome::Staged;
-    report.stage_seconds = t.elapsed().as_secs_f64();
-    staged.release = Some(new.name);
-    Ok(staged)
+    .map_err(fail("stage"))
 }
