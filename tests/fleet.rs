@@ -11,12 +11,19 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::util::{assert_same_tree, one_line_error, private_server, sshd, Env};
+use crate::util::{
+    assert_same_tree, one_line_error, private_server_with_path, relstore_bin_dir, sshd, Env,
+};
 
 /// The fleet's servers: started once per test process, one sshd per host.
 fn servers() -> &'static [&'static sshd::Sshd] {
     static S: OnceLock<Vec<&'static sshd::Sshd>> = OnceLock::new();
-    S.get_or_init(|| (0..4).map(|_| private_server()).collect())
+    // Commands run over SSH find this build of relstore: helper mode works too.
+    S.get_or_init(|| {
+        (0..4)
+            .map(|_| private_server_with_path(&relstore_bin_dir()))
+            .collect()
+    })
 }
 
 /// A test's fleet: `n` hosts `web1`… with roots under the test's own temp dir.
@@ -28,6 +35,11 @@ struct Fleet {
 
 impl Fleet {
     fn new(n: usize) -> Fleet {
+        Fleet::with_helper(n, false)
+    }
+
+    /// [`Fleet::new`]; with `helper`, every command runs with `--helper require`.
+    fn with_helper(n: usize, helper: bool) -> Fleet {
         let mut env = Env::local();
         let servers = servers();
         let mut cfg = String::from("Host dead\n  HostName 127.0.0.1\n  Port 1\n\n");
@@ -54,6 +66,10 @@ impl Fleet {
             "RELSTORE_SSH_IDENTITY".into(),
             servers[0].user_key.clone().into_os_string(),
         ));
+        if helper {
+            env.extra_env
+                .push(("RELSTORE_HELPER".into(), "require".into()));
+        }
         let roots: Vec<PathBuf> = (1..=n).map(|i| env.path(&format!("web{i}"))).collect();
         let specs = roots
             .iter()
@@ -234,7 +250,15 @@ fn staging_failing_on_one_host_swaps_no_host() {
 
 #[test]
 fn a_failing_check_in_the_second_wave_reverts_the_first() {
-    let f = Fleet::new(3);
+    a_failing_check_reverts(Fleet::new(3));
+}
+
+#[test]
+fn a_failing_check_in_the_second_wave_reverts_the_first_through_helpers() {
+    a_failing_check_reverts(Fleet::with_helper(3, true));
+}
+
+fn a_failing_check_reverts(f: Fleet) {
     let a = f.env.site("a", 30, 5);
     f.push_ok(&a, &["--release", "a"]);
     let b = f.env.next_release(&a, "b", 0.2, 6);
