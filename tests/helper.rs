@@ -93,7 +93,7 @@ fn a_helper_on_path_serves_push_and_is_named() {
     assert_eq!(st["helper"], true, "{st}");
     assert_eq!(st["source"], "path", "{st}");
     assert_eq!(st["version"], env!("CARGO_PKG_VERSION"), "{st}");
-    assert_eq!(st["protocol"], 3, "{st}");
+    assert_eq!(st["protocol"], 4, "{st}");
 }
 
 #[test]

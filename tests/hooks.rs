@@ -302,9 +302,55 @@ fn ctrl_c_during_a_hook_kills_it_and_leaves_the_release_staged(env: Env) {
         fs::read_link(env.root.join("next")).unwrap(),
         Path::new("releases/r2")
     );
+
+    // During after_activate: the swap stands, even with --revert-on-hook-failure.
+    let v3 = env.next_release(&v1, "v3", 0.3, 14);
+    let pidfile = env.path("int3.pid");
+    let hook = format!("sleep 300 & echo $! > '{}'; wait", pidfile.display());
+    let mut child = env
+        .cmd()
+        .args(["push", v3.to_str().unwrap(), &env.target, "--release", "r3"])
+        .args([
+            "--after-activate",
+            hook.as_str(),
+            "--revert-on-hook-failure",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = pid_in(&pidfile);
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = child.wait().unwrap();
+    env.settle();
+    assert_eq!(status.code(), Some(130));
+    assert!(gone(pid), "the hook outlived Ctrl-C");
+    assert_eq!(env.current().as_deref(), Some("r3"));
+    assert_same_tree(&v3, &env.root.join("current"));
+}
+
+fn a_background_process_of_a_hook_does_not_hold_the_deploy(env: Env) {
+    let v1 = env.site("v1", 5, 14);
+    let pidfile = env.path("bg.pid");
+    // The background sleep keeps the hook's output open; the hook itself is done.
+    let hook = format!("sleep 30 & echo $! > '{}'; echo started", pidfile.display());
+    let t = Instant::now();
+    let r = env.push(&v1, &["--release", "r1", "--after-activate", &hook]);
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    assert_eq!(r["hooks"][0]["ok"], true);
+    assert_eq!(r["hooks"][0]["last_lines"][0], "started");
+    let pid = pid_in(&pidfile);
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "a finished hook's daemon is left alone"
+    );
+    // SAFETY: kill(2) on a process this test started (through the hook).
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
 }
 
 conformance!(
+    a_background_process_of_a_hook_does_not_hold_the_deploy,
     ctrl_c_during_a_hook_kills_it_and_leaves_the_release_staged,
     hook_sees_its_release_environment_and_working_directory,
     failing_before_activate_leaves_current_untouched_and_the_release_staged,

@@ -43,6 +43,26 @@ fn without_a_terminal_stdout_is_one_json_object_and_stderr_has_no_bars() {
     }
 }
 
+/// The bars speak the summaries' units: decimal sizes (MB, never MiB) and rates in
+/// whole numbers per second (`20,475/s`, `12.3 MB/s`; never `20,474.5044/s`).
+fn units_are_the_summaries(shown: &str) {
+    assert!(!shown.contains("iB"), "binary units in the bars: {shown:?}");
+    assert!(
+        shown.contains(" kB") || shown.contains(" MB"),
+        "no sizes in the bars: {shown:?}"
+    );
+    for token in shown.split(|c: char| c.is_whitespace() || c.is_control()) {
+        let Some(number) = token.strip_suffix("/s") else {
+            continue;
+        };
+        let byte_unit = ["B", "kB", "MB", "GB", "TB"].contains(&number);
+        assert!(
+            byte_unit || number.chars().all(|c| c.is_ascii_digit() || c == ','),
+            "a rate that is not a whole number: {token:?} in {shown:?}"
+        );
+    }
+}
+
 /// Runs `shell_cmd` under a pseudo-terminal; returns what the terminal showed, or
 /// `None` when `script` is not installed.
 fn under_pty(env: &Env, shell_cmd: &str) -> Option<Vec<u8>> {
@@ -90,6 +110,7 @@ fn on_a_terminal_bars_go_to_stderr_and_stdout_stays_clean() {
         "no upload bar on the terminal: {shown:?}"
     );
     assert!(has_control(&screen), "no redraws: {shown:?}");
+    units_are_the_summaries(&shown);
     let summary = std::fs::read(&human).unwrap();
     assert!(!has_control(&summary), "control sequences on stdout");
     assert!(

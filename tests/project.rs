@@ -73,7 +73,10 @@ fn push_to_deploys_to_that_target_only(env: Env) {
     assert_eq!(env.current().as_deref(), Some("r1"));
 }
 
-conformance!(push_to_deploys_to_that_target_only);
+conformance!(
+    push_to_deploys_to_that_target_only,
+    the_files_hooks_and_shared_paths_apply
+);
 
 const TWO_TARGETS: &str = r#"
 source = "public"
@@ -209,7 +212,7 @@ fn malformed_project_files_give_one_line_errors_with_file_line_and_key() {
         (
             "bad shared",
             "[shared]\npaths = [\"/etc\"]\n",
-            ":2: shared.paths: `/etc`",
+            ":2: shared.paths: shared path \"/etc\"",
         ),
     ];
     for (what, text, want) in cases {
@@ -583,4 +586,47 @@ fn what_the_file_cannot_supply_is_a_one_line_usage_error() {
         let code = if want.contains("cannot read") { 1 } else { 2 };
         assert_eq!(out.status.code(), Some(code), "{args:?}: {line}");
     }
+}
+
+/// The file's `[hooks]`, `hook_timeout` and `[shared]` reach push, activate and
+/// rollback; a flag replaces the file's hook.
+fn the_files_hooks_and_shared_paths_apply(env: Env) {
+    let log = env.path("hook.log");
+    let dir = project(
+        &env,
+        &format!(
+            "source = \"public\"\nhook_timeout = \"1m\"\n\n[targets.main]\nhosts = [\"{}\"]\n\n\
+             [shared]\npaths = [\"uploads/\"]\n\n[hooks]\n\
+             before_activate = \"echo before $RELSTORE_RELEASE >> {log}\"\n\
+             after_rollback = \"echo rollback $RELSTORE_RELEASE >> {log}\"\n",
+            env.target,
+            log = log.display()
+        ),
+    );
+    json_in(&env, &dir, &["push", "--release", "r1"]);
+    let r = json_in(&env, &dir, &["push", "--release", "r2", "--force"]);
+    assert_eq!(r["shared"][0], "uploads/", "{r}");
+    let link = fs::read_link(env.root.join("releases/r2/uploads")).unwrap();
+    assert_eq!(link, Path::new("../../shared/uploads"));
+    json_in(&env, &dir, &["rollback"]);
+    // A flag wins over the file's hook.
+    let flag = format!("echo flag $RELSTORE_RELEASE >> {}", log.display());
+    json_in(
+        &env,
+        &dir,
+        &[
+            "push",
+            "--release",
+            "r3",
+            "--force",
+            "--before-activate",
+            &flag,
+        ],
+    );
+    let text = fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        ["before r1", "before r2", "rollback r1", "flag r3"],
+        "{text}"
+    );
 }

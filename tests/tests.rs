@@ -48,12 +48,14 @@ macro_rules! conformance {
 mod util;
 
 mod bad_input;
+mod bastion;
 mod bench;
 mod crash;
 mod diff;
 mod dry_run;
 mod emlink;
 mod exclude;
+mod first_hour;
 mod fleet;
 mod helper;
 mod hooks;
@@ -66,6 +68,8 @@ mod push;
 mod restore;
 mod retention;
 mod rollback;
+mod shared;
 mod ssh;
+mod ssh_config;
 mod staging;
 mod verify;

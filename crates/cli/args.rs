@@ -5,9 +5,28 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The end of `relstore --help` and of the manual page.
+const AFTER_HELP: &str = "TARGET is a local path, [user@]host:path or \
+     ssh://[user@]host[:port]/path (every command works on each). Exit status: 0 success, \
+     1 failure (one line on stderr), 2 usage error, 130/143 interrupted; `diff --exit-code` \
+     exits 1 when the trees differ.";
+
+/// Help of every TARGET argument: the forms a store root can take.
+const TARGET_HELP: &str = "Store root: a local path, [user@]host:path (a path without a \
+     leading / is relative to the login's home; host may be a Host alias of the ssh config) \
+     or ssh://[user@]host[:port]/path [default: the project file's target: --to NAME, its \
+     `default` or its only one]";
+
+/// Help of `push`'s TARGET, which is created when missing.
+const PUSH_TARGET_HELP: &str = "Store root, created if missing: a local path, \
+     [user@]host:path (a path without a leading / is relative to the login's home; host may \
+     be a Host alias of the ssh config) or ssh://[user@]host[:port]/path [default: the project \
+     file's target: --to NAME, its `default` or its only one]; several make a fleet push: \
+     staged on every host, then activated in waves (docs/fleets.md)";
+
 /// Deploy huge file trees atomically and incrementally.
 #[derive(Parser, Debug)]
-#[command(name = "relstore", version, about, long_about = None)]
+#[command(name = "relstore", version, about, long_about = None, after_help = AFTER_HELP)]
 pub struct Cli {
     /// Print one JSON object on stdout instead of human output.
     #[arg(long, global = true)]
@@ -80,6 +99,27 @@ pub enum Command {
     /// Serve a store on stdin/stdout for a relstore client (run over SSH by helper mode).
     #[command(hide = true)]
     Serve(ServeArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) on stdout, or write one page per command into a
+    /// directory.
+    Man(ManArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for, e.g. `relstore completions bash >
+    /// ~/.local/share/bash-completion/completions/relstore`.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Write relstore.1 and relstore-VERB.1 for every command into DIR (e.g.
+    /// ~/.local/share/man/man1) instead of printing relstore.1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -104,7 +144,7 @@ pub enum HelperCommand {
 
 #[derive(Args, Debug)]
 pub struct HelperStatusArgs {
-    /// Store root.
+    #[arg(value_name = "TARGET", help = TARGET_HELP)]
     pub target: String,
 }
 
@@ -129,8 +169,9 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Push here instead of a local scratch directory (a scratch sub-directory is
-    /// created under it and removed afterwards).
-    #[arg(long)]
+    /// created under it and removed afterwards): a local path, [user@]host:path or
+    /// ssh://[user@]host[:port]/path.
+    #[arg(long, value_name = "TARGET")]
     pub target: Option<String>,
     /// Percentages of files to change, one push each, cumulatively.
     #[arg(long, value_delimiter = ',', default_value = "1,10")]
@@ -174,7 +215,7 @@ pub struct StorePruneArgs {
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// Store root [default: the project file's target].
+    #[arg(value_name = "TARGET", help = TARGET_HELP)]
     pub target: Option<String>,
     /// Check only this release (`current` for the current one); default: every release.
     pub release: Option<String>,
@@ -198,7 +239,7 @@ pub struct VerifyArgs {
 
 #[derive(Args, Debug)]
 pub struct PruneArgs {
-    /// Store root [default: the project file's target].
+    #[arg(value_name = "TARGET", help = TARGET_HELP)]
     pub target: Option<String>,
     /// How many release directories to keep (the current, pinned and newest ones are
     /// always kept) [default: the project file's `keep`].
@@ -215,9 +256,8 @@ pub struct PruneArgs {
 
 #[derive(Args, Debug)]
 pub struct PinArgs {
-    /// Store root, then the release name; with one argument, the release name on the
-    /// project file's target (--to NAME or its default).
-    #[arg(value_name = "TARGET")]
+    /// With one argument, it is the release name on the project file's target.
+    #[arg(value_name = "TARGET", help = TARGET_HELP)]
     pub target: Option<String>,
     /// Release name.
     pub release: Option<String>,
@@ -231,10 +271,7 @@ pub struct PinArgs {
 pub struct PushArgs {
     /// Directory to deploy [default: the project file's `source`].
     pub source: Option<PathBuf>,
-    /// Store root: a local path (created if missing) or an SSH target [default: the
-    /// project file's target: --to NAME, its `default` or its only one]. Several
-    /// make a fleet push: staged on every host, then activated in waves.
-    #[arg(value_name = "TARGET")]
+    #[arg(value_name = "TARGET", help = PUSH_TARGET_HELP)]
     pub targets: Vec<String>,
     #[command(flatten)]
     pub to: ToArgs,
@@ -258,6 +295,10 @@ pub struct PushArgs {
     /// `node_modules/`, `/build`, `!keep.map`); repeatable; applied after SOURCE/.relstoreignore.
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
+    /// Persistent path linked into every release from TARGET/shared/ (`uploads/`: a
+    /// directory, `.env`: a file); seeded from SOURCE the first time; repeatable.
+    #[arg(long, value_name = "PATH", value_parser = parse_shared)]
+    pub shared: Vec<relstore_core::shared::SharedPath>,
     /// Print the exact plan (objects and bytes to upload, files to link) and change
     /// nothing on the target.
     #[arg(long)]
@@ -282,7 +323,7 @@ pub struct PushArgs {
 
 #[derive(Args, Debug)]
 pub struct StoreDirArgs {
-    /// The local release store (blobs of every pushed release, zstd-compressed) [default: $RELSTORE_STORE_DIR, $XDG_DATA_HOME/relstore/blobs or ~/.local/share/relstore/blobs].
+    /// The local release store (blobs of every pushed release, zstd-compressed) [default: $RELSTORE_STORE_DIR, $XDG_DATA_HOME/relstore/store or ~/.local/share/relstore/store].
     #[arg(long, value_name = "DIR")]
     pub store_dir: Option<PathBuf>,
 }
@@ -312,7 +353,7 @@ pub struct LockArgs {
 
 #[derive(Args, Debug)]
 pub struct ReleasesArgs {
-    /// Store root [default: the project file's target].
+    #[arg(value_name = "TARGET", help = TARGET_HELP)]
     pub target: Option<String>,
     #[command(flatten)]
     pub to: ToArgs,
@@ -320,8 +361,7 @@ pub struct ReleasesArgs {
 
 #[derive(Args, Debug)]
 pub struct RollbackArgs {
-    /// Store root [default: the project file's target]; with --to, the one argument
-    /// is the release.
+    #[arg(value_name = "TARGET", help = TARGET_HELP)]
     pub target: Option<String>,
     /// Release to make current; default: the release before current.
     pub release: Option<String>,
@@ -350,18 +390,17 @@ pub struct RollbackArgs {
 
 #[derive(Args, Debug)]
 pub struct ActivateArgs {
-    /// Store root [default: the project file's target]; with --to, the one argument
-    /// is the release.
+    #[arg(value_name = "TARGET", help = TARGET_HELP)]
     pub target: Option<String>,
     /// Release to make current; default: the one `next` points at.
     pub release: Option<String>,
-    #[command(flatten)]
-    pub to: ToArgs,
     #[command(flatten)]
     pub fleet: FleetArgs,
     /// Say which release and hooks, change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub to: ToArgs,
     #[command(flatten)]
     pub hooks: HookArgs,
     #[command(flatten)]
@@ -383,7 +422,7 @@ pub struct HookArgs {
     #[arg(long, value_name = "CMD")]
     pub after_rollback: Option<String>,
     /// Kill a hook's process group after this long: 90s, 10m, 1h or seconds [default: 10m].
-    #[arg(long, value_name = "DURATION", value_parser = relstore_core::hook::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = relstore_core::duration::parse_duration)]
     pub hook_timeout: Option<std::time::Duration>,
     /// When after_activate fails, point `current` back at the previous release and run
     /// after_rollback.
@@ -393,10 +432,18 @@ pub struct HookArgs {
 
 #[derive(Args, Debug)]
 pub struct DiffArgs {
-    /// Old side: TARGET@RELEASE, TARGET@current, a directory or a manifest file.
+    /// Old side: TARGET@RELEASE (RELEASE may be `current`; TARGET is a local path,
+    /// [user@]host:path or ssh://[user@]host[:port]/path), a directory, or a manifest file.
+    #[arg(value_name = "OLD")]
     pub a: String,
     /// New side, same forms.
+    #[arg(value_name = "NEW")]
     pub b: String,
+    /// Exit with status 1 when the two sides differ and 0 when they are equal, as `git
+    /// diff --exit-code` does (without it, 0 either way). An error also exits 1 but
+    /// prints a line starting `relstore: error:` on stderr.
+    #[arg(long)]
+    pub exit_code: bool,
     /// For a directory side: leave out paths matching this gitignore-style pattern, as
     /// `push --exclude` does (its .relstoreignore always applies); repeatable.
     #[arg(long, value_name = "GLOB")]
@@ -461,4 +508,9 @@ pub struct StatusArgs {
     #[arg(long, value_name = "N", default_value_t = relstore_engine::fleet::DEFAULT_JOBS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub jobs: usize,
+}
+
+/// `--shared PATH`: a bad path is a usage error naming it.
+fn parse_shared(text: &str) -> Result<relstore_core::shared::SharedPath, String> {
+    relstore_core::shared::SharedPath::parse(text).map_err(|e| e.to_string())
 }

@@ -17,9 +17,10 @@ use relstore_engine::rollback::{rollback as rollback_one, RollbackOptions};
 use relstore_targets::{host_of, RemoteOptions};
 
 use crate::args::{FleetArgs, PushArgs, StatusArgs, ToArgs};
-use crate::output::{human_bytes, thousands, Out};
+use crate::output::Out;
 use crate::project::Selection;
 use crate::targets::Targets;
+use crate::units::{human_bytes, thousands};
 use crate::Ctx;
 
 /// The selection of a verb that takes several TARGETs: none (the project file's
@@ -58,6 +59,12 @@ fn fleet_hosts(specs: &[String]) -> Vec<FleetHost> {
         .collect()
 }
 
+/// The path lists of a push, merged from the flags and the project file.
+pub struct Lists {
+    pub exclude: Vec<String>,
+    pub shared: Vec<relstore_core::shared::SharedPath>,
+}
+
 /// A fleet push (see `relstore_engine::fleet`).
 #[allow(clippy::too_many_arguments)]
 pub fn push(
@@ -65,7 +72,7 @@ pub fn push(
     sel: &Selection,
     source: &Path,
     keep: Option<usize>,
-    exclude: Vec<String>,
+    lists: Lists,
     hooks: Hooks,
     ctx: &Ctx,
     out: &mut Out,
@@ -79,7 +86,8 @@ pub fn push(
             cache_dir: crate::cache_dir(a.cache.cache_dir.clone(), a.cache.no_stat_cache),
             lock: crate::lock_policy(&a.lock),
             keep,
-            exclude,
+            exclude: lists.exclude,
+            shared: lists.shared,
             dry_run: a.dry_run,
             store: None,
             stage_only: a.stage_only,

@@ -7,12 +7,14 @@
 mod args;
 mod config_cmd;
 mod fleet_cmd;
+mod generate;
 mod helper_cmd;
 mod interrupt;
 mod output;
 mod progress_bars;
 mod project;
 mod targets;
+mod units;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -55,8 +57,14 @@ fn main() -> ExitCode {
     let notes = Notes::new(cli.quiet, cli.json);
     let result = run(cli, &notes);
     notes.clear();
+    finish(result)
+}
+
+/// The exit status (and the error line) for the result of a command.
+fn finish(result: Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<TreesDiffer>() => ExitCode::from(1),
         Err(e) => {
             if let Some(status) = interrupt::exit_status(&e) {
                 let _ = writeln!(io::stderr(), "{}", interrupt::message());
@@ -73,6 +81,19 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// `diff --exit-code` found differences: exit status 1 with no error line (the diff
+/// printed on stdout says what differs).
+#[derive(Debug)]
+struct TreesDiffer;
+
+impl std::fmt::Display for TreesDiffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the trees differ")
+    }
+}
+
+impl std::error::Error for TreesDiffer {}
 
 fn lock_policy(l: &LockArgs) -> LockPolicy {
     LockPolicy {
@@ -110,6 +131,7 @@ fn required_store_dir(explicit: Option<PathBuf>) -> Result<PathBuf> {
 /// How to reach SSH targets: the environment's defaults, then the global flags.
 fn remote_options(cli: &Cli) -> RemoteOptions {
     let mut r = RemoteOptions::from_env();
+    r.notes = relstore_ssh::config::NoteSink(Some(|note| eprintln!("relstore: {note}")));
     r.identity_files.splice(0..0, cli.identity.iter().cloned());
     if let Some(k) = &cli.known_hosts {
         r.known_hosts = Some(k.clone());
@@ -236,6 +258,8 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
             return Ok(());
         }
         Command::Serve(_) => anyhow::bail!("serve runs only as the helper of a client"),
+        Command::Completions(a) => return generate::completions(a.shell),
+        Command::Man(a) => return generate::man(a.dir.as_deref()),
         Command::Pin(a) => pin(&mut out, a, true, &ctx)?,
         Command::Unpin(a) => pin(&mut out, a, false, &ctx)?,
     }
@@ -318,7 +342,12 @@ fn run_diff(a: args::DiffArgs, ctx: &Ctx, out: &mut Out) -> Result<()> {
         &targets,
         ctx.notes,
     )?;
-    out.diff(&d)
+    out.diff(&d)?;
+    if a.exit_code && !d.is_empty() {
+        out.flush()?;
+        return Err(TreesDiffer.into());
+    }
+    Ok(())
 }
 
 /// `relstore push`: flags win over the project file; `--exclude` patterns come after
@@ -332,12 +361,20 @@ fn run_push(a: args::PushArgs, ctx: &Ctx, out: &mut Out) -> Result<()> {
         None => (a.keep, Vec::new()),
     };
     exclude.extend(a.exclude.iter().cloned());
-    // The project target's `shared` (sel.plan) goes into PushOptions here once the
-    // engine has that option, overridden by its flag.
+    // `--shared` replaces the file's list (paths were checked when the file was read).
+    let shared = match (&sel.plan, a.shared.is_empty()) {
+        (Some(p), true) => p
+            .shared
+            .iter()
+            .map(|s| relstore_core::shared::SharedPath::parse(s))
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => a.shared.clone(),
+    };
     let hooks = hooks(&a.hooks, sel.plan.as_ref());
     let checked = a.checks.check.is_some() || a.checks.check_url.is_some();
     if sel.hosts.len() > 1 || checked {
-        return fleet_cmd::push(&a, &sel, &source, keep, exclude, hooks, ctx, out);
+        let lists = fleet_cmd::Lists { exclude, shared };
+        return fleet_cmd::push(&a, &sel, &source, keep, lists, hooks, ctx, out);
     }
     // One release name on every host of a target, unless --release names it.
     let release = match (&a.release, sel.hosts.len()) {
@@ -356,6 +393,7 @@ fn run_push(a: args::PushArgs, ctx: &Ctx, out: &mut Out) -> Result<()> {
             lock: lock_policy(&a.lock),
             keep,
             exclude: exclude.clone(),
+            shared: shared.clone(),
             dry_run: a.dry_run,
             store: if a.no_local_store || a.dry_run {
                 None

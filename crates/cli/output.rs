@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::progress_bars::Bars;
+use crate::units::{human_bytes, thousands};
 
 /// Progress sink of the CLI: progress bars and notes on stderr when it is a terminal
 /// (see [`crate::progress_bars`]), notes only otherwise (logs and CI output stay free of
@@ -89,35 +90,6 @@ pub struct Out {
     /// object by [`Out::end_hosts`].
     collected: Option<Vec<(String, serde_json::Value)>>,
     host: String,
-}
-
-/// `1234567` → `1,234,567`.
-pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Bytes in decimal units, as people read disk sizes.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
 }
 
 impl Out {
@@ -197,6 +169,10 @@ impl Out {
         }
         for s in &r.skipped {
             writeln!(io::stderr(), "relstore: skipped {s}")?;
+        }
+        let verb = if r.dry_run { "would seed" } else { "seeded" };
+        for s in &r.shared_seeded {
+            writeln!(io::stderr(), "relstore: {verb} shared path {s}")?;
         }
         if r.unchanged {
             writeln!(
@@ -591,10 +567,11 @@ impl Out {
         if u.exists {
             writeln!(
                 self.stdout,
-                "{}: {} blobs, {} on disk",
+                "{}: {} blobs ({} compressed), {} on disk",
                 u.root.display(),
                 thousands(u.blobs),
-                human_bytes(u.bytes)
+                human_bytes(u.bytes),
+                human_bytes(u.disk_bytes)
             )?;
         } else {
             writeln!(

@@ -18,14 +18,17 @@
 //! The CLI uses bars only when stderr is a terminal and neither `--quiet` nor `--json`
 //! was given (see `output::Notes`); results on stdout are never touched.
 
+use std::fmt;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use relstore_core::progress::{Phase, Progress};
+
+use crate::units::{bytes_per_second, human_bytes, items_per_second};
 
 /// How often the ticker copies the counter into the bar (and indicatif's draw limit).
 const TICK: Duration = Duration::from_millis(100);
@@ -124,9 +127,27 @@ fn ticker(shared: &Shared) {
     }
 }
 
+/// A style for `template`, which may use, besides indicatif's own keys, the keys
+/// below: they write sizes and rates exactly as the summaries do (decimal units, whole
+/// numbers per second; see [`crate::units`]) where indicatif's `{bytes}` would say MiB
+/// and `{per_sec}` `20,474.5044/s`.
+/// - `{done_bytes}`, `{all_bytes}`: position and length in bytes;
+/// - `{byte_rate}`: bytes per second; `{item_rate}`: items per second.
 fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template)
         .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key("done_bytes", |s: &ProgressState, w: &mut dyn fmt::Write| {
+            let _ = w.write_str(&human_bytes(s.pos()));
+        })
+        .with_key("all_bytes", |s: &ProgressState, w: &mut dyn fmt::Write| {
+            let _ = w.write_str(&human_bytes(s.len().unwrap_or(0)));
+        })
+        .with_key("byte_rate", |s: &ProgressState, w: &mut dyn fmt::Write| {
+            let _ = w.write_str(&bytes_per_second(s.per_sec()));
+        })
+        .with_key("item_rate", |s: &ProgressState, w: &mut dyn fmt::Write| {
+            let _ = w.write_str(&items_per_second(s.per_sec()));
+        })
         .progress_chars("=> ")
 }
 
@@ -134,7 +155,7 @@ fn style(template: &str) -> ProgressStyle {
 fn make_bar(phase: Phase, total: u64) -> Option<(ProgressBar, bool)> {
     // `wide_bar` takes what the terminal width leaves: a line that wraps would make
     // every redraw erase one line too many.
-    const BYTES: &str = "{prefix:>10} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}";
+    const BYTES: &str = "{prefix:>10} [{wide_bar}] {done_bytes}/{all_bytes} {byte_rate} ETA {eta}";
     let name = match phase {
         Phase::Scan => "scanning",
         Phase::Hash => "hashing",
@@ -166,7 +187,7 @@ fn make_bar(phase: Phase, total: u64) -> Option<(ProgressBar, bool)> {
         Phase::Assemble | Phase::Prune if total == 0 => return None,
         _ => (
             hidden(total).with_style(style(
-                "{prefix:>10} [{wide_bar}] {human_pos}/{human_len} {per_sec} ETA {eta}",
+                "{prefix:>10} [{wide_bar}] {human_pos}/{human_len} {item_rate} ETA {eta}",
             )),
             false,
         ),

@@ -17,6 +17,8 @@ use std::sync::OnceLock;
 use relstore_fixtures::{generate, mutate, MutationSpec, SiteSpec};
 use serde_json::Value;
 
+/// Servers in a private network namespace, reachable only through a bastion.
+pub mod netns;
 /// The shared loopback sshd of this test process (crates/ssh/tests/sshd).
 #[path = "../../crates/ssh/tests/sshd/mod.rs"]
 pub mod sshd;

@@ -52,6 +52,10 @@ pub mod points {
     pub const LOCK_ASIDE: &str = "lock.aside";
     /// After each release directory evicted by prune.
     pub const PRUNE_EVICTED: &str = "prune.evicted";
+    /// After a shared path's seed is built beside it, before it is moved into place.
+    pub const SEED_BEFORE_RENAME: &str = "seed.before_rename";
+    /// After a push seeded its shared paths, before it compares and uploads.
+    pub const PUSH_SEEDED: &str = "push.seeded";
 }
 
 /// Marks a point where a crash test may kill (or pause) the process.

@@ -63,45 +63,6 @@ impl HookExit {
     }
 }
 
-/// `d` as people write it: `90s`, `10m`, `1h`.
-pub fn format_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    if s > 0 && s.is_multiple_of(3600) {
-        format!("{}h", s / 3600)
-    } else if s > 0 && s.is_multiple_of(60) {
-        format!("{}m", s / 60)
-    } else if d.subsec_millis() == 0 {
-        format!("{s}s")
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
-}
-
-/// Parses `90s`, `10m`, `1h` or plain seconds (`600`); the error is one line.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let (num, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => t.split_at(i),
-        None => (t, "s"),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}: expected e.g. 90s, 10m, 1h or 600"))?;
-    let secs = match unit {
-        "s" => Some(n),
-        "m" => n.checked_mul(60),
-        "h" => n.checked_mul(3600),
-        _ => None,
-    };
-    match secs {
-        Some(0) => Err(format!("invalid duration {text:?}: must be more than 0")),
-        Some(s) => Ok(Duration::from_secs(s)),
-        None => Err(format!(
-            "invalid duration {text:?}: expected e.g. 90s, 10m, 1h or 600"
-        )),
-    }
-}
-
 /// `s` quoted for a POSIX shell: inside single quotes, each `'` written as `'\''`.
 pub fn shell_quote(s: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len() + 2);
@@ -181,13 +142,16 @@ pub enum Ended {
     Interrupted,
 }
 
-/// Forwards `lines` (the hook's output, ending when the hook does) to `output` until
-/// they end, the `timeout` passes or a stop is requested; in the last two cases calls
-/// `kill` once and drains what is still coming for a few seconds.
+/// Forwards `lines` (the hook's output) to `output` until they end or `exited` says
+/// the wrapper exited (a hook may leave a background process holding its output
+/// open; what it writes later is not waited for), the `timeout` passes or a stop is
+/// requested; in the last two cases calls `kill` once and drains what is still coming
+/// for a few seconds.
 pub fn supervise(
     lines: &Receiver<String>,
     timeout: Duration,
     output: &mut dyn FnMut(&str),
+    exited: &mut dyn FnMut() -> bool,
     kill: &mut dyn FnMut(),
 ) -> Ended {
     let deadline = Instant::now() + timeout;
@@ -196,7 +160,15 @@ pub fn supervise(
         match lines.recv_timeout(tick) {
             Ok(line) => output(&line),
             Err(RecvTimeoutError::Disconnected) => return Ended::Finished,
-            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                if exited() {
+                    // What the hook wrote just before it exited is still on its way.
+                    while let Ok(line) = lines.recv_timeout(Duration::from_millis(300)) {
+                        output(&line);
+                    }
+                    return Ended::Finished;
+                }
+            }
         }
         if crate::cancel::requested() {
             break Ended::Interrupted;
@@ -242,21 +214,6 @@ pub fn forward_lines(reader: impl std::io::Read, tx: &std::sync::mpsc::Sender<St
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_and_print() {
-        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
-        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-        assert_eq!(parse_duration("42").unwrap(), Duration::from_secs(42));
-        assert!(parse_duration("0").is_err());
-        assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5d").is_err());
-        assert!(parse_duration("").is_err());
-        assert_eq!(format_duration(Duration::from_secs(600)), "10m");
-        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
-        assert_eq!(format_duration(Duration::from_secs(7200)), "2h");
-    }
 
     #[test]
     fn pgid_line_is_found() {

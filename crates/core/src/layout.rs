@@ -10,6 +10,7 @@
 //! ROOT/lock                       held by mutating commands
 //! ROOT/pins/NAME                  pinned releases (never evicted)
 //! ROOT/relstore.toml              format version of this root
+//! ROOT/shared/PATH                persistent data linked into releases (see `shared`)
 //! ```
 //!
 //! A release exists once its manifest is in `manifests/`. A push stages the manifest in
@@ -34,6 +35,9 @@ pub const MANIFESTS: &str = "manifests";
 pub const TMP: &str = "tmp";
 /// Directory of pin markers: `pins/NAME` (empty file) keeps release NAME from eviction.
 pub const PINS: &str = "pins";
+/// Persistent data linked into every release (see [`crate::shared`]): never in
+/// objects, never pruned, created on the first push that needs it.
+pub const SHARED: &str = "shared";
 /// The lock file.
 pub const LOCK: &str = "lock";
 /// The second-level lock held while breaking `lock` (see [`LockFile::Breaker`]).

@@ -77,9 +77,14 @@ pub fn decide_open(
                 None => Err(not_a_store(format!("{config} is malformed"))),
             }
         }
-        RootFound::Unmarked => Err(not_a_store(
+        // Only a command that would create the store speaks of writing: `releases`,
+        // `diff` and `verify` only read.
+        RootFound::Unmarked if create => Err(not_a_store(
             "is not empty and not a relstore store (no relstore.toml); refusing to write into it"
                 .into(),
+        )),
+        RootFound::Unmarked => Err(not_a_store(
+            "is not empty and not a relstore store (no relstore.toml)".into(),
         )),
         RootFound::EmptyDir if create => Ok(OpenAction::Layout),
         RootFound::EmptyDir => Err(no_store("no relstore store here (empty directory)")),
@@ -163,7 +168,11 @@ mod tests {
             );
             let unmarked = decide(RootFound::Unmarked, create).unwrap_err();
             assert!(unmarked.starts_with("not a store: "), "{unmarked}");
-            assert!(unmarked.contains("refusing to write into it"), "{unmarked}");
+            assert_eq!(
+                unmarked.contains("writ"),
+                create,
+                "only a creating open speaks of writing: {unmarked}"
+            );
             assert_eq!(
                 decide(marked("format = 7\n"), create),
                 Err(format!(

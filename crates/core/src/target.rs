@@ -370,6 +370,30 @@ pub trait Target: Send + Sync {
     /// Pins or unpins a release (`pins/NAME`).
     fn set_pin(&self, name: &ReleaseName, pinned: bool) -> TargetResult<()>;
 
+    /// What is at `shared/PATH` for each of `paths` (relative to `shared/`, validated
+    /// by the caller as [`crate::shared::SharedPath`]s), `None` where nothing is. A
+    /// symlink at the path itself is reported as one and not followed (users may link
+    /// a shared path to another disk); directories above it are followed.
+    fn shared_kinds(&self, paths: &[String]) -> TargetResult<Vec<Option<TreeKind>>> {
+        let _ = paths;
+        Err(TargetError::Unsupported {
+            location: self.location().to_owned(),
+            what: "shared paths",
+        })
+    }
+    /// Creates `shared/PATH` from `items` (see [`crate::shared::SeedItem`]; checked
+    /// with [`crate::shared::validate_seed`] first) when nothing is there: the
+    /// directories above it are created, the seed is built under a temporary name
+    /// beside it and renamed into place, so the path never appears half-seeded.
+    /// Returns `false`, changing nothing, when something is already at the path.
+    fn seed_shared(&self, path: &str, items: &[crate::shared::SeedItem]) -> TargetResult<bool> {
+        let _ = (path, items);
+        Err(TargetError::Unsupported {
+            location: self.location().to_owned(),
+            what: "shared paths",
+        })
+    }
+
     /// Deletes the whole store root, releases and objects included. Only for stores a
     /// command created for itself (`relstore bench`'s scratch targets); never called
     /// on a user's store.

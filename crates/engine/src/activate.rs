@@ -89,22 +89,8 @@ pub fn activate(
         true => crate::catalog::Catalog::load(t)?,
         false => recover(t, progress)?,
     };
-    let name = match &opts.release {
-        Some(r) => ReleaseName::parse(r)?,
-        None => catalog.next.clone().ok_or_else(|| {
-            EngineError::Target(relstore_core::TargetError::Other(format!(
-                "{}: no staged release (there is no `next`); name the release to activate",
-                t.location()
-            )))
-        })?,
-    };
-    let info = catalog
-        .resolve(name.as_str())
-        .ok_or_else(|| EngineError::NoSuchRelease {
-            name: name.to_string(),
-            location: t.location().to_owned(),
-        })?;
-    if !info.present {
+    let (name, current, present) = pick(&catalog, opts, t)?;
+    if !present {
         return Err(EngineError::Target(relstore_core::TargetError::Other(
             format!(
                 "{}: release {name} was evicted; `relstore rollback {} {name}` rebuilds it",
@@ -117,19 +103,15 @@ pub fn activate(
         dry_run: opts.dry_run,
         release: name.to_string(),
         previous: catalog.current.as_ref().map(ToString::to_string),
-        already_current: info.current,
+        already_current: current,
         ..ActivateReport::default()
     };
-    if opts.dry_run || info.current {
-        if opts.dry_run && !info.current {
-            report.hooks_planned = opts
-                .hooks
-                .planned(&[crate::hooks::BEFORE_ACTIVATE, crate::hooks::AFTER_ACTIVATE]);
-            for h in &report.hooks_planned {
-                progress.note(&format!("would run hook {}: {}", h.name, h.command));
-            }
+    if opts.dry_run || current {
+        if opts.dry_run && !current {
+            let names = [crate::hooks::BEFORE_ACTIVATE, crate::hooks::AFTER_ACTIVATE];
+            report.hooks_planned = opts.hooks.planned(&names, progress);
         }
-        if info.current && !opts.dry_run && catalog.next.as_ref() == Some(&name) {
+        if current && !opts.dry_run && catalog.next.as_ref() == Some(&name) {
             t.set_next(None)?;
         }
         if let Some(lock) = lock {
@@ -164,6 +146,31 @@ pub fn activate(
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The release to activate: the one named, else the one `next` points at; with
+/// whether it is current and present.
+fn pick(
+    catalog: &crate::catalog::Catalog,
+    opts: &ActivateOptions,
+    t: &dyn Target,
+) -> EngineResult<(ReleaseName, bool, bool)> {
+    let name = match &opts.release {
+        Some(r) => ReleaseName::parse(r)?,
+        None => catalog.next.clone().ok_or_else(|| {
+            EngineError::Target(relstore_core::TargetError::Other(format!(
+                "{}: no staged release (there is no `next`); name the release to activate",
+                t.location()
+            )))
+        })?,
+    };
+    let info = catalog
+        .resolve(name.as_str())
+        .ok_or_else(|| EngineError::NoSuchRelease {
+            name: name.to_string(),
+            location: t.location().to_owned(),
+        })?;
+    Ok((info.name.clone(), info.current, info.present))
 }
 
 /// The swap of an activation: the manifest again with the activation time (staged),

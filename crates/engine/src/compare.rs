@@ -3,12 +3,23 @@
 //!
 //! A directory is scanned exactly as `push` would scan it — its `.relstoreignore` and
 //! the `--exclude` patterns apply — so `diff ./public site@current` shows what a push
-//! would change, not the paths a push leaves out anyway.
+//! would change, not the paths a push leaves out anyway. Shared paths that either
+//! side's release links (see `relstore_core::shared`) are left out of both sides.
+//!
+//! A directory that is a release of a local store (`ROOT/releases/NAME`, or
+//! `ROOT/current/` which resolves to one) holds files linked from objects, which carry
+//! the source's permission bits without the write bits. Comparing it with a release
+//! or a source tree would list every file as a mode change (0444 against 0644), so
+//! when one side is such a directory file modes are compared without write bits, and
+//! a note says so.
 
 use std::path::{Path, PathBuf};
 
 use relstore_core::diff::{diff, Diff};
+use relstore_core::hash::stored_mode;
+use relstore_core::layout;
 use relstore_core::progress::Progress;
+use relstore_core::shared::{linked_paths, without};
 use relstore_core::{Entry, Manifest, ReleaseName, TargetError};
 
 use crate::catalog::read_manifest;
@@ -114,9 +125,50 @@ pub fn diff_operands(
     targets: &dyn OpenTarget,
     progress: &dyn Progress,
 ) -> EngineResult<Diff> {
-    let old = load_operand(a, cache_dir, exclude, targets, progress)?;
-    let new = load_operand(b, cache_dir, exclude, targets, progress)?;
-    Ok(diff(&old, &new))
+    let mut old = load_operand(a, cache_dir, exclude, targets, progress)?;
+    let mut new = load_operand(b, cache_dir, exclude, targets, progress)?;
+    let deployed = [a, b].into_iter().find_map(|op| match op {
+        Operand::Dir(dir) if is_release_dir(dir) => Some(dir),
+        _ => None,
+    });
+    if let Some(dir) = deployed {
+        progress.note(&format!(
+            "{} is a release of a store, whose files have no write bits (objects are \
+             read-only): file modes are compared without write bits",
+            dir.display()
+        ));
+        clear_write_bits(&mut old);
+        clear_write_bits(&mut new);
+    }
+    // Shared paths are the application's data, not the release's: what either side
+    // links (and the other side has there) is left out of the comparison.
+    let mut shared = linked_paths(&old);
+    shared.extend(linked_paths(&new));
+    Ok(diff(&without(old, &shared), &without(new, &shared)))
+}
+
+/// Whether `dir` resolves to `ROOT/releases/NAME` of a local store (`ROOT` holding
+/// `relstore.toml`), as `ROOT/current/` does.
+pub fn is_release_dir(dir: &Path) -> bool {
+    let Ok(real) = std::fs::canonicalize(dir) else {
+        return false;
+    };
+    let Some(releases) = real.parent() else {
+        return false;
+    };
+    releases.file_name() == Some(std::ffi::OsStr::new(layout::RELEASES))
+        && releases
+            .parent()
+            .is_some_and(|root| root.join(layout::CONFIG).is_file())
+}
+
+/// Gives every file the mode its object has on a target (write bits cleared).
+fn clear_write_bits(entries: &mut [Entry]) {
+    for e in entries {
+        if let relstore_core::EntryKind::File { mode, .. } = &mut e.kind {
+            *mode = stored_mode(*mode);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -91,6 +91,27 @@ pub enum EngineError {
         location: String,
         source_dir: std::path::PathBuf,
     },
+    /// A `--shared` path (or set of them) that cannot be used.
+    #[error(transparent)]
+    SharedPath(#[from] relstore_core::shared::SharedPathError),
+    /// A shared file is on neither the target nor in the source: nothing was changed.
+    #[error("{location}: shared file {path} does not exist yet and the source has no {path} to seed it from; put it in {location}/shared/{path} or add it to the source")]
+    SharedFileMissing { location: String, path: String },
+    /// `ROOT/shared/PATH` is there but not what `--shared` says it is.
+    #[error("{location}: shared path {path} is a {found} in {location}/shared, not a {want}")]
+    SharedKindMismatch {
+        location: String,
+        path: String,
+        found: &'static str,
+        want: &'static str,
+    },
+    /// The source's copy of a shared path cannot seed it.
+    #[error("shared path {path}: the source's copy {source_path} {problem}")]
+    SharedSeed {
+        path: String,
+        source_path: String,
+        problem: String,
+    },
     /// `relstore bench` could not set up or run its series.
     #[error(transparent)]
     Bench(#[from] crate::bench::BenchError),

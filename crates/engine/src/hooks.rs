@@ -9,7 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use relstore_core::hook::{format_duration, HookExit, HookRun};
+use relstore_core::duration::format_duration;
+use relstore_core::hook::{HookExit, HookRun};
 use relstore_core::progress::Progress;
 use relstore_core::{ReleaseName, Target};
 use serde::Serialize;
@@ -64,9 +65,10 @@ impl Hooks {
         .filter(|c| !c.trim().is_empty())
     }
 
-    /// The hooks an activation would run, in order, for `--dry-run`.
-    pub fn planned(&self, names: &[&str]) -> Vec<PlannedHook> {
-        names
+    /// The hooks of `names` that are set, in order, for `--dry-run`; each is named in a
+    /// note.
+    pub fn planned(&self, names: &[&str], progress: &dyn Progress) -> Vec<PlannedHook> {
+        let planned: Vec<PlannedHook> = names
             .iter()
             .filter_map(|n| {
                 self.command(n).map(|c| PlannedHook {
@@ -74,7 +76,11 @@ impl Hooks {
                     command: c.to_owned(),
                 })
             })
-            .collect()
+            .collect();
+        for h in &planned {
+            progress.note(&format!("would run hook {}: {}", h.name, h.command));
+        }
+        planned
     }
 }
 
@@ -195,8 +201,9 @@ pub struct Activation {
     pub hooks: Vec<HookReport>,
     /// The first hook failure, one line: the command exits 1 with it.
     pub failure: Option<String>,
-    /// `before_activate` was interrupted (Ctrl-C): the release was left staged and the
-    /// command stops as interrupted.
+    /// A hook was interrupted (Ctrl-C): the command stops as interrupted once the
+    /// release is left as it was (staged when it was `before_activate`; current, not
+    /// reverted, when it was `after_activate`).
     pub interrupted: bool,
 }
 
@@ -229,12 +236,14 @@ pub fn activate_with_hooks(
         return Ok(done);
     };
     let failure = r.failure();
+    done.interrupted = r.interrupted;
     done.hooks.push(r);
     let Some(failure) = failure else {
         return Ok(done);
     };
     done.failure = Some(failure);
-    let Some(prev) = previous.filter(|_| hooks.revert_on_failure) else {
+    // Ctrl-C stops the hook, not the deploy: the swap stands (no revert).
+    let Some(prev) = previous.filter(|_| hooks.revert_on_failure && !done.interrupted) else {
         return Ok(done);
     };
     target.activate(prev)?;

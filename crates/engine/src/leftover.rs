@@ -99,6 +99,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_release_next_points_at_is_kept() {
+        let ev = Evidence {
+            current: None,
+            next: ReleaseName::parse("r2").ok(),
+            staged: ["r2".to_owned(), "r3".to_owned()].into_iter().collect(),
+        };
+        assert!(matches!(ev.judge("r2"), Verdict::Keep(_)));
+        assert_eq!(ev.judge("r3"), Verdict::Remove);
+    }
+
+    #[test]
     fn only_a_leftover_with_a_staged_manifest_is_removed() {
         assert_eq!(verdict(false, true), Verdict::Remove);
         assert!(matches!(verdict(false, false), Verdict::Keep(_)));

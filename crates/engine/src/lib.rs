@@ -35,6 +35,7 @@ pub mod push;
 pub mod release_store;
 pub mod retention;
 pub mod rollback;
+mod shared;
 pub mod sources;
 pub mod verify;
 

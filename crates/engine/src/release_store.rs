@@ -143,7 +143,11 @@ pub struct StoreUsage {
     pub root: PathBuf,
     pub exists: bool,
     pub blobs: u64,
+    /// Compressed bytes of the blobs (file lengths).
     pub bytes: u64,
+    /// What the whole directory occupies on disk (blocks allocated, as `du` counts):
+    /// the figure to compare with free space, well above `bytes` for many small blobs.
+    pub disk_bytes: u64,
 }
 
 /// Counts what the store at `dir` holds.
@@ -153,12 +157,48 @@ pub fn usage(dir: &Path) -> EngineResult<StoreUsage> {
         exists: false,
         blobs: 0,
         bytes: 0,
+        disk_bytes: 0,
     };
     if let Some(store) = open_existing(dir)? {
         (u.blobs, u.bytes) = store.usage()?;
+        u.disk_bytes = allocated(dir).map_err(|(path, e)| {
+            crate::error::EngineError::from(relstore_core::TargetError::Io {
+                op: "inspect",
+                path: path.display().to_string(),
+                source: e,
+            })
+        })?;
         u.exists = true;
     }
     Ok(u)
+}
+
+/// Bytes allocated to `dir` and everything under it (symlinks not followed); an
+/// entry removed while counting is skipped.
+fn allocated(dir: &Path) -> Result<u64, (PathBuf, std::io::Error)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err((d, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| (d.clone(), e))?;
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err((entry.path(), e)),
+            };
+            total += meta.blocks() * 512;
+            if meta.is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// The store's own retention: keep the blobs of the newest `keep` releases recorded for

@@ -137,28 +137,68 @@ pub fn rollback(
         }
     }
     let Some(lock) = lock else {
-        report.hooks_planned = opts.hooks.planned(&[crate::hooks::AFTER_ROLLBACK]);
-        for h in &report.hooks_planned {
-            progress.note(&format!("would run hook {}: {}", h.name, h.command));
-        }
+        report.hooks_planned = opts
+            .hooks
+            .planned(&[crate::hooks::AFTER_ROLLBACK], progress);
         report.seconds = started.elapsed().as_secs_f64();
         return Ok(report);
     };
-    target.activate(&to.name)?;
-    if let Some(r) = crate::hooks::run_hook(
-        target.as_ref(),
-        &opts.hooks,
-        crate::hooks::AFTER_ROLLBACK,
-        &to.name,
-        current.as_ref(),
-        progress,
-    ) {
-        report.hook_failure = r.failure();
-        report.hooks.push(r);
-    }
-    lock.release()?;
+    let swap = Swap {
+        to: &to.name,
+        from: current.as_ref(),
+    };
+    swap.run(target.as_ref(), opts, &mut report, lock, progress)?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The swap of a rollback and its `after_rollback` hook.
+struct Swap<'a> {
+    to: &'a ReleaseName,
+    from: Option<&'a ReleaseName>,
+}
+
+impl Swap<'_> {
+    /// Points `current` at the release, runs `after_rollback` there (recorded in
+    /// `report`), releases the lock; a Ctrl-C during the hook leaves the rollback done
+    /// and stops the command as interrupted.
+    fn run(
+        &self,
+        target: &dyn Target,
+        opts: &RollbackOptions,
+        report: &mut RollbackReport,
+        lock: crate::lock::LockGuard,
+        progress: &dyn Progress,
+    ) -> EngineResult<()> {
+        target.activate(self.to)?;
+        let interrupted = after_rollback(target, opts, report, self.to, self.from, progress);
+        lock.release()?;
+        if interrupted {
+            let stop = relstore_core::cancel::Interrupted;
+            return Err(relstore_core::TargetError::Interrupted(stop).into());
+        }
+        Ok(())
+    }
+}
+
+/// Runs `after_rollback` (if set) in `to`, recording it in `report`; true when Ctrl-C
+/// interrupted it (the rollback stands; the command stops as interrupted).
+fn after_rollback(
+    target: &dyn Target,
+    opts: &RollbackOptions,
+    report: &mut RollbackReport,
+    to: &ReleaseName,
+    from: Option<&ReleaseName>,
+    progress: &dyn Progress,
+) -> bool {
+    let hook = crate::hooks::AFTER_ROLLBACK;
+    let Some(r) = crate::hooks::run_hook(target, &opts.hooks, hook, to, from, progress) else {
+        return false;
+    };
+    let interrupted = r.interrupted;
+    report.hook_failure = r.failure();
+    report.hooks.push(r);
+    interrupted
 }
 
 /// The release a rollback makes current: `requested`, else the one before current.

@@ -15,8 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use relstore_core::progress::Progress;
+use relstore_core::shared::SeedItem;
 use relstore_core::target::{
-    AssembleStats, BlobSource, DeltaBases, Opened, Removal, StoredObject, TreeEntry, Upload,
+    AssembleStats, BlobSource, DeltaBases, Opened, Removal, StoredObject, TreeEntry, TreeKind,
+    Upload,
 };
 use relstore_core::{ContentHash, Entry, ObjectId, ReleaseName, Target, TargetError, TargetResult};
 
@@ -614,8 +616,43 @@ impl Target for HelperClient {
         self.done("set_pin", &req)
     }
 
+    fn shared_kinds(&self, paths: &[String]) -> TargetResult<Vec<Option<TreeKind>>> {
+        self.require_protocol(4, "shared paths")?;
+        match self.call(&Request::SharedKinds(paths.to_vec()))? {
+            Response::Kinds(list) if list.len() == paths.len() => Ok(list
+                .into_iter()
+                .map(|k| k.map(crate::proto::tree_kind_of))
+                .collect()),
+            other => Err(self.unexpected("shared_kinds", &other)),
+        }
+    }
+
+    fn seed_shared(&self, path: &str, items: &[SeedItem]) -> TargetResult<bool> {
+        self.require_protocol(4, "shared paths")?;
+        let req = Request::SeedShared {
+            path: path.to_owned(),
+            items: items.to_vec(),
+        };
+        self.flag("seed_shared", &req)
+    }
+
     fn remove_store(&self) -> TargetResult<()> {
         self.done("remove_store", &Request::RemoveStore)
+    }
+}
+
+impl HelperClient {
+    /// Refuses a feature the helper's protocol version lacks, in one line that says
+    /// what to do.
+    fn require_protocol(&self, version: u16, what: &str) -> TargetResult<()> {
+        if self.peer.protocol >= version {
+            return Ok(());
+        }
+        Err(TargetError::Other(format!(
+            "{}: the helper there speaks protocol {}, {what} need {version}: update \
+             relstore on the server or use --helper off",
+            self.location, self.peer.protocol
+        )))
     }
 }
 

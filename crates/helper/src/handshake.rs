@@ -22,8 +22,10 @@ pub const MAGIC: [u8; 8] = *b"RELSTHLP";
 /// The protocol version this build speaks (and the highest). 2 added the client's
 /// `Cancel` message (Ctrl-C reaches the helper); a version 1 peer is never sent one.
 /// 3 added `ManifestDigest` (the client's manifest cache asks for a manifest's
-/// digest before reading it); a version 1 or 2 peer is never asked.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// digest before reading it); a version 1 or 2 peer is never asked. 4 added
+/// `SharedKinds` and `SeedShared` (shared paths); against an older helper a push with
+/// shared paths fails with a message saying to update it or use `--helper off`.
+pub const PROTOCOL_VERSION: u16 = 4;
 /// The oldest protocol version this build still speaks.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
 

@@ -38,6 +38,8 @@ mod stream;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_shared;
 
 pub use client::{ClientOptions, HelperClient, TransferStats};
 pub use error::HelperError;

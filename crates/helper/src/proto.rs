@@ -1,7 +1,9 @@
-//! The messages of protocol version 3: one request per [`relstore_core::Target`]
-//! method, one response each, and the wire forms of the values they carry. Version 3
-//! added [`Request::ManifestDigest`] and [`Response::Digest`]; version 2 is the same
-//! without them, and version 1 also without [`Request::Cancel`].
+//! The messages of protocol version 4: one request per [`relstore_core::Target`]
+//! method, one response each, and the wire forms of the values they carry. Version 4
+//! added [`Request::SharedKinds`], [`Request::SeedShared`] and [`Response::Kinds`];
+//! version 3 is the same without them, version 2 also without
+//! [`Request::ManifestDigest`] and [`Response::Digest`], and version 1 also without
+//! [`Request::Cancel`].
 //!
 //! Requests and responses are serde enums encoded with bincode (see [`crate::frame`]).
 //! Appending a variant or changing a field is a protocol change: bump
@@ -80,6 +82,14 @@ pub(crate) enum Request {
     /// `Digest` or the error `ReadManifest` would give: the client reads the manifest
     /// from its own cache when it has a file with that digest.
     ManifestDigest(String),
+    /// What is at `shared/PATH` for each path (protocol 4), answered with `Kinds`.
+    SharedKinds(Vec<String>),
+    /// Seeds `shared/PATH` when nothing is there (protocol 4), answered with `Flag`
+    /// (whether it seeded). The items are checked by the helper before it writes.
+    SeedShared {
+        path: String,
+        items: Vec<relstore_core::shared::SeedItem>,
+    },
 }
 
 /// What the helper answers. `Progress` and `Note` may precede the final answer of a
@@ -120,6 +130,9 @@ pub(crate) enum Response {
     Error(WireError),
     /// The blake3 of a manifest file (the answer to `ManifestDigest`, protocol 3).
     Digest(Digest),
+    /// What is at each shared path asked about (protocol 4): a [`tree_kind_code`],
+    /// `None` where nothing is.
+    Kinds(Vec<Option<u8>>),
 }
 
 impl Response {
@@ -147,6 +160,7 @@ impl Response {
             Response::Note(_) => "Note",
             Response::Error(_) => "Error",
             Response::Digest(_) => "Digest",
+            Response::Kinds(_) => "Kinds",
         }
     }
 }
@@ -247,7 +261,27 @@ impl From<WireAssembleStats> for AssembleStats {
     }
 }
 
-/// [`TreeEntry`] on the wire; `kind` is 0 dir, 1 file, 2 symlink, 3 other.
+/// [`TreeKind`] on the wire: 0 dir, 1 file, 2 symlink, 3 other.
+pub(crate) fn tree_kind_code(kind: TreeKind) -> u8 {
+    match kind {
+        TreeKind::Dir => 0,
+        TreeKind::File => 1,
+        TreeKind::Symlink => 2,
+        TreeKind::Other => 3,
+    }
+}
+
+/// The [`TreeKind`] of a [`tree_kind_code`] (anything unknown is `Other`).
+pub(crate) fn tree_kind_of(code: u8) -> TreeKind {
+    match code {
+        0 => TreeKind::Dir,
+        1 => TreeKind::File,
+        2 => TreeKind::Symlink,
+        _ => TreeKind::Other,
+    }
+}
+
+/// [`TreeEntry`] on the wire; `kind` is a [`tree_kind_code`].
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct WireTreeEntry {
     #[serde(with = "serde_bytes")]
@@ -264,12 +298,7 @@ impl From<TreeEntry> for WireTreeEntry {
     fn from(e: TreeEntry) -> Self {
         WireTreeEntry {
             path: e.path,
-            kind: match e.kind {
-                TreeKind::Dir => 0,
-                TreeKind::File => 1,
-                TreeKind::Symlink => 2,
-                TreeKind::Other => 3,
-            },
+            kind: tree_kind_code(e.kind),
             mode: e.mode,
             size: e.size,
             ino: e.ino,
@@ -283,12 +312,7 @@ impl From<WireTreeEntry> for TreeEntry {
     fn from(e: WireTreeEntry) -> Self {
         TreeEntry {
             path: e.path,
-            kind: match e.kind {
-                0 => TreeKind::Dir,
-                1 => TreeKind::File,
-                2 => TreeKind::Symlink,
-                _ => TreeKind::Other,
-            },
+            kind: tree_kind_of(e.kind),
             mode: e.mode,
             size: e.size,
             ino: e.ino,

@@ -46,6 +46,14 @@ fn run(request: Request, target: &dyn Target, progress: &dyn Progress) -> Target
         Request::ListReleaseDirs => Response::Names(target.list_release_dirs()?),
         Request::ListManifests => Response::Names(target.list_manifests()?),
         Request::ListPins => Response::Names(target.list_pins()?),
+        Request::SharedKinds(paths) => Response::Kinds(
+            target
+                .shared_kinds(&paths)?
+                .into_iter()
+                .map(|k| k.map(crate::proto::tree_kind_code))
+                .collect(),
+        ),
+        Request::SeedShared { path, items } => Response::Flag(target.seed_shared(&path, &items)?),
         Request::SetPin { name: n, pinned } => {
             target.set_pin(&name(&n)?, pinned)?;
             Response::Done

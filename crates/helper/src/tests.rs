@@ -22,15 +22,15 @@ use crate::proto::{Request, Response, StreamParams};
 use crate::stream::{self, PatchHead, RecordHead};
 use crate::{serve, ClientOptions, HelperClient, ServeOptions, ServeSummary};
 
-struct Session {
-    client: HelperClient,
-    server: JoinHandle<Result<ServeSummary, HelperError>>,
-    root: PathBuf,
+pub(crate) struct Session {
+    pub(crate) client: HelperClient,
+    pub(crate) server: JoinHandle<Result<ServeSummary, HelperError>>,
+    pub(crate) root: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 /// A client connected to a helper serving the store at `root`.
-fn connect_to(
+pub(crate) fn connect_to(
     root: &Path,
     options: ClientOptions,
     serve_options: ServeOptions,
@@ -58,14 +58,14 @@ fn start_with(options: ClientOptions) -> Session {
     }
 }
 
-fn start() -> Session {
+pub(crate) fn start() -> Session {
     let s = start_with(ClientOptions::default());
     assert_eq!(s.client.open(true).unwrap(), Opened::Created);
     s
 }
 
 impl Session {
-    fn finish(self) -> ServeSummary {
+    pub(crate) fn finish(self) -> ServeSummary {
         self.client.close();
         self.server.join().unwrap().unwrap()
     }

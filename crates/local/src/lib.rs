@@ -18,6 +18,7 @@ mod assemble;
 mod contain;
 mod fsutil;
 mod inspect;
+mod shared;
 mod staging;
 #[cfg(test)]
 mod tests;
@@ -576,6 +577,21 @@ impl Target for LocalTarget {
             false => Ok(Vec::new()),
             true => list_names(&self.p(layout::PINS), None),
         }
+    }
+
+    fn shared_kinds(
+        &self,
+        paths: &[String],
+    ) -> TargetResult<Vec<Option<relstore_core::target::TreeKind>>> {
+        shared::shared_kinds(self, paths)
+    }
+
+    fn seed_shared(
+        &self,
+        path: &str,
+        items: &[relstore_core::shared::SeedItem],
+    ) -> TargetResult<bool> {
+        shared::seed_shared(self, path, items)
     }
 
     fn remove_store(&self) -> TargetResult<()> {

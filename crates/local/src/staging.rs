@@ -95,16 +95,34 @@ impl LocalTarget {
         ];
         drop(tx);
         let child_pid = child.id();
-        let ended = hook::supervise(&rx, run.timeout, output, &mut || {
-            kill_group(pgid.load(Ordering::SeqCst), child_pid);
-            drop(stdin.take()); // and the wrapper's watcher kills the group too
-        });
+        let mut exited = None;
+        let ended = hook::supervise(
+            &rx,
+            run.timeout,
+            output,
+            &mut || {
+                exited = exited.take().or_else(|| child.try_wait().ok().flatten());
+                exited.is_some()
+            },
+            &mut || {
+                kill_group(pgid.load(Ordering::SeqCst), child_pid);
+                drop(stdin.take()); // and the wrapper's watcher kills the group too
+            },
+        );
         drop(stdin); // the watcher ends with its stdin
-        let status = child.wait().map_err(|e| {
-            TargetError::Other(format!("hook {}: cannot wait for sh: {e}", run.hook))
-        })?;
-        for t in threads.into_iter().flatten() {
-            let _ = t.join();
+        let status = match exited {
+            Some(status) => status,
+            None => child.wait().map_err(|e| {
+                TargetError::Other(format!("hook {}: cannot wait for sh: {e}", run.hook))
+            })?,
+        };
+        if ended == Ended::Finished && !rx_closed(&rx) {
+            // A background process of the hook still holds its output: leave the
+            // readers to end with it.
+        } else {
+            for t in threads.into_iter().flatten() {
+                let _ = t.join();
+            }
         }
         Ok(HookExit {
             code: status.code().or_else(|| {
@@ -115,6 +133,11 @@ impl LocalTarget {
             interrupted: ended == Ended::Interrupted,
         })
     }
+}
+
+/// Whether both readers ended (their senders are gone).
+fn rx_closed(rx: &mpsc::Receiver<String>) -> bool {
+    matches!(rx.try_recv(), Err(mpsc::TryRecvError::Disconnected))
 }
 
 /// Reads the wrapper's stderr: the line giving the hook's process group is kept in

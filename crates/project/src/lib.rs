@@ -17,14 +17,13 @@
 //! file. docs/project-file.md describes every key and these rules.
 
 mod discover;
-mod duration;
 mod error;
 mod raw;
 mod resolve;
 
 pub use discover::{discover, is_store_root, Discovery, FILE_NAME};
-pub use duration::{format_duration, parse_duration};
 pub use error::ProjectError;
+pub use relstore_core::duration::{format_duration, parse_duration};
 pub use resolve::{Helper, Hooks, Project, ResolvedTarget, DEFAULT_HOOK_TIMEOUT};
 
 #[cfg(test)]

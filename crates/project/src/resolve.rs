@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::duration::parse_duration;
 use crate::raw::{parse, RawProject, RawTarget, Source};
 use crate::ProjectError;
+use relstore_core::duration::parse_duration;
 
 /// Hook timeout when neither the file nor the command line sets one.
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(600);
@@ -337,16 +337,10 @@ impl Resolver<'_> {
         for p in paths {
             let text = p.get_ref();
             let trimmed = text.trim_end_matches('/');
-            let bad = trimmed.is_empty()
-                || text.starts_with('/')
-                || trimmed
-                    .split('/')
-                    .any(|c| c.is_empty() || c == "." || c == "..");
-            if bad {
-                return Err(self.src.error_at(
-                    p.span().start,
-                    format!("shared.paths: `{text}` is not a relative path inside the release (no `/` at the start, no `.` or `..`)"),
-                ));
+            if let Err(e) = relstore_core::shared::SharedPath::parse(text) {
+                return Err(self
+                    .src
+                    .error_at(p.span().start, format!("shared.paths: {e}")));
             }
             if seen.iter().any(|s| s.trim_end_matches('/') == trimmed) {
                 return Err(self.src.error_at(

@@ -126,7 +126,7 @@ fn mistakes_name_the_file_the_line_and_the_key() {
         ),
         (
             "[shared]\npaths = [\"../etc\"]\n",
-            "/p/relstore.toml:2: shared.paths: `../etc`",
+            "/p/relstore.toml:2: shared.paths: shared path \"../etc\"",
         ),
         (
             "[targets.\"a b\"]\nhosts = [\"/x\"]\n",

@@ -84,23 +84,33 @@ pub struct ReleaseStore {
 
 impl ReleaseStore {
     /// Where the store lives when the user did not say: `$RELSTORE_STORE_DIR`, else
-    /// `$XDG_DATA_HOME/relstore/blobs`, else `~/.local/share/relstore/blobs`. It is
+    /// `$XDG_DATA_HOME/relstore/store`, else `~/.local/share/relstore/store`. It is
     /// data, not cache (deleting it can make old releases unrecoverable), hence
     /// `XDG_DATA_HOME` and not `XDG_CACHE_HOME`. `None` when no home is known.
+    ///
+    /// Stores made by earlier versions live at `…/relstore/blobs` (which put blobs
+    /// under `…/relstore/blobs/blobs/`); such a store is still used where no store
+    /// exists at the new place, so an upgrade never loses the blobs of old releases.
     pub fn default_location() -> Option<PathBuf> {
         if let Some(dir) = std::env::var_os("RELSTORE_STORE_DIR").filter(|d| !d.is_empty()) {
             return Some(PathBuf::from(dir));
         }
         // The XDG spec says a relative value is invalid and must be ignored.
-        if let Some(data) = std::env::var_os("XDG_DATA_HOME")
+        let base = std::env::var_os("XDG_DATA_HOME")
             .map(PathBuf::from)
             .filter(|p| p.is_absolute())
-        {
-            return Some(data.join("relstore").join("blobs"));
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .filter(|h| !h.is_empty())
+                    .map(|home| PathBuf::from(home).join(".local/share"))
+            })?
+            .join("relstore");
+        let current = base.join("store");
+        let legacy = base.join("blobs");
+        if !current.exists() && legacy.join(MARKER_FILE).is_file() {
+            return Some(legacy);
         }
-        std::env::var_os("HOME")
-            .filter(|h| !h.is_empty())
-            .map(|home| PathBuf::from(home).join(".local/share/relstore/blobs"))
+        Some(current)
     }
 
     /// Opens the store at `root`, creating it (and missing parents, mode 0700: blobs

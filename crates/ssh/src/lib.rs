@@ -3,7 +3,9 @@
 //! bytes ([`sftp`]).
 //!
 //! On top of it: [`spec`] parses `[user@]host:path` / `ssh://…` targets, [`config`]
-//! applies `~/.ssh/config`, `-i`, known_hosts and agent settings ([`RemoteOptions`]),
+//! resolves the host as OpenSSH does (`ssh -G`, else a built-in reader) into a
+//! [`session::Route`] (direct, ProxyCommand or a ProxyJump chain) and applies `-i`,
+//! known_hosts and agent settings ([`RemoteOptions`]),
 //! and [`target::SftpTarget`] implements relstore's `Target` trait over SFTP alone.
 //! [`helper`] runs a relstore on the server over an exec channel of the same
 //! connection and returns a helper-protocol target when one can run.

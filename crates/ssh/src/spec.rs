@@ -90,6 +90,9 @@ impl RemoteSpec {
         if parsed.host.is_empty() {
             return Err(err("the host is empty"));
         }
+        if parsed.host.starts_with('-') {
+            return Err(err("the host starts with '-'"));
+        }
         if parsed.user.as_deref() == Some("") {
             return Err(err("the user before @ is empty"));
         }
@@ -98,6 +101,29 @@ impl RemoteSpec {
         }
         Ok(parsed)
     }
+}
+
+/// One ProxyJump hop: `[user@]host[:port]` or `ssh://[user@]host[:port]`, as
+/// OpenSSH's `-J` takes it: `(user, host, port)`.
+pub fn parse_hop(hop: &str) -> Result<(Option<String>, String, Option<u16>), SpecError> {
+    let err = |reason: &str| SpecError {
+        spec: hop.to_string(),
+        reason: reason.to_string(),
+    };
+    let authority = hop.strip_prefix("ssh://").unwrap_or(hop);
+    let authority = authority.strip_suffix('/').unwrap_or(authority);
+    let (user, hostport) = split_user(authority);
+    let (host, port) = split_host_port(hostport).map_err(|r| err(&r))?;
+    if host.is_empty() {
+        return Err(err("the host is empty"));
+    }
+    if host.starts_with('-') || host.contains(['/', ' ']) {
+        return Err(err("not [user@]host[:port]"));
+    }
+    if user.as_deref() == Some("") {
+        return Err(err("the user before @ is empty"));
+    }
+    Ok((user, host, port))
 }
 
 /// `user@rest` in an `ssh://` authority (the last `@` separates: user names cannot
@@ -204,7 +230,25 @@ mod tests {
         assert!(RemoteSpec::parse("@h:/x").is_err());
         assert!(RemoteSpec::parse("[::1/x").is_err());
         assert!(RemoteSpec::parse("nocolon").is_err());
+        assert!(RemoteSpec::parse("-oProxyCommand=x:/p").is_err());
         let e = RemoteSpec::parse("ssh://h:port/x").unwrap_err();
         assert!(e.to_string().contains("ssh://h:port/x"), "{e}");
+    }
+
+    #[test]
+    fn jump_hops() {
+        assert_eq!(parse_hop("b").unwrap(), (None, "b".into(), None));
+        assert_eq!(
+            parse_hop("me@b:2200").unwrap(),
+            (Some("me".into()), "b".into(), Some(2200))
+        );
+        assert_eq!(
+            parse_hop("ssh://me@[::1]:22").unwrap(),
+            (Some("me".into()), "::1".into(), Some(22))
+        );
+        for bad in ["", "@b", "b:x", "-b", "a/b"] {
+            let e = parse_hop(bad).unwrap_err();
+            assert!(e.to_string().starts_with(&format!("{bad}: ")), "{e}");
+        }
     }
 }

@@ -73,6 +73,9 @@ pub struct PushOptions {
     /// Gitignore-style patterns of source paths to leave out (`--exclude`), applied
     /// after those of the source's `.relstoreignore` (see [`relstore_scan::Excludes`]).
     pub exclude: Vec<String>,
+    /// Shared paths (`--shared`): linked into the release from `ROOT/shared/`, seeded
+    /// there on first use (see [`crate::shared`]).
+    pub shared: Vec<relstore_core::shared::SharedPath>,
     /// Stop before the swap: record the release and point `next` at it (see
     /// [`crate::activate`]); hooks run when it is activated.
     pub stage_only: bool,
@@ -113,6 +116,10 @@ pub struct PushReport {
     pub links: u64,
     pub object_copies: u64,
     pub skipped: Vec<String>,
+    /// Shared paths the release links (`uploads/`, `.env`).
+    pub shared: Vec<String>,
+    /// Shared paths this push seeded in `ROOT/shared/` (a dry run: would seed).
+    pub shared_seeded: Vec<String>,
     /// What `--keep` pruned, if it was given.
     pub pruned: Option<crate::retention::PruneReport>,
     /// What the local release store write-through did, if it was on.
@@ -149,16 +156,11 @@ pub fn push(
         created: now_unix_ns(),
     };
     refuse_store_inside_source(source, target.as_ref())?;
-    let scanned = scan_source_excluding(
-        source,
-        opts.skip_special,
-        Some(&opts.exclude),
-        opts.cache_dir.as_deref(),
-        progress,
-    )?;
+    let scanned = scan_for_push(source, opts, progress)?;
     let scan = ScanSummary::of(&scanned);
     if opts.dry_run {
         return dry_run(
+            source,
             target,
             scanned.entries,
             wanted,
@@ -168,6 +170,7 @@ pub fn push(
             progress,
         );
     }
+    crate::shared::precheck(source, target.as_ref(), &opts.shared)?;
     kill_point(points::PUSH_SCANNED);
     let t = Instant::now();
     target.open(true)?;
@@ -175,6 +178,10 @@ pub fn push(
     let catalog = recover(target.as_ref(), progress)?;
     catalog.require_readable_headers(target.as_ref())?;
     relstore_core::cancel::check()?;
+    // Seeded under the lock before anything else changes, so that `current` never
+    // links a shared path that is not there.
+    let shared_seeded = crate::shared::seed_missing(source, target.as_ref(), &opts.shared)?;
+    kill_point(points::PUSH_SEEDED);
     let current = load_current(target.as_ref(), &catalog, &scanned.entries, opts.force)?;
     let plan = plan_release(
         target.location(),
@@ -186,6 +193,8 @@ pub fn push(
         progress,
     )?;
     let mut report = PushReport::planned(&plan, scan, false);
+    report.shared = opts.shared.iter().map(ToString::to_string).collect();
+    report.shared_seeded = shared_seeded;
     report.phases.compare = t.elapsed().as_secs_f64();
     if let Some(mut new) = plan.new {
         relstore_core::cancel::check()?;
@@ -222,6 +231,28 @@ pub fn push(
     lock.release()?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Scans the source as `opts` say: excludes applied, the source's copies of shared
+/// paths left out and the shared links put in their place (see [`crate::shared`]).
+fn scan_for_push(
+    source: &Path,
+    opts: &PushOptions,
+    progress: &dyn Progress,
+) -> EngineResult<relstore_scan::ScanOutput> {
+    relstore_core::shared::check_set(&opts.shared)?;
+    let mut exclude = opts.exclude.clone();
+    exclude.extend(crate::shared::exclude_patterns(&opts.shared));
+    let mut scanned = scan_source_excluding(
+        source,
+        opts.skip_special,
+        Some(&exclude),
+        opts.cache_dir.as_deref(),
+        progress,
+    )?;
+    scanned.entries =
+        relstore_core::shared::link_into(std::mem::take(&mut scanned.entries), &opts.shared)?;
+    Ok(scanned)
 }
 
 /// The local release store, when there is one, as the source of patch bases (only
@@ -310,7 +341,9 @@ impl PushReport {
 /// `push --dry-run`: the plan of [`plan_release`] against the target as it is (read
 /// without the lock), with the links assembly would make. A target that does not exist
 /// yet plans as an empty store (every object uploaded).
+#[allow(clippy::too_many_arguments)]
 fn dry_run(
+    source: &Path,
     target: &Arc<dyn Target>,
     entries: Vec<relstore_core::Entry>,
     wanted: Wanted,
@@ -352,16 +385,15 @@ fn dry_run(
     if opts.keep.is_some() {
         progress.note("--dry-run does not plan the --keep prune; run `relstore prune TARGET --keep N --dry-run` after the push");
     }
+    let seeds = crate::shared::plan_seeds(source, target.as_ref(), &opts.shared, !fresh)?;
     let mut report = PushReport::planned(&plan, scan, true);
+    report.shared = opts.shared.iter().map(ToString::to_string).collect();
+    report.shared_seeded = seeds.iter().map(|s| s.path.to_string()).collect();
     if plan.new.is_some() {
         report.staged = opts.stage_only;
         if !opts.stage_only {
-            report.hooks_planned = opts
-                .hooks
-                .planned(&[crate::hooks::BEFORE_ACTIVATE, crate::hooks::AFTER_ACTIVATE]);
-        }
-        for h in &report.hooks_planned {
-            progress.note(&format!("would run hook {}: {}", h.name, h.command));
+            let names = [crate::hooks::BEFORE_ACTIVATE, crate::hooks::AFTER_ACTIVATE];
+            report.hooks_planned = opts.hooks.planned(&names, progress);
         }
     }
     report.links = plan.links();

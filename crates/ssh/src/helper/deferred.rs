@@ -263,6 +263,21 @@ impl Target for DeferredTarget {
         self.t().set_pin(name, pinned)
     }
 
+    fn shared_kinds(
+        &self,
+        paths: &[String],
+    ) -> TargetResult<Vec<Option<relstore_core::target::TreeKind>>> {
+        self.t().shared_kinds(paths)
+    }
+
+    fn seed_shared(
+        &self,
+        path: &str,
+        items: &[relstore_core::shared::SeedItem],
+    ) -> TargetResult<bool> {
+        self.t().seed_shared(path, items)
+    }
+
     fn remove_store(&self) -> TargetResult<()> {
         self.t().remove_store()
     }

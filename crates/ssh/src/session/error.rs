@@ -99,6 +99,36 @@ pub enum SessionError {
         #[source]
         source: SftpError,
     },
+    /// A jump host of a ProxyJump chain could not be reached or used.
+    #[error(
+        "jump host {alias} ({destination}, hop {index} of {jumps} on the way to {target}) failed"
+    )]
+    Hop {
+        alias: String,
+        destination: String,
+        index: usize,
+        jumps: usize,
+        target: String,
+        #[source]
+        source: Box<SessionError>,
+    },
+    /// A jump host would not open a connection to the next hop.
+    #[error("jump host {jump} could not open a connection to {target}")]
+    JumpChannel {
+        jump: String,
+        target: String,
+        #[source]
+        source: russh::Error,
+    },
+    /// The ProxyCommand did not carry an SSH connection.
+    #[error("ProxyCommand `{command}` for {destination}: {reason}")]
+    ProxyCommand {
+        command: String,
+        destination: String,
+        reason: String,
+        #[source]
+        source: Option<Box<SessionError>>,
+    },
 }
 
 /// `ssh-keyscan -p PORT HOST >> FILE` for a host label as known_hosts spells it

@@ -12,11 +12,13 @@
 
 //!
 //! The steps live in submodules: [`host_key`] (known_hosts verification), `auth`
-//! (key files and ssh-agent), [`tuning`] (russh settings) and [`error`].
+//! (key files and ssh-agent), [`tuning`] (russh settings), [`proxy`] (reaching a host
+//! through a ProxyCommand or a ProxyJump chain) and [`error`].
 
 mod auth;
 pub mod error;
 pub mod host_key;
+pub mod proxy;
 pub mod tuning;
 
 use std::path::PathBuf;
@@ -32,6 +34,7 @@ use crate::sftp::{SftpClient, SftpConfig};
 
 pub use error::{error_line, SessionError};
 pub use host_key::KnownHostsCheck;
+pub use proxy::{Route, Via};
 pub use tuning::client_config;
 
 /// Where and as whom to connect.
@@ -104,6 +107,9 @@ pub enum Identity {
 pub struct SshSession {
     handle: Handle<KnownHostsCheck>,
     destination: String,
+    /// The jump host's session or the proxy command this connection runs over;
+    /// declared last so it is dropped after `handle`.
+    carrier: Option<Box<proxy::Carrier>>,
 }
 
 impl std::fmt::Debug for SshSession {
@@ -166,6 +172,7 @@ impl SshSession {
         Ok(SshSession {
             handle,
             destination,
+            carrier: None,
         })
     }
 

@@ -26,6 +26,7 @@ mod inspect;
 mod lock;
 mod rehash;
 mod root;
+mod shared;
 mod staging;
 mod upload;
 
@@ -111,7 +112,7 @@ impl SftpTarget {
     /// login's home directory).
     pub fn connect(spec: &str, opts: &RemoteOptions) -> TargetResult<SftpTarget> {
         let parsed = RemoteSpec::parse(spec).map_err(|e| other(e.to_string()))?;
-        let copts = config::resolve(&parsed, opts).map_err(|e| TargetError::Connect {
+        let route = config::resolve(&parsed, opts).map_err(|e| TargetError::Connect {
             spec: spec.to_owned(),
             source: Box::new(e),
         })?;
@@ -125,13 +126,14 @@ impl SftpTarget {
                 path: spec.to_string(),
                 source: e,
             })?;
+        let copts = &route.opts;
         let where_ = if copts.port == 22 {
             format!("{}@{}", copts.user, copts.host)
         } else {
             format!("ssh://{}@{}:{}", copts.user, copts.host, copts.port)
         };
         let (session, channels) = rt.block_on(async {
-            let session = SshSession::connect(&copts)
+            let session = SshSession::connect_route(&route)
                 .await
                 .map_err(|e| other(error_line(&e)))?;
             let mut channels = Vec::new();
@@ -669,6 +671,21 @@ impl Target for SftpTarget {
 
     fn set_pin(&self, name: &ReleaseName, pinned: bool) -> TargetResult<()> {
         self.run(self.set_pin_async(name, pinned))
+    }
+
+    fn shared_kinds(
+        &self,
+        paths: &[String],
+    ) -> TargetResult<Vec<Option<relstore_core::target::TreeKind>>> {
+        self.run(self.shared_kinds_async(paths))
+    }
+
+    fn seed_shared(
+        &self,
+        path: &str,
+        items: &[relstore_core::shared::SeedItem],
+    ) -> TargetResult<bool> {
+        self.run(self.seed_shared_async(path, items))
     }
 
     fn remove_store(&self) -> TargetResult<()> {

@@ -107,7 +107,7 @@ impl SftpTarget {
     }
 
     /// `mkdir -p`.
-    async fn mkdir_all(&self, path: &[u8]) -> TargetResult<()> {
+    pub(super) async fn mkdir_all(&self, path: &[u8]) -> TargetResult<()> {
         let mut missing = Vec::new();
         let mut cur = path.to_vec();
         loop {

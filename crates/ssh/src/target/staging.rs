@@ -101,19 +101,28 @@ impl SftpTarget {
         let mut writer = Some(writer); // held open: its end tells the watcher to kill
         let (tx, rx) = mpsc::channel();
         let reading = std::thread::spawn(move || hook::forward_lines(reader, &tx));
-        let ended = hook::supervise(&rx, run.timeout, output, &mut || {
-            if let Some(pgid) = hook::parse_pgid(&status.snapshot().stderr) {
-                let kill =
-                    format!("kill -9 -{pgid} 2>/dev/null || kill -9 {pgid} 2>/dev/null; true");
-                let _ = run_capture(self.session(), self.runtime(), kill.as_bytes(), KILL_WAIT);
-            }
-            drop(writer.take());
-        });
+        let ended = hook::supervise(
+            &rx,
+            run.timeout,
+            output,
+            &mut || status.snapshot().exit.is_some(),
+            &mut || {
+                if let Some(pgid) = hook::parse_pgid(&status.snapshot().stderr) {
+                    let kill =
+                        format!("kill -9 -{pgid} 2>/dev/null || kill -9 {pgid} 2>/dev/null; true");
+                    let _ = run_capture(self.session(), self.runtime(), kill.as_bytes(), KILL_WAIT);
+                }
+                drop(writer.take());
+            },
+        );
         drop(writer);
-        let state = status.wait_closed(EXIT_WAIT);
-        if ended == Ended::Finished {
-            let _ = reading.join();
-        }
+        // The exit status arrives before the channel closes; a background process of
+        // the hook may hold the channel open (its reader then ends with it).
+        let state = match status.snapshot() {
+            s if s.exit.is_some() => s,
+            _ => status.wait_closed(EXIT_WAIT),
+        };
+        drop(reading);
         for line in String::from_utf8_lossy(&state.stderr).lines() {
             if hook::parse_pgid(line.as_bytes()).is_none() {
                 output(line);

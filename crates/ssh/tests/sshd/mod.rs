@@ -78,6 +78,12 @@ impl Sshd {
     /// [`Sshd::start`] with `extra` lines appended to the config (say
     /// `SetEnv PATH=...` to give commands run over SSH another PATH).
     pub fn start_with(extra: &str) -> Sshd {
+        Sshd::start_logging(extra, "VERBOSE")
+    }
+
+    /// [`Sshd::start_with`] at sshd `LogLevel` `level` (`DEBUG1` logs each
+    /// direct-tcpip channel a jump host opens).
+    pub fn start_logging(extra: &str, level: &str) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} is missing: install openssh-server (scripts/test.sh does)"
@@ -128,7 +134,7 @@ impl Sshd {
                      Subsystem sftp internal-sftp\n\
                      MaxSessions 64\n\
                      MaxStartups 100:30:200\n\
-                     LogLevel VERBOSE\n\
+                     LogLevel {level}\n\
                      {extra}\n",
                     host = host_key.display(),
                     dir = d.display(),

@@ -1,12 +1,21 @@
-//! `hook_timeout = "10m"`: durations as people write them in config files.
+//! Durations as people write them, on the command line (`--hook-timeout 10m`) and in
+//! the project file (`hook_timeout = "1h30m"`): one parser so both read alike.
 
 use std::time::Duration;
 
-/// Parses `"30s"`, `"10m"`, `"1h"` or a sum such as `"1h30m"`; whole numbers only,
-/// each followed by `s`, `m` or `h`. Zero is refused: a hook that may run for no time
-/// at all could never succeed.
+/// Parses `"30s"`, `"10m"`, `"1h"`, a sum such as `"1h30m"`, or plain seconds
+/// (`"600"`); whole numbers only. Zero is refused: a limit of no time at all could
+/// never be met. The error is one line naming the text.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("`{text}` is not a duration like \"30s\", \"10m\" or \"1h30m\"");
+    let bad = || format!("`{text}` is not a duration like 90s, 10m, 1h30m or 600");
+    let plain = text.trim();
+    if !plain.is_empty() && plain.bytes().all(|b| b.is_ascii_digit()) {
+        let secs: u64 = plain.parse().map_err(|_| bad())?;
+        if secs == 0 {
+            return Err(format!("`{text}` is zero: a limit needs some time"));
+        }
+        return Ok(Duration::from_secs(secs));
+    }
     let mut total: u64 = 0;
     let mut digits = String::new();
     for c in text.trim().chars() {
@@ -31,13 +40,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(bad());
     }
     if total == 0 {
-        return Err(format!("`{text}` is zero: a hook needs some time to run"));
+        return Err(format!("`{text}` is zero: a limit needs some time"));
     }
     Ok(Duration::from_secs(total))
 }
 
-/// The shortest text [`parse_duration`] reads back as `d` (whole seconds).
+/// The shortest text [`parse_duration`] reads back as `d`; a fraction of a second
+/// (only ever a test's limit) is printed as `1.5s`.
 pub fn format_duration(d: Duration) -> String {
+    if d.subsec_millis() != 0 {
+        return format!("{:.1}s", d.as_secs_f64());
+    }
     let s = d.as_secs();
     let (h, m, sec) = (s / 3600, s / 60 % 60, s % 60);
     let mut out = String::new();
@@ -65,13 +78,15 @@ mod tests {
             assert_eq!(format_duration(d), text);
         }
         assert_eq!(format_duration(Duration::from_secs(3605)), "1h5s");
+        assert_eq!(parse_duration("42"), Ok(Duration::from_secs(42)));
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
     }
 
     #[test]
     fn bad_durations_are_refused() {
         for text in [
             "",
-            "10",
+            "0",
             "m",
             "10x",
             "-5s",
