@@ -40,8 +40,8 @@ pub fn select_many(ctx: &Ctx, to: &ToArgs, targets: &[String]) -> Result<Selecti
     }
 }
 
-/// The fleet's hosts: named by their SSH host, or by the whole TARGET where two
-/// share a host (two roots on one server).
+/// The fleet's hosts: named by their SSH host, or by the whole TARGET for a local
+/// path and where two share a host (two roots on one server).
 fn fleet_hosts(specs: &[String]) -> Vec<FleetHost> {
     let hosts: Vec<String> = specs.iter().map(|s| host_of(s)).collect();
     specs
@@ -49,7 +49,9 @@ fn fleet_hosts(specs: &[String]) -> Vec<FleetHost> {
         .zip(&hosts)
         .map(|(spec, host)| FleetHost {
             spec: spec.clone(),
-            name: if hosts.iter().filter(|h| *h == host).count() > 1 {
+            name: if !relstore_targets::is_remote(spec)
+                || hosts.iter().filter(|h| *h == host).count() > 1
+            {
                 spec.clone()
             } else {
                 host.clone()
