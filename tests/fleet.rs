@@ -501,7 +501,14 @@ fn rollback_and_activate_on_a_project_fleet() {
     let st = ok(&["status", "--to", "prod"]);
     assert_eq!(st["mixed"], false, "{st}");
 
-    let v = ok(&["rollback", "--to", "prod", "--waves", "1,100%"]);
+    let t = std::time::Instant::now();
+    let v = ok(&[
+        "rollback", "--to", "prod", "--waves", "1,100%", "--pause", "1500ms",
+    ]);
+    assert!(
+        t.elapsed() >= std::time::Duration::from_millis(1500),
+        "--pause between the waves"
+    );
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["hosts"][0]["wave"], 1);
     assert_eq!(v["hosts"][2]["wave"], 2);
