@@ -411,24 +411,23 @@ fn inside_a_store_root_the_format_marker_is_never_read_as_a_project_file() {
 }
 
 #[test]
-fn a_target_with_several_hosts_runs_each_in_turn_and_stops_at_the_first_failure() {
+fn a_target_with_several_hosts_is_a_fleet_push_and_a_failing_host_stops_every_swap() {
     let env = Env::local();
     let dir = project(
         &env,
         "source = \"public\"\n[targets.fleet]\nhosts = [\"a\", \"b\"]\n[targets.broken]\nhosts = [\"c\", \"blocker/site\", \"d\"]\n",
     );
     let v = json_in(&env, &dir, &["push", "--to", "fleet"]);
-    assert_eq!(v["target"], "fleet");
     let hosts = v["hosts"].as_array().unwrap();
     assert_eq!(hosts.len(), 2);
-    assert_eq!(hosts[1]["host"], dir.join("b").to_str().unwrap());
-    let name = hosts[0]["report"]["release"].as_str().unwrap();
-    assert_eq!(
-        hosts[1]["report"]["release"], name,
-        "one release name everywhere"
-    );
+    assert_eq!(hosts[1]["target"], dir.join("b").to_str().unwrap());
+    let name = v["release"].as_str().unwrap();
     for h in ["a", "b"] {
-        assert_eq!(current_of(&dir.join(h)).as_deref(), Some(name));
+        assert_eq!(
+            current_of(&dir.join(h)).as_deref(),
+            Some(name),
+            "one release name everywhere"
+        );
     }
     let out = run_in(&env, &dir, &["releases", "--to", "fleet"]);
     let text = String::from_utf8(out.stdout).unwrap();
@@ -438,33 +437,28 @@ fn a_target_with_several_hosts_runs_each_in_turn_and_stops_at_the_first_failure(
     );
     assert!(text.contains(&format!("[2/2] {}\n", dir.join("b").display())));
 
-    // A host that cannot be a store root stops the run there.
+    // A host that cannot be a store root: no host swaps (the fleet's barrier).
     fs::write(dir.join("blocker"), "a file, not a directory").unwrap();
     let out = run_in(&env, &dir, &["push", "--to", "broken"]);
     assert_eq!(out.status.code(), Some(1));
     let line = one_line_error(&out);
     assert!(
-        line.contains("host 2 of 3, stopped: 1 later host(s) not tried"),
-        "{line}"
-    );
-    assert!(
         line.contains(dir.join("blocker/site").to_str().unwrap()),
         "{line}"
     );
-    assert!(current_of(&dir.join("c")).is_some());
-    assert!(
-        !dir.join("d").exists(),
-        "a host after the failure was tried"
-    );
+    assert!(line.contains("no host was activated"), "{line}");
+    assert!(current_of(&dir.join("c")).is_none());
+    assert!(current_of(&dir.join("d")).is_none());
     let out = run_in(&env, &dir, &["push", "--to", "broken", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["hosts"][1]["outcome"], "failed", "{v}");
     assert_eq!(
-        v["failed"]["host"],
+        v["hosts"][1]["target"],
         dir.join("blocker/site").to_str().unwrap(),
         "{v}"
     );
-    assert_eq!(v["hosts"].as_array().map(Vec::len), Some(1), "{v}");
 }
 
 #[test]

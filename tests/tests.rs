@@ -56,6 +56,7 @@ mod dry_run;
 mod emlink;
 mod exclude;
 mod first_hour;
+mod fleet;
 mod helper;
 mod hooks;
 mod host_keys;

@@ -21,7 +21,8 @@ const TARGET_HELP: &str = "Store root: a local path, [user@]host:path (a path wi
 const PUSH_TARGET_HELP: &str = "Store root, created if missing: a local path, \
      [user@]host:path (a path without a leading / is relative to the login's home; host may \
      be a Host alias of the ssh config) or ssh://[user@]host[:port]/path [default: the project \
-     file's target: --to NAME, its `default` or its only one]";
+     file's target: --to NAME, its `default` or its only one]; several make a fleet push: \
+     staged on every host, then activated in waves (docs/fleets.md)";
 
 /// Deploy huge file trees atomically and incrementally.
 #[derive(Parser, Debug)]
@@ -75,6 +76,9 @@ pub enum Command {
     /// Make a staged release current (default: the one `next` points at), running the
     /// activation hooks.
     Activate(ActivateArgs),
+    /// Per host of a fleet: the current, previous and staged release; flags a mixed
+    /// fleet.
+    Status(StatusArgs),
     /// Compare two trees: TARGET@RELEASE (or @current), a directory, or a manifest file.
     Diff(DiffArgs),
     /// Evict old release directories and delete objects no remaining release uses.
@@ -273,9 +277,13 @@ pub struct PushArgs {
     /// Directory to deploy [default: the project file's `source`].
     pub source: Option<PathBuf>,
     #[arg(value_name = "TARGET", help = PUSH_TARGET_HELP)]
-    pub target: Option<String>,
+    pub targets: Vec<String>,
     #[command(flatten)]
     pub to: ToArgs,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    #[command(flatten)]
+    pub checks: CheckArgs,
     /// Release name ([A-Za-z0-9._-]); default: a UTC timestamp like 20261122T053012Z.
     #[arg(long)]
     pub release: Option<String>,
@@ -372,9 +380,11 @@ pub struct RollbackArgs {
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]
+    pub hooks: HookArgs,
+    #[command(flatten)]
     pub to: ToArgs,
     #[command(flatten)]
-    pub hooks: HookArgs,
+    pub fleet: FleetArgs,
     #[command(flatten)]
     pub store: StoreDirArgs,
     #[command(flatten)]
@@ -389,6 +399,8 @@ pub struct ActivateArgs {
     pub target: Option<String>,
     /// Release to make current; default: the one `next` points at.
     pub release: Option<String>,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     /// Say which release and hooks, change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -445,6 +457,62 @@ pub struct DiffArgs {
     pub to: ToArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
+}
+
+/// How a command works on several hosts (a fleet: several TARGETs, or `--to` a
+/// target with several hosts); see docs/fleets.md.
+#[derive(Args, Debug, Clone)]
+pub struct FleetArgs {
+    /// Hosts worked on at once (staging, and within a wave).
+    #[arg(long, value_name = "N", default_value_t = relstore_engine::fleet::DEFAULT_JOBS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub jobs: usize,
+    /// Activate in waves: cumulative host counts and percentages, e.g. 1,50%,100%
+    /// [default: all hosts at once].
+    #[arg(long, value_name = "LIST")]
+    pub waves: Option<relstore_engine::fleet::Waves>,
+    /// Wait this long between two waves: 30s, 500ms, 2m or seconds.
+    #[arg(long, value_name = "DURATION", value_parser = relstore_core::duration::parse_duration_or_zero)]
+    pub pause: Option<std::time::Duration>,
+}
+
+/// Health checks after each host's swap in a fleet push; a failure reverts the fleet.
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// Run CMD on each host, in the new release, after its swap (like a hook); a
+    /// non-zero exit fails the host.
+    #[arg(long, value_name = "CMD")]
+    pub check: Option<String>,
+    /// GET URL from this machine after each host's swap (`{host}` is replaced by the
+    /// host's name); passes on a 2xx status.
+    #[arg(long, value_name = "URL")]
+    pub check_url: Option<String>,
+    /// With --check-url: the body must contain TEXT.
+    #[arg(long, value_name = "TEXT", requires = "check_url")]
+    pub check_body: Option<String>,
+    /// Retry a failing check for this long before giving up: 10s, 1m…
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = relstore_core::duration::parse_duration_or_zero)]
+    pub check_settle: std::time::Duration,
+    /// Time limit of one --check run or one --check-url request.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = relstore_core::duration::parse_duration)]
+    pub check_timeout: std::time::Duration,
+    /// On a failure, leave the hosts already activated on the new release (the fleet
+    /// is then mixed) instead of reverting them.
+    #[arg(long)]
+    pub no_revert: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Store roots [default: the project file's target's hosts].
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+    #[command(flatten)]
+    pub to: ToArgs,
+    /// Hosts read at once.
+    #[arg(long, value_name = "N", default_value_t = relstore_engine::fleet::DEFAULT_JOBS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub jobs: usize,
 }
 
 /// `--shared PATH`: a bad path is a usage error naming it.

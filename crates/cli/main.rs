@@ -6,6 +6,7 @@
 
 mod args;
 mod config_cmd;
+mod fleet_cmd;
 mod generate;
 mod helper_cmd;
 mod interrupt;
@@ -254,6 +255,7 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
         }
         Command::Rollback(a) => run_rollback(a, &ctx, &mut out)?,
         Command::Activate(a) => run_activate(a, &ctx, &mut out)?,
+        Command::Status(a) => fleet_cmd::status(a, &ctx, &mut out)?,
         Command::Diff(a) => run_diff(a, &ctx, &mut out)?,
         Command::Prune(a) => run_prune(a, &ctx, &mut out)?,
         Command::Verify(a) => run_verify(a, &ctx, &mut out)?,
@@ -372,7 +374,7 @@ fn run_diff(a: args::DiffArgs, ctx: &Ctx, out: &mut Out) -> Result<()> {
 /// `relstore push`: flags win over the project file; `--exclude` patterns come after
 /// the file's (so `--exclude '!x'` can take one back).
 fn run_push(a: args::PushArgs, ctx: &Ctx, out: &mut Out) -> Result<()> {
-    let sel = ctx.select(&a.to, a.target.clone())?;
+    let sel = fleet_cmd::select_many(ctx, &a.to, &a.targets)?;
     let remote = ctx.remote_for(&sel)?;
     let source = project::push_source(a.source.clone(), &sel)?;
     let (keep, mut exclude) = match &sel.plan {
@@ -389,6 +391,12 @@ fn run_push(a: args::PushArgs, ctx: &Ctx, out: &mut Out) -> Result<()> {
             .collect::<Result<Vec<_>, _>>()?,
         _ => a.shared.clone(),
     };
+    let hooks = hooks(&a.hooks, sel.plan.as_ref());
+    let checked = a.checks.check.is_some() || a.checks.check_url.is_some();
+    if sel.hosts.len() > 1 || checked {
+        let lists = fleet_cmd::Lists { exclude, shared };
+        return fleet_cmd::push(&a, &sel, &source, keep, lists, hooks, ctx, out);
+    }
     // One release name on every host of a target, unless --release names it.
     let release = match (&a.release, sel.hosts.len()) {
         (None, n) if n > 1 => {
@@ -414,7 +422,7 @@ fn run_push(a: args::PushArgs, ctx: &Ctx, out: &mut Out) -> Result<()> {
                 store_dir(a.store.store_dir.clone())
             },
             stage_only: a.stage_only,
-            hooks: hooks(&a.hooks, sel.plan.as_ref()),
+            hooks: hooks.clone(),
         };
         // A reconnection opens the same target again, without repeating the helper note.
         let reopen =
@@ -432,53 +440,16 @@ fn run_push(a: args::PushArgs, ctx: &Ctx, out: &mut Out) -> Result<()> {
     })
 }
 
-/// Now, for a release name shared by the hosts of one push.
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
-/// `relstore rollback`.
-fn run_rollback(a: args::RollbackArgs, ctx: &Ctx, out: &mut Out) -> Result<()> {
-    let (target, release) = project::target_and_release(a.target, a.release, a.to.to.as_deref())?;
-    let sel = ctx.select(&a.to, target)?;
-    let remote = ctx.remote_for(&sel)?;
-    each_host(&sel, out, |host, out| {
-        let target = open_target(host, &remote)?;
-        let opts = RollbackOptions {
-            release: release.clone(),
-            lock: lock_policy(&a.lock),
-            store: store_dir(a.store.store_dir.clone()),
-            sources: a.sources.clone(),
-            cache_dir: cache_dir(a.cache.cache_dir.clone(), a.cache.no_stat_cache),
-            dry_run: a.dry_run,
-            hooks: hooks(&a.hooks, sel.plan.as_ref()),
-        };
-        let report = rollback(&target, &opts, ctx.notes)?;
-        out.rollback(&report)?;
-        hook_failed(out, report.hook_failure.as_deref())
-    })
-}
-
-/// The engine's hooks: each flag wins over the project file's key.
+/// The engine's hooks: each flag, else the project target's setting.
 fn hooks(a: &args::HookArgs, plan: Option<&relstore_project::ResolvedTarget>) -> Hooks {
-    let file = |pick: fn(&relstore_project::Hooks) -> &Option<String>| {
-        plan.and_then(|p| pick(&p.hooks).clone())
+    let file = plan.map(|p| &p.hooks);
+    let pick = |flag: &Option<String>, from: fn(&relstore_project::Hooks) -> &Option<String>| {
+        flag.clone().or_else(|| file.and_then(|h| from(h).clone()))
     };
     Hooks {
-        before_activate: a
-            .before_activate
-            .clone()
-            .or_else(|| file(|h| &h.before_activate)),
-        after_activate: a
-            .after_activate
-            .clone()
-            .or_else(|| file(|h| &h.after_activate)),
-        after_rollback: a
-            .after_rollback
-            .clone()
-            .or_else(|| file(|h| &h.after_rollback)),
+        before_activate: pick(&a.before_activate, |h| &h.before_activate),
+        after_activate: pick(&a.after_activate, |h| &h.after_activate),
+        after_rollback: pick(&a.after_rollback, |h| &h.after_rollback),
         timeout: a
             .hook_timeout
             .or(plan.map(|p| p.hook_timeout))
@@ -499,21 +470,65 @@ fn hook_failed(out: &mut Out, failure: Option<&str>) -> Result<()> {
     }
 }
 
-/// `relstore activate`.
+/// `relstore activate`: one host as before; several (`--to` a fleet, or several
+/// TARGETs) in waves.
 fn run_activate(a: args::ActivateArgs, ctx: &Ctx, out: &mut Out) -> Result<()> {
+    let (target, release) =
+        project::target_and_release(a.target.clone(), a.release.clone(), a.to.to.as_deref())?;
+    let sel = ctx.select(&a.to, target)?;
+    let remote = ctx.remote_for(&sel)?;
+    let opts = relstore_engine::activate::ActivateOptions {
+        release,
+        lock: lock_policy(&a.lock),
+        hooks: hooks(&a.hooks, sel.plan.as_ref()),
+        dry_run: a.dry_run,
+    };
+    if sel.hosts.len() > 1 {
+        return fleet_cmd::activate(&a.fleet, &sel, &opts, &remote, ctx, out);
+    }
+    let target = open_target(sel.single("activate")?, &remote)?;
+    let report = relstore_engine::activate::activate(&target, &opts, ctx.notes)?;
+    out.activate(&report)?;
+    hook_failed(out, report.hook_failure.as_deref())
+}
+
+/// Now, for a release name shared by the hosts of one push.
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// `relstore rollback`.
+fn run_rollback(a: args::RollbackArgs, ctx: &Ctx, out: &mut Out) -> Result<()> {
     let (target, release) = project::target_and_release(a.target, a.release, a.to.to.as_deref())?;
     let sel = ctx.select(&a.to, target)?;
     let remote = ctx.remote_for(&sel)?;
+    if sel.hosts.len() > 1 {
+        let opts = RollbackOptions {
+            release,
+            lock: lock_policy(&a.lock),
+            store: store_dir(a.store.store_dir.clone()),
+            sources: a.sources.clone(),
+            cache_dir: cache_dir(a.cache.cache_dir.clone(), a.cache.no_stat_cache),
+            dry_run: a.dry_run,
+            hooks: hooks(&a.hooks, sel.plan.as_ref()),
+        };
+        return fleet_cmd::rollback(&a.fleet, &sel, &opts, &remote, ctx, out);
+    }
     each_host(&sel, out, |host, out| {
         let target = open_target(host, &remote)?;
-        let opts = relstore_engine::activate::ActivateOptions {
+        let opts = RollbackOptions {
             release: release.clone(),
             lock: lock_policy(&a.lock),
-            hooks: hooks(&a.hooks, sel.plan.as_ref()),
+            store: store_dir(a.store.store_dir.clone()),
+            sources: a.sources.clone(),
+            cache_dir: cache_dir(a.cache.cache_dir.clone(), a.cache.no_stat_cache),
             dry_run: a.dry_run,
+            hooks: hooks(&a.hooks, sel.plan.as_ref()),
         };
-        let report = relstore_engine::activate::activate(&target, &opts, ctx.notes)?;
-        out.activate(&report)?;
+        let report = rollback(&target, &opts, ctx.notes)?;
+        out.rollback(&report)?;
         hook_failed(out, report.hook_failure.as_deref())
     })
 }

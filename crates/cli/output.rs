@@ -132,6 +132,22 @@ impl Out {
         self.json(&json!({ "target": name, "hosts": hosts, "failed": failed }))
     }
 
+    /// Whether `--json` was given.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// Prints one JSON object (fleet reports, see `fleet_cmd`).
+    pub fn emit_json(&mut self, v: &impl Serialize) -> Result<()> {
+        self.json(v)
+    }
+
+    /// Prints human output as it is.
+    pub fn text(&mut self, s: &str) -> Result<()> {
+        self.stdout.write_all(s.as_bytes())?;
+        Ok(())
+    }
+
     pub fn flush(&mut self) -> Result<()> {
         self.stdout.flush()?;
         Ok(())

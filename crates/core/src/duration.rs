@@ -3,46 +3,51 @@
 
 use std::time::Duration;
 
-/// Parses `"30s"`, `"10m"`, `"1h"`, a sum such as `"1h30m"`, or plain seconds
-/// (`"600"`); whole numbers only. Zero is refused: a limit of no time at all could
-/// never be met. The error is one line naming the text.
+/// Parses `"30s"`, `"10m"`, `"1h"`, `"500ms"`, a sum such as `"1h30m"`, or plain
+/// seconds (`"600"`); whole numbers only. Zero is refused: a limit of no time at all
+/// could never be met. The error is one line naming the text.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("`{text}` is not a duration like 90s, 10m, 1h30m or 600");
+    match parse_duration_or_zero(text)? {
+        d if d.is_zero() => Err(format!("`{text}` is zero: a limit needs some time")),
+        d => Ok(d),
+    }
+}
+
+/// [`parse_duration`] for a wait, where `0` means none (`--pause 0`).
+pub fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
+    let bad = || format!("`{text}` is not a duration like 90s, 500ms, 10m, 1h30m or 600");
     let plain = text.trim();
-    if !plain.is_empty() && plain.bytes().all(|b| b.is_ascii_digit()) {
-        let secs: u64 = plain.parse().map_err(|_| bad())?;
-        if secs == 0 {
-            return Err(format!("`{text}` is zero: a limit needs some time"));
-        }
-        return Ok(Duration::from_secs(secs));
-    }
-    let mut total: u64 = 0;
-    let mut digits = String::new();
-    for c in text.trim().chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            _ => return Err(bad()),
-        };
-        let n: u64 = digits.parse().map_err(|_| bad())?;
-        digits.clear();
-        total = n
-            .checked_mul(unit)
-            .and_then(|s| total.checked_add(s))
-            .ok_or_else(bad)?;
-    }
-    if !digits.is_empty() || text.trim().is_empty() {
+    if plain.is_empty() {
         return Err(bad());
     }
-    if total == 0 {
-        return Err(format!("`{text}` is zero: a limit needs some time"));
+    if plain.bytes().all(|b| b.is_ascii_digit()) {
+        return plain.parse().map(Duration::from_secs).map_err(|_| bad());
     }
-    Ok(Duration::from_secs(total))
+    let mut total_ms: u64 = 0;
+    let mut rest = plain;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let (number, tail) = rest.split_at(digits);
+        let letters = tail.len()
+            - tail
+                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                .len();
+        let (unit, after) = tail.split_at(letters);
+        let per_ms: u64 = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => return Err(bad()),
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        total_ms = n
+            .checked_mul(per_ms)
+            .and_then(|ms| total_ms.checked_add(ms))
+            .ok_or_else(bad)?;
+        rest = after;
+    }
+    Ok(Duration::from_millis(total_ms))
 }
 
 /// The shortest text [`parse_duration`] reads back as `d`; a fraction of a second
@@ -79,6 +84,10 @@ mod tests {
         }
         assert_eq!(format_duration(Duration::from_secs(3605)), "1h5s");
         assert_eq!(parse_duration("42"), Ok(Duration::from_secs(42)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration_or_zero("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration_or_zero("0s"), Ok(Duration::ZERO));
         assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
     }
 

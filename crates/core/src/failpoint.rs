@@ -45,6 +45,8 @@ pub mod points {
     pub const PUSH_STAGED: &str = "push.staged";
     /// Right after the swap.
     pub const PUSH_SWAPPED: &str = "push.swapped";
+    /// A fleet push: after each wave of hosts was activated and checked.
+    pub const FLEET_WAVE: &str = "fleet.wave";
     /// Right after a lock file is renamed aside to be checked and removed (the moment
     /// its name is free for another process to take).
     pub const LOCK_ASIDE: &str = "lock.aside";

@@ -176,7 +176,7 @@ fn pick(
 /// The swap of an activation: the manifest again with the activation time (staged),
 /// `current` renamed, the manifest moved over the recorded one, then `next` removed
 /// when it pointed at the release.
-fn swap(
+pub(crate) fn swap(
     target: &dyn Target,
     name: &ReleaseName,
     was_next: bool,

@@ -3,6 +3,7 @@
 //! - [`activate`]: staged releases (`next`) and `relstore activate`;
 //! - [`bench`]: a series of pushes on a scratch copy, side by side with rsync;
 //! - [`push`]: scan a source, upload what the target lacks, assemble, swap `current`;
+//! - [`fleet`]: one push to many targets: staged everywhere, activated in waves;
 //! - [`catalog`]: what releases a store holds, and recovery after interrupted commands;
 //! - [`leftover`]: which release directories without a manifest recovery may delete;
 //! - [`reconnect`]: continue a push over a new connection when one drops;
@@ -26,6 +27,7 @@ pub mod catalog;
 pub mod compare;
 mod delta_bases;
 pub mod error;
+pub mod fleet;
 pub mod hooks;
 pub mod leftover;
 pub mod lock;

@@ -39,6 +39,16 @@ pub fn is_remote(spec: &str) -> bool {
     }
 }
 
+/// The host a TARGET string names (what `{host}` stands for in a fleet's
+/// `--check-url`): the SSH host as written (an ssh config alias stays the alias), or
+/// `localhost` for a local path.
+pub fn host_of(spec: &str) -> String {
+    if !is_remote(spec) {
+        return "localhost".to_owned();
+    }
+    relstore_ssh::spec::RemoteSpec::parse(spec).map_or_else(|_| spec.to_owned(), |r| r.host)
+}
+
 /// Builds the target named by `spec`. A remote one is connected here (host key
 /// checked, authenticated with `remote`'s settings), so connection problems surface
 /// before any work starts; nothing on the target is changed yet.
@@ -78,6 +88,14 @@ mod tests {
         assert!(!is_remote("/srv/www/site"));
         assert!(!is_remote("./a:b"));
         assert!(!is_remote("out"));
+    }
+
+    #[test]
+    fn host_of_names_the_ssh_host() {
+        assert_eq!(host_of("web1:/srv/site"), "web1");
+        assert_eq!(host_of("deploy@web2:site"), "web2");
+        assert_eq!(host_of("ssh://u@10.0.0.3:2222/srv"), "10.0.0.3");
+        assert_eq!(host_of("/srv/site"), "localhost");
     }
 
     #[test]

@@ -42,9 +42,9 @@ use crate::retention::PruneReport;
 use crate::sources::DirSource;
 
 pub(crate) use plan::uploads_for;
-use plan::{load_current, plan_release, Current, Wanted};
+pub(crate) use plan::{load_current, plan_release, Current, Wanted};
 pub use plan::{NewRelease, PushPlan};
-use scan::refuse_store_inside_source;
+pub(crate) use scan::refuse_store_inside_source;
 pub use scan::{scan_source, scan_source_excluding};
 
 /// How to push.
@@ -419,16 +419,17 @@ fn dry_run(
     Ok(report)
 }
 
-/// The steps of a push that change the target, under its lock.
-struct Run<'a> {
-    source: &'a Path,
-    target: &'a Arc<dyn Target>,
-    opts: &'a PushOptions,
+/// The steps of a push that change the target, under its lock (a fleet push runs
+/// them host by host, see [`crate::fleet`]).
+pub(crate) struct Run<'a> {
+    pub(crate) source: &'a Path,
+    pub(crate) target: &'a Arc<dyn Target>,
+    pub(crate) opts: &'a PushOptions,
     /// The release current before the push.
-    previous: Option<&'a str>,
+    pub(crate) previous: Option<&'a str>,
     /// Earlier versions of the uploads, for targets that take patches.
-    bases: &'a dyn DeltaBases,
-    progress: &'a dyn Progress,
+    pub(crate) bases: &'a dyn DeltaBases,
+    pub(crate) progress: &'a dyn Progress,
 }
 
 /// What creating a release did.
@@ -523,7 +524,7 @@ impl Run<'_> {
 
     /// Uploads the objects the target lacks and, alongside, writes the release through
     /// to the local release store; returns what the write-through did.
-    fn upload(&self, new: &NewRelease) -> EngineResult<Option<StoreReport>> {
+    pub(crate) fn upload(&self, new: &NewRelease) -> EngineResult<Option<StoreReport>> {
         let (source, target, progress) = (self.source, self.target, self.progress);
         progress.start(Phase::Upload, new.uploads.iter().map(|u| u.size).sum());
         // Content is keyed by hash alone: the target gives each object its mode.
@@ -569,7 +570,7 @@ impl Run<'_> {
     /// assembled and swapped in: the order of releases is the order in which they went
     /// live. A push that started earlier but waited for the lock is published after the
     /// one it replaces, and is listed (and rolled back from) after it.
-    fn stage(&self, new: &mut NewRelease) -> EngineResult<Vec<u8>> {
+    pub(crate) fn stage(&self, new: &mut NewRelease) -> EngineResult<Vec<u8>> {
         new.manifest.header.created_unix_ns = now_unix_ns();
         let encoded = new
             .manifest
@@ -584,7 +585,7 @@ impl Run<'_> {
 
     /// Swaps `current` and records the staged manifest: from the swap on the release
     /// exists.
-    fn publish(&self, new: &NewRelease) -> EngineResult<()> {
+    pub(crate) fn publish(&self, new: &NewRelease) -> EngineResult<()> {
         let target = self.target;
         self.progress.start(Phase::Swap, 1);
         target.activate(&new.name)?;
