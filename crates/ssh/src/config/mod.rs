@@ -471,6 +471,14 @@ fn connect_options(
     c.identities = identities(opts, host)?;
     c.connect_timeout = host.connect_timeout.unwrap_or(opts.connect_timeout);
     c.compression = host.compression;
+    // ServerAliveInterval is off by default in OpenSSH; relstore keeps its own quicker
+    // default unless the config sets one.
+    if let Some(interval) = host.server_alive_interval {
+        c.keepalive = crate::session::Keepalive {
+            interval,
+            max: usize::try_from(host.server_alive_count_max.max(1)).unwrap_or(usize::MAX),
+        };
+    }
     c.prompt_passphrase = opts.prompt_passphrase;
     Ok(c)
 }

@@ -217,7 +217,8 @@ fn identities_known_hosts_and_flags() {
     assert!(r.is_err(), "`other` does not resolve");
     let plain = home_with(
         "IdentitiesOnly yes\nCompression yes\nStrictHostKeyChecking accept-new\nConnectTimeout 7\n\
-         HostKeyAlias webalias\nGlobalKnownHostsFile /tmp/g1 /tmp/g2\n",
+         HostKeyAlias webalias\nGlobalKnownHostsFile /tmp/g1 /tmp/g2\n\
+         ServerAliveInterval 20\nServerAliveCountMax 4\n",
     );
     std::fs::write(plain.path().join(".ssh/id_rsa"), "k").unwrap();
     let mut o = opts(plain.path(), false);
@@ -232,6 +233,13 @@ fn identities_known_hosts_and_flags() {
         crate::session::StrictHostKeyChecking::AcceptNew
     );
     assert_eq!(c.host_keys.alias.as_deref(), Some("webalias"));
+    assert_eq!(
+        c.keepalive,
+        crate::session::Keepalive {
+            interval: Duration::from_secs(20),
+            max: 4
+        }
+    );
     assert_eq!(
         c.host_keys.global_files,
         [PathBuf::from("/tmp/g1"), PathBuf::from("/tmp/g2")]

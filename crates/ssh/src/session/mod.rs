@@ -61,9 +61,32 @@ pub struct ConnectOptions {
     /// Offer `zlib@openssh.com` compression first (helps only on slow links with
     /// compressible data; costs CPU on both ends).
     pub compression: bool,
+    /// How often to ask a silent server whether it is still there, and how many
+    /// unanswered asks end the connection (`ServerAliveInterval`/`CountMax`).
+    pub keepalive: Keepalive,
     /// Ask for the passphrase of an encrypted key file on the terminal (only when
     /// stdin is a terminal; otherwise the key is skipped with a clear reason).
     pub prompt_passphrase: bool,
+}
+
+/// SSH keepalives: after `interval` without a byte from the server a keepalive is
+/// sent; `max` unanswered ones end the connection, so a dead server or a cut link is
+/// noticed within about `interval × (max + 1)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    pub interval: Duration,
+    pub max: usize,
+}
+
+impl Default for Keepalive {
+    /// 3 s and 2: gone after 9 s of silence. sshd answers keepalives even while its
+    /// SFTP server or the helper is busy, so this does not misfire on slow work.
+    fn default() -> Self {
+        Keepalive {
+            interval: Duration::from_secs(3),
+            max: 2,
+        }
+    }
 }
 
 impl ConnectOptions {
@@ -80,6 +103,7 @@ impl ConnectOptions {
             certificate_files: Vec::new(),
             connect_timeout: Duration::from_secs(30),
             compression: tuning::DEFAULT_COMPRESSION,
+            keepalive: Keepalive::default(),
             prompt_passphrase: true,
         }
     }

@@ -20,8 +20,8 @@ pub struct Route {
     pub opts: ConnectOptions,
     /// What carries the connection.
     pub via: Via,
-    /// Everything the config said about this host (settings [`ConnectOptions`] does
-    /// not carry yet: known_hosts lists, HostKeyAlias, certificates, keepalives).
+    /// Everything the config said about this host, for messages (which files were
+    /// read) and for what a hop needs beyond [`ConnectOptions`] (its own proxy).
     pub host: ResolvedHost,
 }
 

@@ -1,7 +1,6 @@
 //! russh settings for relstore's traffic: buffers, keepalives and algorithm order.
 
 use std::borrow::Cow;
-use std::time::Duration;
 
 use russh::client;
 use russh::keys::Algorithm;
@@ -79,10 +78,9 @@ pub fn client_config(opts: &ConnectOptions) -> client::Config {
         window_size: 8 * 1024 * 1024,
         maximum_packet_size: 65535,
         channel_buffer_size: 512,
-        // Sent only after 3 s without a byte from the server; sshd answers them even
-        // while its SFTP server is busy. Two unanswered: gone after 9 s of silence.
-        keepalive_interval: Some(Duration::from_secs(3)),
-        keepalive_max: 2,
+        // Sent only after `interval` without a byte from the server (see Keepalive).
+        keepalive_interval: Some(opts.keepalive.interval),
+        keepalive_max: opts.keepalive.max,
         inactivity_timeout: None,
         preferred,
         ..client::Config::default()
