@@ -204,6 +204,14 @@ fn a_fleet_push_uploads_to_each_host_what_it_lacks_and_dry_run_says_so() {
     }
     // The tree was hashed once for the fleet (every file once), not once per host.
     assert_eq!(done["files_hashed"], done["files_total"]);
+    // The local release store took b's new blobs once, for the whole fleet: rollback
+    // to an evicted release and patch bases for the next push come from it.
+    assert!(
+        done["store"]["blobs_added"].as_u64().unwrap_or(0) > 0,
+        "{}",
+        done["store"]
+    );
+    assert!(done["store"]["error"].is_null(), "{}", done["store"]);
 }
 
 #[test]

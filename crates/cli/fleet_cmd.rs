@@ -91,7 +91,11 @@ pub fn push(
             exclude: lists.exclude,
             shared: lists.shared,
             dry_run: a.dry_run,
-            store: None,
+            store: if a.no_local_store || a.dry_run {
+                None
+            } else {
+                crate::store_dir(a.store.store_dir.clone())
+            },
             stage_only: a.stage_only,
             hooks,
         },

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use relstore_core::path::join;
 use relstore_core::progress::NoProgress;
-use relstore_core::{ContentHash, EntryKind, Manifest, ObjectId, Target};
+use relstore_core::{ContentHash, Entry, EntryKind, ObjectId, Target};
 pub use relstore_release_store::PruneStats;
 use relstore_release_store::ReleaseStore;
 use serde::{Serialize, Serializer};
@@ -73,12 +73,12 @@ pub struct Previous<'a> {
     pub new: &'a [ObjectId],
 }
 
-/// Stores every blob of `manifest` (read from `source`) the store lacks. Runs while the
-/// upload runs; errors end up in the report, not in the push.
+/// Stores every blob of a release's `entries` (read from `source`) the store lacks.
+/// Runs while the upload runs; errors end up in the report, not in the push.
 pub fn write_through(
     dir: &Path,
     source: &Path,
-    manifest: &Manifest,
+    entries: &[Entry],
     previous: Option<Previous<'_>>,
 ) -> StoreReport {
     let started = Instant::now();
@@ -90,8 +90,7 @@ pub fn write_through(
         let only: Option<HashSet<ContentHash>> = previous
             .filter(|p| store.has_record(p.key, p.release))
             .map(|p| p.new.iter().map(|id| id.hash).collect());
-        let items: Vec<_> = manifest
-            .entries
+        let items: Vec<_> = entries
             .iter()
             .filter_map(|e| match &e.kind {
                 EntryKind::File { size, hash, .. }

@@ -63,8 +63,9 @@ pub struct FleetHost {
     pub host: String,
 }
 
-/// How to push to a fleet. `push.store` is ignored: the local release store is not
-/// written by fleet pushes.
+/// How to push to a fleet. `push.store`, the local release store, is written once
+/// for the whole fleet (alongside staging) and gives every host's uploads their patch
+/// bases.
 #[derive(Clone, Debug, Default)]
 pub struct FleetOptions {
     pub push: PushOptions,
@@ -113,10 +114,31 @@ pub fn fleet_push(
         entries: &scanned.entries,
         opener,
         opts: &push_opts,
+        store: opts.push.store.as_deref(),
         progress,
     };
     let t = Instant::now();
-    let staged = stage_all(&ctx, hosts, opts.jobs, requested, &mut report);
+    // The write-through reads the files the uploads read (mostly from the page cache):
+    // on a thread of its own, while the hosts stage.
+    let (staged, stored) = std::thread::scope(|scope| {
+        let writer = opts
+            .push
+            .store
+            .as_deref()
+            .filter(|_| !opts.push.dry_run)
+            .map(|dir| {
+                let entries = &scanned.entries;
+                scope.spawn(move || crate::release_store::write_through(dir, source, entries, None))
+            });
+        let staged = stage_all(&ctx, hosts, opts.jobs, requested, &mut report);
+        (staged, writer.and_then(|w| w.join().ok()))
+    });
+    if let Some(err) = stored.as_ref().and_then(|s| s.error.as_ref()) {
+        progress.note(&format!(
+            "the local release store was not updated ({err}); the fleet push goes on"
+        ));
+    }
+    report.store = stored;
     report.stage_seconds = t.elapsed().as_secs_f64();
     let totals = relstore_core::manifest::Totals::of(&scanned.entries);
     report.files_total = totals.files;

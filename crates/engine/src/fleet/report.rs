@@ -81,6 +81,9 @@ pub struct FleetReport {
     pub stage_seconds: f64,
     pub activate_seconds: f64,
     pub seconds: f64,
+    /// What the local release store write-through did (once for the fleet), if on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<crate::release_store::StoreReport>,
     pub hosts: Vec<HostReport>,
 }
 

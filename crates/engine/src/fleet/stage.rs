@@ -52,6 +52,9 @@ pub(crate) struct Ctx<'a> {
     pub entries: &'a [Entry],
     pub opener: &'a (dyn OpenTarget + Sync),
     pub opts: &'a PushOptions,
+    /// The local release store: patch bases for each host's uploads (`opts.store` is
+    /// off: the fleet writes the store once, not once per host).
+    pub store: Option<&'a Path>,
     pub progress: &'a dyn Progress,
 }
 
@@ -240,6 +243,7 @@ pub(crate) fn stage_host(
             target.missing_objects(ids)
         }
     };
+    let store = crate::push::store_for_bases(ctx.store, &current);
     let plan = plan_release(
         target.location(),
         &lookup,
@@ -250,7 +254,6 @@ pub(crate) fn stage_host(
         progress,
     )
     .map_err(fail("compare"))?;
-    drop(current);
     report.previous.clone_from(&plan.previous);
     report.objects_uploaded = plan.objects_uploaded();
     report.bytes_uploaded = plan.bytes_uploaded();
@@ -277,7 +280,15 @@ pub(crate) fn stage_host(
         .iter()
         .filter(|e| e.object().is_some())
         .count() as u64;
-    build(ctx, &target, &mut new, plan.previous.as_deref(), progress)?;
+    let bases = crate::push::delta_bases(&new, current, store.as_ref());
+    build(
+        ctx,
+        &target,
+        &mut new,
+        plan.previous.as_deref(),
+        &bases,
+        progress,
+    )?;
     report.outcome = Outcome::Staged;
     report.stage_seconds = t.elapsed().as_secs_f64();
     staged.release = Some(new.name);
@@ -290,15 +301,15 @@ fn build(
     target: &Arc<dyn Target>,
     new: &mut NewRelease,
     previous: Option<&str>,
+    bases: &StoreBases<'_>,
     progress: &dyn Progress,
 ) -> Result<(), Failure> {
-    let bases = StoreBases::none();
     let run = Run {
         source: ctx.source,
         target,
         opts: ctx.opts,
         previous,
-        bases: &bases,
+        bases,
         progress,
     };
     run.upload(new).map_err(fail("upload"))?;

@@ -215,7 +215,7 @@ pub(crate) fn push_at(
     report.phases.compare = t.elapsed().as_secs_f64();
     if let Some(mut new) = plan.new {
         relstore_core::cancel::check()?;
-        let store = store_for_bases(opts, &current);
+        let store = store_for_bases(opts.store.as_deref(), &current);
         let bases = delta_bases(&new, current, store.as_ref());
         let run = Run {
             source,
@@ -275,9 +275,9 @@ fn scan_for_push(
 /// The local release store, when there is one, as the source of patch bases (only
 /// opened when there is a current release to take bases from). A store that cannot be
 /// opened only costs the saving (the write-through reports why).
-fn store_for_bases(opts: &PushOptions, current: &Current) -> Option<ReleaseStore> {
+pub(crate) fn store_for_bases(store: Option<&Path>, current: &Current) -> Option<ReleaseStore> {
     match current {
-        Current::Changed(_) => crate::release_store::open_existing(opts.store.as_deref()?).ok()?,
+        Current::Changed(_) => crate::release_store::open_existing(store?).ok()?,
         Current::None | Current::Unchanged(_) => None,
     }
 }
@@ -285,7 +285,7 @@ fn store_for_bases(opts: &PushOptions, current: &Current) -> Option<ReleaseStore
 /// Bases for the uploads of `new`: what each path held in the current release, whose
 /// manifest the push already loaded. The manifest is dropped here: the bases keep only
 /// what the uploads need, so a million-file tree is not held twice during the upload.
-fn delta_bases<'a>(
+pub(crate) fn delta_bases<'a>(
     new: &NewRelease,
     current: Current,
     store: Option<&'a ReleaseStore>,
@@ -541,7 +541,7 @@ impl Run<'_> {
                     new: &new.new_objects,
                 });
                 scope.spawn(move || {
-                    crate::release_store::write_through(dir, source, manifest, previous)
+                    crate::release_store::write_through(dir, source, &manifest.entries, previous)
                 })
             });
             let uploaded =
