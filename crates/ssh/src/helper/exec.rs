@@ -99,6 +99,23 @@ impl Shared {
         f(&mut self.lock());
         self.changed.notify_all();
     }
+
+    /// Waits until the channel is closed (or `timeout` passed) and returns the state.
+    fn wait_closed(&self, timeout: Duration) -> ExecState {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.lock();
+        while !g.closed {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            g = match self.changed.wait_timeout(g, left) {
+                Ok((g, _)) => g,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        g.clone()
+    }
 }
 
 /// A limit on how long the reader waits for data, shared with whoever set it: the
@@ -150,19 +167,7 @@ impl ExecStatus {
 
     /// Waits until the channel is closed (or `timeout` passed) and returns the state.
     pub fn wait_closed(&self, timeout: Duration) -> ExecState {
-        let deadline = Instant::now() + timeout;
-        let mut g = self.shared.lock();
-        while !g.closed {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            g = match self.shared.changed.wait_timeout(g, left) {
-                Ok((g, _)) => g,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
-        }
-        g.clone()
+        self.shared.wait_closed(timeout)
     }
 }
 
@@ -344,25 +349,26 @@ impl Write for ExecWriter {
             return Ok(0);
         }
         let shared = &self.shared;
-        self.rt.block_on(async {
+        let sent = self.rt.block_on(async {
             // Interest first, then the flag: an end between the two still wakes us.
             let ended = shared.ended.notified();
             tokio::pin!(ended);
             ended.as_mut().enable();
             if shared.lock().closed {
-                return Err(channel_ended(shared));
+                return None;
             }
             tokio::select! {
-                sent = half.data_bytes(buf.to_vec()) => sent.map_err(|e| match e {
-                    russh::Error::SendError | russh::Error::ChannelOpenFailure(_) => {
-                        io::Error::from(io::ErrorKind::BrokenPipe)
-                    }
-                    e => io::Error::other(e),
-                }),
-                () = &mut ended => Err(channel_ended(shared)),
+                sent = half.data_bytes(buf.to_vec()) => Some(sent),
+                () = &mut ended => None,
             }
-        })?;
-        Ok(buf.len())
+        });
+        match sent {
+            Some(Ok(())) => Ok(buf.len()),
+            Some(Err(russh::Error::SendError | russh::Error::ChannelOpenFailure(_))) | None => {
+                Err(channel_ended(shared))
+            }
+            Some(Err(e)) => Err(io::Error::other(e)),
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -370,21 +376,24 @@ impl Write for ExecWriter {
     }
 }
 
-/// The error of a write to a channel that ended: the command's end if the server
-/// said how, else a lost connection (a kind the engine recognises as one).
+/// The error of a write to a channel that ended, as the reader would report it: how
+/// the command ended when the server said so (the channel's last messages may still
+/// be on their way: waited for briefly), else a lost connection (a kind the engine
+/// recognises as one).
 fn channel_ended(shared: &Shared) -> io::Error {
-    let state = shared.lock();
+    let state = shared.wait_closed(ENDED_WAIT);
     match (&state.exit, state.failure()) {
-        (Some(_), Some(why)) => io::Error::new(
-            io::ErrorKind::BrokenPipe,
-            format!("the remote command {why}"),
-        ),
+        (Some(_), Some(why)) => io::Error::other(format!("the remote command {why}")),
         _ => io::Error::new(
             io::ErrorKind::ConnectionAborted,
             "the channel closed while data was being sent (connection lost)",
         ),
     }
 }
+
+/// How long a failed write waits for the channel's closing messages (exit status or
+/// signal) to name the cause.
+const ENDED_WAIT: Duration = Duration::from_secs(2);
 
 impl Drop for ExecWriter {
     fn drop(&mut self) {
