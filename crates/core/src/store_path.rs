@@ -89,15 +89,15 @@ pub fn object_file(shown: &str, kind: PathKind) -> TargetResult<()> {
     }
 }
 
-/// `current` found as `kind` at `shown`: `Ok(true)` when it is a symlink (read its
-/// target), `Ok(false)` when there is none yet, the refusal otherwise.
+/// `current` or `next` found as `kind` at `shown`: `Ok(true)` when it is a symlink
+/// (read its target), `Ok(false)` when there is none yet, the refusal otherwise.
 pub fn current_link(shown: &str, kind: PathKind) -> TargetResult<bool> {
     match kind {
         PathKind::Symlink => Ok(true),
         PathKind::Missing => Ok(false),
         other => Err(TargetError::Other(format!(
             "{shown} is {}, not a symlink to a release; move it away (relstore replaces \
-             `current` only by renaming a symlink over it)",
+             this link only by renaming a new symlink over it)",
             other.described()
         ))),
     }

@@ -245,24 +245,7 @@ impl Target for LocalTarget {
     }
 
     fn current(&self) -> TargetResult<Option<ReleaseName>> {
-        let link = self.p(layout::CURRENT);
-        if !store_path::current_link(&show(&link), contain::kind(&link)?)? {
-            return Ok(None);
-        }
-        match fs::read_link(&link) {
-            Ok(target) => {
-                use std::os::unix::ffi::OsStrExt;
-                let bytes = target.as_os_str().as_bytes();
-                layout::release_from_link_target(bytes)
-                    .map(Some)
-                    .ok_or_else(|| TargetError::BadCurrent {
-                        link: show(&link),
-                        found: relstore_core::path::escape(bytes),
-                    })
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err("read symlink", &link, e)),
-        }
+        self.read_release_link(layout::CURRENT)
     }
 
     fn list_release_dirs(&self) -> TargetResult<Vec<String>> {
@@ -384,7 +367,7 @@ impl Target for LocalTarget {
     }
 
     fn next(&self) -> TargetResult<Option<ReleaseName>> {
-        self.read_next()
+        self.read_release_link(layout::NEXT)
     }
 
     fn set_next(&self, name: Option<&ReleaseName>) -> TargetResult<()> {

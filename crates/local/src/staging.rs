@@ -17,9 +17,10 @@ use crate::fsutil::{fsync_dir, io_err, show};
 use crate::{contain, LocalTarget};
 
 impl LocalTarget {
-    /// The release `next` points at (see [`relstore_core::Target::next`]).
-    pub(crate) fn read_next(&self) -> TargetResult<Option<ReleaseName>> {
-        let link = self.p(layout::NEXT);
+    /// The release the link `name` (`current` or `next`) points at; `None` when there
+    /// is no link. Anything else there is refused by name.
+    pub(crate) fn read_release_link(&self, name: &str) -> TargetResult<Option<ReleaseName>> {
+        let link = self.p(name);
         if !store_path::current_link(&show(&link), contain::kind(&link)?)? {
             return Ok(None);
         }

@@ -489,23 +489,7 @@ impl Target for SftpTarget {
     }
 
     fn current(&self) -> TargetResult<Option<ReleaseName>> {
-        let link = self.p(layout::CURRENT);
-        match self.run(self.client().readlink(&link)) {
-            Ok(target) => layout::release_from_link_target(&target)
-                .map(Some)
-                .ok_or_else(|| TargetError::BadCurrent {
-                    link: self.show(&link),
-                    found: escape(&target),
-                }),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => {
-                // Say what is there instead (a directory, say) rather than how the
-                // server refused to read it as a link.
-                let k = self.run(self.kind(&link))?;
-                store_path::current_link(&self.show(&link), k)?;
-                Err(self.io_err("read symlink", &link, e))
-            }
-        }
+        self.read_release_link(layout::CURRENT)
     }
 
     fn list_release_dirs(&self) -> TargetResult<Vec<String>> {
@@ -578,7 +562,7 @@ impl Target for SftpTarget {
     }
 
     fn next(&self) -> TargetResult<Option<ReleaseName>> {
-        self.read_next()
+        self.read_release_link(layout::NEXT)
     }
 
     fn set_next(&self, name: Option<&ReleaseName>) -> TargetResult<()> {

@@ -20,9 +20,10 @@ const KILL_WAIT: Duration = Duration::from_secs(10);
 const EXIT_WAIT: Duration = Duration::from_secs(10);
 
 impl SftpTarget {
-    /// The release `next` points at.
-    pub(super) fn read_next(&self) -> TargetResult<Option<ReleaseName>> {
-        let link = self.p(layout::NEXT);
+    /// The release the link `name` (`current` or `next`) points at; `None` when there
+    /// is no link. Anything else there is refused by name.
+    pub(super) fn read_release_link(&self, name: &str) -> TargetResult<Option<ReleaseName>> {
+        let link = self.p(name);
         match self.run(self.client().readlink(&link)) {
             Ok(target) => layout::release_from_link_target(&target)
                 .map(Some)
@@ -32,6 +33,8 @@ impl SftpTarget {
                 }),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => {
+                // Say what is there instead (a directory, say) rather than how the
+                // server refused to read it as a link.
                 let k = self.run(self.kind(&link))?;
                 store_path::current_link(&self.show(&link), k)?;
                 Err(self.io_err("read symlink", &link, e))
