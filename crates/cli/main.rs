@@ -504,29 +504,20 @@ fn run_rollback(a: args::RollbackArgs, ctx: &Ctx, out: &mut Out) -> Result<()> {
     let (target, release) = project::target_and_release(a.target, a.release, a.to.to.as_deref())?;
     let sel = ctx.select(&a.to, target)?;
     let remote = ctx.remote_for(&sel)?;
+    let opts = RollbackOptions {
+        release,
+        lock: lock_policy(&a.lock),
+        store: store_dir(a.store.store_dir.clone()),
+        sources: a.sources.clone(),
+        cache_dir: cache_dir(a.cache.cache_dir.clone(), a.cache.no_stat_cache),
+        dry_run: a.dry_run,
+        hooks: hooks(&a.hooks, sel.plan.as_ref()),
+    };
     if sel.hosts.len() > 1 {
-        let opts = RollbackOptions {
-            release,
-            lock: lock_policy(&a.lock),
-            store: store_dir(a.store.store_dir.clone()),
-            sources: a.sources.clone(),
-            cache_dir: cache_dir(a.cache.cache_dir.clone(), a.cache.no_stat_cache),
-            dry_run: a.dry_run,
-            hooks: hooks(&a.hooks, sel.plan.as_ref()),
-        };
         return fleet_cmd::rollback(&a.fleet, &sel, &opts, &remote, ctx, out);
     }
     each_host(&sel, out, |host, out| {
         let target = open_target(host, &remote)?;
-        let opts = RollbackOptions {
-            release: release.clone(),
-            lock: lock_policy(&a.lock),
-            store: store_dir(a.store.store_dir.clone()),
-            sources: a.sources.clone(),
-            cache_dir: cache_dir(a.cache.cache_dir.clone(), a.cache.no_stat_cache),
-            dry_run: a.dry_run,
-            hooks: hooks(&a.hooks, sel.plan.as_ref()),
-        };
         let report = rollback(&target, &opts, ctx.notes)?;
         out.rollback(&report)?;
         hook_failed(out, report.hook_failure.as_deref())
