@@ -355,10 +355,21 @@ impl Resolver<'_> {
 }
 
 /// `rel` under the file's directory, without `.` components (`./public` reads as
-/// `public` in `config check`).
+/// `public` in `config check`); `~` and `~/…` are under `$HOME`, as a shell reads them.
 fn anchored(dir: &Path, rel: &str) -> PathBuf {
-    let joined = dir.join(rel);
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let joined = dir.join(under_home(rel, home.as_deref()));
     std::path::absolute(&joined).unwrap_or(joined)
+}
+
+/// `~` or `~/rest` as `home` or `home/rest` (unchanged without a home, and for
+/// `~user`, which names another user's home).
+pub(crate) fn under_home(path: &str, home: Option<&Path>) -> PathBuf {
+    match (home, path.strip_prefix('~')) {
+        (Some(h), Some("")) => h.to_path_buf(),
+        (Some(h), Some(rest)) if rest.starts_with('/') => h.join(rest.trim_start_matches('/')),
+        _ => PathBuf::from(path),
+    }
 }
 
 /// Target names are typed after `--to`: letters, digits, `.`, `_`, `-`.

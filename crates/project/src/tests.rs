@@ -161,3 +161,17 @@ fn the_example_of_the_docs_is_a_valid_file() {
     assert_eq!(p.target("prod").expect("prod").keep, Some(20));
     assert_eq!(p.target("prod").expect("prod").hook_timeout.as_secs(), 300);
 }
+
+#[test]
+fn a_tilde_is_the_home_directory() {
+    use crate::resolve::under_home;
+    let home = Path::new("/home/dev");
+    assert_eq!(under_home("~", Some(home)), home);
+    assert_eq!(under_home("~/site", Some(home)), home.join("site"));
+    assert_eq!(
+        under_home("~other/site", Some(home)),
+        Path::new("~other/site")
+    );
+    assert_eq!(under_home("public", Some(home)), Path::new("public"));
+    assert_eq!(under_home("~/site", None), Path::new("~/site"));
+}

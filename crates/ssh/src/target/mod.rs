@@ -159,7 +159,7 @@ impl SftpTarget {
         let first = &channels[0];
         check_extensions(first, &where_)?;
         let has_fsync = first.has_extension(EXT_FSYNC);
-        let root = rt.block_on(resolve_root(first, &parsed.path, &where_))?;
+        let root = rt.block_on(root::resolve_root(first, &parsed.path, &where_))?;
         let tag = format!(
             "{}-{:x}",
             std::process::id(),
@@ -420,42 +420,6 @@ fn check_extensions(client: &SftpClient, where_: &str) -> TargetResult<()> {
     )))
 }
 
-/// The store root's absolute path: `path` as given, or resolved against the login's
-/// home directory when relative.
-async fn resolve_root(client: &SftpClient, path: &str, where_: &str) -> TargetResult<Vec<u8>> {
-    if path.starts_with('/') {
-        return Ok(normalize(path.as_bytes()));
-    }
-    let mut p = client.realpath(b".").await.map_err(|e| {
-        other(format!(
-            "{where_}: cannot find the login's home directory: {e}"
-        ))
-    })?;
-    if !path.is_empty() {
-        if p.last() != Some(&b'/') {
-            p.push(b'/');
-        }
-        p.extend_from_slice(path.as_bytes());
-    }
-    Ok(normalize(&p))
-}
-
-/// Drops trailing slashes and `.` components, collapses repeated slashes.
-fn normalize(path: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(path.len());
-    for comp in path.split(|b| *b == b'/') {
-        if comp.is_empty() || comp == b"." {
-            continue;
-        }
-        out.push(b'/');
-        out.extend_from_slice(comp);
-    }
-    if out.is_empty() {
-        out.push(b'/');
-    }
-    out
-}
-
 impl Drop for SftpTarget {
     fn drop(&mut self) {
         // Say goodbye so the server's session process exits at once; bounded, since a
@@ -692,17 +656,5 @@ impl Target for SftpTarget {
                 left.len()
             ))),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::normalize;
-
-    #[test]
-    fn normalize_paths() {
-        assert_eq!(normalize(b"/srv//www/./site/"), b"/srv/www/site");
-        assert_eq!(normalize(b"/"), b"/");
-        assert_eq!(normalize(b"/home/u/site"), b"/home/u/site");
     }
 }

@@ -6,7 +6,8 @@ use relstore_core::layout;
 use relstore_core::root::{self, OpenAction, RootFound};
 use relstore_core::target::{Opened, TargetError, TargetResult};
 
-use super::{is_failure, SftpTarget};
+use super::{is_failure, other, SftpTarget};
+use crate::sftp::SftpClient;
 use crate::sftp::SftpError;
 
 impl SftpTarget {
@@ -145,5 +146,57 @@ impl SftpTarget {
                 .map_err(|e| self.io_err("create directory", &p, e))?;
         }
         Ok(())
+    }
+}
+
+/// The store root's absolute path: `path` as given, or resolved against the login's
+/// home directory when relative.
+pub(super) async fn resolve_root(
+    client: &SftpClient,
+    path: &str,
+    where_: &str,
+) -> TargetResult<Vec<u8>> {
+    if path.starts_with('/') {
+        return Ok(normalize(path.as_bytes()));
+    }
+    let mut p = client.realpath(b".").await.map_err(|e| {
+        other(format!(
+            "{where_}: cannot find the login's home directory: {e}"
+        ))
+    })?;
+    if !path.is_empty() {
+        if p.last() != Some(&b'/') {
+            p.push(b'/');
+        }
+        p.extend_from_slice(path.as_bytes());
+    }
+    Ok(normalize(&p))
+}
+
+/// Drops trailing slashes and `.` components, collapses repeated slashes.
+fn normalize(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len());
+    for comp in path.split(|b| *b == b'/') {
+        if comp.is_empty() || comp == b"." {
+            continue;
+        }
+        out.push(b'/');
+        out.extend_from_slice(comp);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn normalize_paths() {
+        assert_eq!(normalize(b"/srv//www/./site/"), b"/srv/www/site");
+        assert_eq!(normalize(b"/"), b"/");
+        assert_eq!(normalize(b"/home/u/site"), b"/home/u/site");
     }
 }
