@@ -490,6 +490,9 @@ fn every_verb_takes_to_and_the_files_keep() {
     json_in(&env, &dir, &["prune", "--to", "t"]);
     assert!(!env.root.join("releases/r1").exists());
     assert!(env.root.join("releases/r2").exists());
+    // helper status on the file's target (a local one needs no helper).
+    let h = json_in(&env, &dir, &["helper", "status", "--to", "t"]);
+    assert!(h.to_string().contains("needs no helper"), "{h}");
     // diff @current against the source: nothing changed.
     let d = json_in(&env, &dir, &["diff", "@current", "public"]);
     assert_eq!(d["added"].as_array().map(Vec::len), Some(0), "{d}");

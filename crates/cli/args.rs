@@ -150,7 +150,9 @@ pub enum HelperCommand {
 #[derive(Args, Debug)]
 pub struct HelperStatusArgs {
     #[arg(value_name = "TARGET", help = TARGET_HELP)]
-    pub target: String,
+    pub target: Option<String>,
+    #[command(flatten)]
+    pub to: ToArgs,
 }
 
 #[derive(Args, Debug)]

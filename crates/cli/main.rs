@@ -270,7 +270,9 @@ fn run(cli: Cli, notes: &Notes) -> Result<()> {
             out.store_prune(&dir, &stats, a.dry_run)?;
         }
         Command::Helper(HelperCommand::Status(a)) => {
-            helper_cmd::status(&a.target, remote, cli.json)?;
+            let sel = ctx.select(&a.to, a.target)?;
+            let remote = ctx.remote_for(&sel)?;
+            helper_cmd::status(sel.single("helper status")?, &remote, cli.json)?;
             return Ok(());
         }
         Command::Config(ConfigCommand::Check) => {
